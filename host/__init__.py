@@ -1,0 +1,1 @@
+"""Host side: driver, campaigns, results store, command line."""

@@ -1,0 +1,1 @@
+"""Golden models: device, crossbar physics, fixed-point emulation contract."""

@@ -1,0 +1,1 @@
+"""Parameter presets (JSON data files)."""

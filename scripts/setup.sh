@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One-shot, idempotent set-up of a fresh machine: Debian packages (simulators, SPICE
+# oracle), a virtual environment in .venv, and the pinned Python packages.
+# Re-running is cheap: a stamp keyed by the dependency files skips work already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Icarus Verilog: second simulator for the RTL benches; ngspice: independent IR-drop oracle.
+need_apt=()
+command -v iverilog >/dev/null 2>&1 || need_apt+=(iverilog)
+command -v ngspice >/dev/null 2>&1 || need_apt+=(ngspice)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo apt-get update -qq
+        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    else
+        echo "setup: please install the Debian packages: ${need_apt[*]} (tests that need them will be skipped)" >&2
+    fi
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=.venv/.remeco-setup-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    # torch first and pinned: an unpinned resolution would pull a multi-GB CUDA build.
+    .venv/bin/python -m pip install -q "torch==2.13.0"
+    .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
+    # badcrossbar is only a test oracle; its plotting extra needs Cairo, which we skip.
+    .venv/bin/python -m pip install -q -c constraints.txt --no-deps badcrossbar
+    rm -f .venv/.remeco-setup-*
+    touch "$stamp"
+fi
