@@ -68,6 +68,7 @@ __all__ = [
     "average_columns",
     "pad_inputs",
     "emulate_matvec",
+    "calibrate_adc_shift",
 ]
 
 
@@ -395,3 +396,27 @@ def emulate_matvec(x: np.ndarray, mapped, codes: np.ndarray, adc_shift: int) -> 
     slices = average_columns(y, mapped)
     x_sum = np.asarray(x, dtype=np.int64).sum(axis=-1)
     return combine_slices(slices, x_sum, adc_shift, fmt)
+
+
+def calibrate_adc_shift(
+    x_calibration: np.ndarray, mapped, codes: np.ndarray, quantile: float = 0.9999
+) -> int:
+    """Choose a layer's ADC shift offline from calibration inputs (never the batch converted).
+
+    Returns the smallest ``adc_shift`` for which the ``quantile`` of all bit-plane column
+    accumulators (on the given codes, normally those of the ideal crossbar) fits the ADC
+    without clipping. Clipping the rare top tail buys resolution for the common values.
+    """
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"quantile must be in (0, 1], got {quantile!r}")
+    fmt = mapped.fmt
+    c = np.asarray(codes, dtype=np.int64)
+    xp = pad_inputs(x_calibration, mapped)
+    planes = input_bit_planes(xp, fmt.input_bits)
+    c2 = c.transpose(0, 2, 1, 3).reshape(mapped.row_tiles, fmt.rows, -1)[..., : mapped.physical_columns]
+    acc = np.einsum("...tr,trc->...tc", planes, c2)
+    top = float(np.quantile(acc, quantile)) if acc.size else 0.0
+    shift = 0
+    while shift < 32 and np.floor(top / (1 << shift) + 0.5) > fmt.adc_max:
+        shift += 1
+    return shift
