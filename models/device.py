@@ -209,9 +209,9 @@ class DeviceParams:
         with margin, and a device is never accepted on the neighbouring level's side.
     max_pulses:
         Write-and-verify pulse budget per device, ``>= 1``. Default 64: the nominal device
-        needs at most 4 pulses; 64 lets devices down to about 1/16 of the nominal
-        switching speed converge (``A_p`` that low is a 4.7-sigma draw at
-        ``sigma_rel = 0.2``).
+        needs at most 4 pulses; 64 lets devices down to about 1/20 of the nominal
+        switching speed converge even on the top level (``A_p`` that low is a 4.75-sigma
+        draw at ``sigma_rel = 0.2``).
     aim_margin:
         Distance (in level spacings) inside the state bounds aimed at for the extreme
         levels, in ``(0, tolerance)``. Default 1e-3 (see the module docstring).
@@ -997,6 +997,8 @@ def program_tile(target_levels: np.ndarray, params: DeviceParams | None = None, 
     """
     params = DeviceParams() if params is None else params
     _require_real("d2d_sigma", d2d_sigma, lo=0.0)
+    _check_rate("stuck_at_rate", stuck_at_rate)
+    _check_rate("stuck_on_fraction", stuck_on_fraction)
     if d2d_v_sigma is None:
         d2d_v_sigma = 0.08 if d2d_sigma > 0 else 0.0
     d2d = D2DParams(sigma_rel=float(d2d_sigma), v_sigma=float(d2d_v_sigma))
