@@ -36,7 +36,9 @@ def rng_for(seed: int, instance: int, purpose: str, *more: int) -> np.random.Gen
         Further non-negative integers (tile index, copy index, ...) that select an
         independent sub-stream.
     """
-    key = [seed, instance, purpose_id(purpose), *more]
+    # The count of extra indices is part of the key: SeedSequence zero-pads short
+    # entropy, so without it (s, i, p) and (s, i, p, 0) would give the same stream.
+    key = [seed, instance, purpose_id(purpose), len(more), *more]
     for name, value in zip(("seed", "instance"), (seed, instance)):
         if not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
