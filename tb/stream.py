@@ -1,0 +1,266 @@
+"""Drive and monitor Amaranth ``lib.stream`` ports from cocotb (shared by every bench).
+
+Amaranth flattens a stream member ``i`` into the Verilog ports ``i__valid``,
+``i__ready`` and ``i__payload``; a ``StructLayout`` payload is one vector with the first
+field in the least significant bits. :class:`Payload` packs and unpacks such vectors
+from the component's own signature (so field names, widths and signedness are never
+restated in a bench); :class:`StreamSource` and :class:`StreamSink` are the bus models,
+with random idle cycles (valid) and random backpressure (ready).
+
+Transfer rule (Amaranth streams): a beat moves on a rising edge where ``valid`` and
+``ready`` are both 1; once ``valid`` is raised it stays up, payload unchanged, until
+the beat moves. Both models sample the synchronous ``rst`` on every edge: every beat
+is tagged with an *epoch* that counts completed resets, so a bench can check what
+happened before and after a reset in the middle of a transfer. Beats that move on an
+edge where ``rst`` is 1 belong to the epoch before the reset. Create the models after
+the initial reset, so that epoch 0 is the first one the bench uses.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+
+from amaranth.hdl import Shape
+from amaranth.lib import data
+
+__all__ = ["Payload", "stream_payload", "StreamSource", "StreamSink"]
+
+
+class Payload:
+    """Packs field values into a flat payload vector and back.
+
+    Parameters
+    ----------
+    shape:
+        The payload shape: a plain shape (one unnamed field, key ``None``) or a
+        ``StructLayout`` (flat fields only).
+    """
+
+    def __init__(self, shape) -> None:
+        fields: list[tuple[str | None, int, int, bool]] = []
+        if isinstance(shape, data.Layout):
+            layout = shape
+            for name, field in layout:
+                s = Shape.cast(field.shape)
+                fields.append((name, field.offset, s.width, s.signed))
+            self.width = layout.size
+        else:
+            s = Shape.cast(shape)
+            fields.append((None, 0, s.width, s.signed))
+            self.width = s.width
+        self.fields = fields
+
+    @property
+    def names(self) -> list[str | None]:
+        """Field names, least significant first."""
+        return [f[0] for f in self.fields]
+
+    def field(self, name: str | None) -> tuple[int, int, bool]:
+        """``(offset, width, signed)`` of a field."""
+        for n, off, w, sg in self.fields:
+            if n == name:
+                return off, w, sg
+        raise KeyError(name)
+
+    def pack(self, values=None, **kw) -> int:
+        """One payload vector from a value (plain shape) or field values (struct)."""
+        if self.fields[0][0] is None:
+            _, off, w, _ = self.fields[0]
+            return int(values) & ((1 << w) - 1)
+        vals = dict(values or {}, **kw)
+        word = 0
+        for name, off, w, _ in self.fields:
+            word |= (int(vals.get(name, 0)) & ((1 << w) - 1)) << off
+        return word
+
+    def unpack(self, word: int):
+        """A value (plain shape) or a ``dict`` of field values (struct), signed as declared."""
+        out = {}
+        for name, off, w, sg in self.fields:
+            v = (int(word) >> off) & ((1 << w) - 1)
+            if sg and w and v >> (w - 1):
+                v -= 1 << w
+            if name is None:
+                return v
+            out[name] = v
+        return out
+
+    def pack_many(self, columns) -> list[int]:
+        """Payload vectors from a sequence of values or a ``dict`` of equal-length columns."""
+        if self.fields[0][0] is None:
+            return [self.pack(v) for v in columns]
+        names = list(columns)
+        n = len(columns[names[0]])
+        cols = [[int(x) for x in columns[k]] for k in names]
+        return [self.pack(dict(zip(names, (c[i] for c in cols)))) for i in range(n)]
+
+    def unpack_many(self, words) -> dict | list:
+        """Columns (``dict`` of lists) for a struct, a list of values for a plain shape."""
+        if self.fields[0][0] is None:
+            return [self.unpack(w) for w in words]
+        out: dict[str, list[int]] = {f[0]: [] for f in self.fields}
+        for w in words:
+            for k, v in self.unpack(w).items():
+                out[k].append(v)
+        return out
+
+
+def stream_payload(component, member: str) -> Payload:
+    """The :class:`Payload` of a stream member of an Amaranth component."""
+    sig = component.signature.members[member].signature
+    return Payload(sig.members["payload"].shape)
+
+
+class _Port:
+    def __init__(self, dut, name: str, rng: random.Random | int | None, prob: float) -> None:
+        self.clk = dut.clk
+        self.rst = dut.rst
+        self.valid = getattr(dut, f"{name}__valid")
+        self.ready = getattr(dut, f"{name}__ready")
+        self.payload = getattr(dut, f"{name}__payload")
+        self.rng = rng if isinstance(rng, random.Random) else random.Random(rng)
+        self.prob = float(prob)
+        self.epoch = 0
+        self._in_reset = False
+
+    def _track_reset(self) -> None:
+        if int(self.rst.value):
+            self._in_reset = True
+        elif self._in_reset:
+            self._in_reset = False
+            self.epoch += 1
+
+
+class StreamSource(_Port):
+    """Drives a stream into the DUT (``<name>__valid``/``__payload``, reads ``__ready``).
+
+    Parameters
+    ----------
+    dut:
+        cocotb handle of the top level.
+    name:
+        Stream member name (``"i"``).
+    rng:
+        ``random.Random`` or seed for the idle pattern.
+    valid_prob:
+        Probability of offering the next beat on a cycle (``1.0``: no idle cycles).
+
+    Attributes
+    ----------
+    sent:
+        ``[(epoch, word), ...]`` of every beat that moved.
+    """
+
+    def __init__(self, dut, name: str, rng=None, valid_prob: float = 1.0) -> None:
+        super().__init__(dut, name, rng, valid_prob)
+        self.queue: deque[int] = deque()
+        self.sent: list[tuple[int, int]] = []
+        self._flush = False
+        self.valid.value = 0
+        import cocotb
+
+        self._task = cocotb.start_soon(self._run())
+
+    def send(self, words) -> None:
+        """Queue payload words (ints) for sending."""
+        self.queue.extend(int(w) for w in words)
+
+    def flush(self) -> None:
+        """Drop the queue and, after the next edge, the beat being offered (for resets)."""
+        self._flush = True
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing being offered."""
+        return not self.queue and not int(self.valid.value)
+
+    async def _run(self) -> None:
+        from cocotb.triggers import RisingEdge
+
+        offering = driven = False
+        word = 0
+        edge = RisingEdge(self.clk)
+        while True:
+            await edge
+            self._track_reset()
+            if offering and int(self.ready.value):
+                self.sent.append((self.epoch, word))
+                offering = False
+            if self._flush:
+                self._flush = False
+                self.queue.clear()
+                offering = False
+            if not offering and self.queue and (self.prob >= 1.0 or self.rng.random() < self.prob):
+                word = self.queue.popleft()
+                self.payload.value = word
+                offering = True
+            if offering != driven:
+                driven = offering
+                self.valid.value = int(offering)
+
+
+class StreamSink(_Port):
+    """Accepts a stream from the DUT (reads ``<name>__valid``/``__payload``, drives ``__ready``).
+
+    Parameters
+    ----------
+    dut:
+        cocotb handle of the top level.
+    name:
+        Stream member name (``"o"``).
+    rng:
+        ``random.Random`` or seed for the backpressure pattern.
+    ready_prob:
+        Probability of ``ready`` on a cycle (``1.0``: never back-pressure).
+
+    Attributes
+    ----------
+    received:
+        ``[(epoch, word), ...]`` of every beat that moved.
+    """
+
+    def __init__(self, dut, name: str, rng=None, ready_prob: float = 1.0) -> None:
+        super().__init__(dut, name, rng, ready_prob)
+        self.received: list[tuple[int, int]] = []
+        #: Set to hold ``ready`` low (e.g. to keep an output pending across a reset).
+        self.paused = False
+        self.ready.value = 0
+        import cocotb
+
+        self._task = cocotb.start_soon(self._run())
+
+    def words(self, epoch: int | None = None) -> list[int]:
+        """Received words (of one epoch, or all)."""
+        return [w for e, w in self.received if epoch is None or e == epoch]
+
+    async def wait_for(self, count: int, timeout_cycles: int) -> None:
+        """Wait until ``count`` beats (all epochs) have arrived; fail after the timeout."""
+        from cocotb.triggers import ClockCycles
+
+        waited = 0
+        while len(self.received) < count:
+            if waited >= timeout_cycles:
+                raise AssertionError(
+                    f"timeout: {len(self.received)} of {count} output beats after {waited} cycles"
+                )
+            await ClockCycles(self.clk, 8)
+            waited += 8
+
+    async def _run(self) -> None:
+        from cocotb.triggers import RisingEdge
+
+        ready = 0
+        edge = RisingEdge(self.clk)
+        while True:
+            await edge
+            self._track_reset()
+            if ready and int(self.valid.value):
+                self.received.append((self.epoch, int(self.payload.value)))
+            if self.paused:
+                nxt = 0
+            else:
+                nxt = 1 if self.prob >= 1.0 else int(self.rng.random() < self.prob)
+            if nxt != ready:
+                ready = nxt
+                self.ready.value = ready
