@@ -384,14 +384,17 @@ class _BatchUnpickler(pickle.Unpickler):
         ("numpy", "dtype"),
         ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
-        ("_codecs", "encode"),
+        ("numpy.core.numeric", "_frombuffer"),  # pickle protocol 5
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
     }
 
     def find_class(self, module: str, name: str):  # noqa: D102 - pickle hook
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a data batch")
-        if module == "numpy.core.multiarray":  # numpy 1.x pickles, read under numpy 2
-            module = "numpy._core.multiarray" if hasattr(np, "_core") else module
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):
+            # numpy 1.x pickles (the original batches) read under numpy 2.
+            module = "numpy._core." + module[len("numpy.core.") :]
         return super().find_class(module, name)
 
 
