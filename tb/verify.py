@@ -1,0 +1,139 @@
+"""RTL-vs-model verification of every block for one layer configuration.
+
+:func:`bench_specs` turns a :class:`VerifyParams` (numeric format + layer shape) into the
+parameter set of each bench, in one place; the pytest files under ``tests/rtl`` and
+:func:`verify` (the future ``remeco verify``) both run these specs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field, replace
+
+from ..models.emulation import EmulationFormat
+from .runner import BenchResult, run_bench
+
+__all__ = ["VerifyParams", "BenchSpec", "bench_specs", "verify", "COMPONENTS"]
+
+#: Components in datapath order (the names of the rows :func:`verify` returns).
+COMPONENTS = ("adc", "shift_add", "averager", "combine", "requant")
+
+
+def _small_format() -> EmulationFormat:
+    # Small tiles keep the PE bench fast; every width rule is the same as at 128 x 128.
+    return EmulationFormat(rows=16, cols=8, slice_bits=4, n_slices=2, input_bits=8, code_bits=10, code_frac=4, adc_bits=8)
+
+
+@dataclass(frozen=True)
+class VerifyParams:
+    """What to verify: a numeric format, a layer shape, and how hard to try.
+
+    Attributes
+    ----------
+    fmt:
+        Numeric format (tile size, slicing, code and ADC widths).
+    fan_in, neurons:
+        Layer shape used to size the registers (and the PE's test layer).
+    adc_shift, max_copies_log2:
+        The layer's ADC shift and the largest redundancy ``k``.
+    vectors:
+        Scale of the random stimulus (ADC and requantizer vectors; the other benches
+        draw about as many input beats).
+    seed:
+        Seed of every bench's stimulus.
+    valid_prob, ready_prob:
+        Probability of a beat on offer / of ``ready`` per cycle on the bench streams.
+    """
+
+    fmt: EmulationFormat = field(default_factory=_small_format)
+    fan_in: int = 40
+    neurons: int = 6
+    adc_shift: int = 2
+    max_copies_log2: int = 3
+    vectors: int = 10_000
+    seed: int = 1
+    valid_prob: float = 0.8
+    ready_prob: float = 0.7
+
+    def widths(self) -> dict[str, int]:
+        """Register widths for this layer (``EmulationFormat.widths``)."""
+        return self.fmt.widths(self.fan_in, self.max_copies_log2, self.adc_shift)
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """One bench run: which component, which bench module, which parameters."""
+
+    component: str
+    bench: str
+    top: str
+    params: dict
+    simulator: str = "verilator"
+
+    def design(self):
+        """The Amaranth component under test (built by the bench module's ``design``)."""
+        return importlib.import_module(self.bench).design(self.params)
+
+    def run(self, waves: bool = True) -> BenchResult:
+        """Build and run the bench; see :func:`remeco.tb.runner.run_bench`."""
+        return run_bench(self.bench, self.design(), top=self.top, params=self.params, simulator=self.simulator, waves=waves)
+
+
+def bench_specs(vp: VerifyParams | None = None) -> dict[str, BenchSpec]:
+    """The bench of every component for ``vp`` (default :class:`VerifyParams`)."""
+    vp = vp or VerifyParams()
+    fmt, w = vp.fmt, vp.widths()
+    common = {"seed": vp.seed, "valid_prob": vp.valid_prob, "ready_prob": vp.ready_prob}
+    fmt_fields = {
+        "rows": fmt.rows, "slice_bits": fmt.slice_bits, "n_slices": fmt.n_slices,
+        "input_bits": fmt.input_bits, "code_frac": fmt.code_frac, "adc_bits": fmt.adc_bits,
+    }
+    tiles = -(-vp.fan_in // fmt.rows)
+    beats_per_job = tiles * fmt.input_bits * fmt.cols
+    specs = {
+        "adc": BenchSpec("adc", "remeco.tb.bench_adc", "adc", {
+            **common, "acc_width": w["acc"], "adc_bits": fmt.adc_bits, "adc_shift": vp.adc_shift,
+            "tag_width": 0, "vectors": vp.vectors,
+        }),
+        "shift_add": BenchSpec("shift_add", "remeco.tb.bench_shift_add", "shift_add", {
+            **common, "adc_bits": fmt.adc_bits, "input_bits": fmt.input_bits, "cols": fmt.cols,
+            "y_width": w["y"], "tiles": tiles, "jobs": max(8, -(-4 * vp.vectors // beats_per_job)),
+        }),
+        "averager": BenchSpec("averager", "remeco.tb.bench_averager", "averager", {
+            **common, "y_width": w["y"], "n_slices": fmt.n_slices, "slice_bits": fmt.slice_bits,
+            "max_copies_log2": vp.max_copies_log2, "neurons": vp.neurons,
+            # a layer has about neurons * n_slices * 2**(k_max / 2) columns
+            "layers": max(6, vp.vectors // max(1, vp.neurons * fmt.n_slices * (1 << (vp.max_copies_log2 // 2)))),
+        }),
+        "combine": BenchSpec("combine", "remeco.tb.bench_combine", "combine", {
+            **common, **fmt_fields, "fan_in": vp.fan_in, "adc_shift": vp.adc_shift,
+            "max_copies_log2": vp.max_copies_log2, "neurons": max(60, vp.vectors // fmt.n_slices),
+        }),
+        "requant": BenchSpec("requant", "remeco.tb.bench_requant", "requant", {
+            **common, "z_width": w["z"], "code_frac": fmt.code_frac, "vectors": vp.vectors,
+        }),
+    }
+    return specs
+
+
+def verify(
+    vp: VerifyParams | None = None,
+    components: tuple[str, ...] | None = None,
+    simulator: str = "verilator",
+    waves: bool = True,
+) -> list[tuple[str, int, int, float]]:
+    """Run the benches; one row ``(component, vectors, mismatches, seconds)`` per component.
+
+    ``seconds`` is wall time including the (cached) build. A bench that fails without
+    a mismatch count (a crash, a timeout, a protocol error) reports ``mismatches = -1``.
+    """
+    specs = bench_specs(vp)
+    rows = []
+    for name in components or tuple(specs):
+        spec = replace(specs[name], simulator=simulator)
+        t0 = time.monotonic()
+        res = spec.run(waves=waves)
+        mism = res.mismatches if (res.failures == 0 or res.mismatches) else -1
+        rows.append((name, res.vectors, mism, time.monotonic() - t0))
+    return rows

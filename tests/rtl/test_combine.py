@@ -1,0 +1,14 @@
+"""combine RTL == emulation model (Verilator)."""
+
+from __future__ import annotations
+
+import pytest
+
+from remeco.tb.verify import bench_specs
+
+pytestmark = pytest.mark.sim
+
+
+def test_combine_verilator():
+    result = bench_specs()["combine"].run().check()
+    assert result.tests == 2 and result.vectors > 0

@@ -1,0 +1,14 @@
+"""shift_add RTL == emulation model (Verilator)."""
+
+from __future__ import annotations
+
+import pytest
+
+from remeco.tb.verify import bench_specs
+
+pytestmark = pytest.mark.sim
+
+
+def test_shift_add_verilator():
+    result = bench_specs()["shift_add"].run().check()
+    assert result.tests == 2 and result.vectors > 0
