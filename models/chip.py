@@ -1,0 +1,203 @@
+"""A chip instance: programming a mapped layer onto physical, non-ideal crossbars.
+
+Everything random about a chip instance comes from ``(seed, instance)`` only (see
+:mod:`remeco.models.random`): the wire resistance of the instance's circuit model, and per
+tile (keyed by layer and tile index) the stuck-at map and the device-to-device variation
+met while programming. Programming a layer gives, per tile, the programmed conductances
+and the *transfer matrix* ``T`` (effective conductance of every cell including IR-drop and
+sneak paths, :class:`remeco.models.crossbar.NodalCrossbar`), from which the physics model
+computes currents and the emulation model takes its integer cell codes.
+
+Wire resistance: ReMeCo draws the source-line and bit-line resistance of every circuit
+model from N(mu = 2 ohm, sigma^2 = 0.5 ohm^2) (paper text; its Table 2 writes sigma = 0.5,
+selectable with ``wire_std``). One draw for word lines and one for bit lines per chip
+instance, truncated at ``wire_min`` so that a segment never has a non-physical resistance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from .crossbar import NodalCrossbar
+from .device import DeviceParams, program_tile
+from .emulation import EmulationFormat, quantize_codes
+from .random import rng_for
+
+__all__ = ["ChipParams", "ProgrammedLayer", "wire_resistances", "program_layer", "ideal_transfer"]
+
+_IR_METHODS = ("exact", "fast", "none")
+
+
+@dataclass(frozen=True)
+class ChipParams:
+    """Non-idealities of a chip (plain data, JSON-friendly via :meth:`to_dict`).
+
+    Attributes
+    ----------
+    device:
+        Device parameters (levels, conductance range, Yakopcic dynamics, write-verify).
+    stuck_at_rate:
+        Fraction of devices stuck (ReMeCo: 1 %).
+    stuck_on_fraction:
+        Of the stuck devices, the fraction stuck at on / LRS (ReMeCo: 83.8 %).
+    d2d_sigma:
+        Relative standard deviation of the device-to-device variation of A_p / A_n.
+    write_verify:
+        Program with write-and-verify (True, the paper's assumption) or open loop.
+    wire_mean, wire_std:
+        Per-segment wire resistance distribution in ohms (see module docstring).
+    wire_resistance:
+        If set, a fixed per-segment resistance for both line kinds (DSE sweeps).
+    wire_min:
+        Lower truncation of drawn resistances (ohms).
+    ir_drop:
+        ``"exact"`` (nodal analysis), ``"fast"`` (approximation) or ``"none"``.
+    """
+
+    device: DeviceParams = field(default_factory=DeviceParams)
+    stuck_at_rate: float = 0.01
+    stuck_on_fraction: float = 0.838
+    d2d_sigma: float = 0.1
+    write_verify: bool = True
+    wire_mean: float = 2.0
+    wire_std: float = math.sqrt(0.5)
+    wire_resistance: float | None = None
+    wire_min: float = 0.0
+    ir_drop: str = "fast"
+
+    def __post_init__(self) -> None:
+        for name in ("stuck_at_rate", "stuck_on_fraction"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
+                raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+        for name in ("d2d_sigma", "wire_mean", "wire_std", "wire_min"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite value >= 0, got {v!r}")
+        if self.wire_resistance is not None and not (
+            math.isfinite(self.wire_resistance) and self.wire_resistance >= 0
+        ):
+            raise ValueError(f"wire_resistance must be None or a finite value >= 0, got {self.wire_resistance!r}")
+        if self.ir_drop not in _IR_METHODS:
+            raise ValueError(f"ir_drop must be one of {_IR_METHODS}, got {self.ir_drop!r}")
+
+    @classmethod
+    def ideal(cls, device: DeviceParams | None = None) -> "ChipParams":
+        """No faults, no variation, no wire resistance."""
+        return cls(
+            device=device or DeviceParams(),
+            stuck_at_rate=0.0,
+            d2d_sigma=0.0,
+            wire_resistance=0.0,
+            ir_drop="none",
+        )
+
+    def with_(self, **changes) -> "ChipParams":
+        """A copy with some fields changed (validated)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain-data view."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProgrammedLayer:
+    """One layer of one chip instance after programming (plain data).
+
+    Attributes
+    ----------
+    transfer:
+        Effective conductances ``(row_tiles, col_tiles, rows, cols)`` in siemens.
+    conductance:
+        Programmed device conductances (after stuck-at override), same shape.
+    fault_map:
+        int8, 0 healthy, +1 stuck-at-on, -1 stuck-at-off, same shape.
+    pulses:
+        Programming pulses per device, same shape (write energy).
+    r_word_line, r_bit_line:
+        Per-segment wire resistances of this instance (ohms).
+    """
+
+    transfer: np.ndarray
+    conductance: np.ndarray
+    fault_map: np.ndarray
+    pulses: np.ndarray
+    r_word_line: float
+    r_bit_line: float
+
+    def codes(self, device: DeviceParams, fmt: EmulationFormat) -> np.ndarray:
+        """Integer cell codes for the emulation model / RTL."""
+        return quantize_codes(self.transfer, device.g_off, device.g_on, fmt)
+
+
+def wire_resistances(params: ChipParams, *, seed: int, instance: int) -> tuple[float, float]:
+    """Per-segment (word line, bit line) resistance of one chip instance, in ohms."""
+    if params.wire_resistance is not None:
+        return float(params.wire_resistance), float(params.wire_resistance)
+    r = rng_for(seed, instance, "wires").normal(params.wire_mean, params.wire_std, size=2)
+    r = np.maximum(r, params.wire_min)
+    return float(r[0]), float(r[1])
+
+
+def ideal_transfer(levels: np.ndarray, device: DeviceParams) -> np.ndarray:
+    """Transfer matrix of an ideal crossbar: the level conductances themselves."""
+    return device.level_conductance(levels)
+
+
+def program_layer(
+    mapped, params: ChipParams, *, seed: int, instance: int, layer: int = 0
+) -> ProgrammedLayer:
+    """Program every tile of a mapped layer on chip instance ``(seed, instance)``.
+
+    Parameters
+    ----------
+    mapped:
+        The :class:`~remeco.models.mapping.MappedLayer`.
+    params:
+        Chip non-idealities.
+    seed, instance:
+        Identify the chip instance; all randomness derives from them.
+    layer:
+        Layer index, so different layers of one chip use independent devices.
+    """
+    fmt = mapped.fmt
+    if fmt.levels != params.device.levels:
+        raise ValueError(
+            f"device levels ({params.device.levels}) must equal 2**slice_bits of the format ({fmt.levels})"
+        )
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or layer < 0:
+        raise ValueError(f"layer must be a non-negative integer, got {layer!r}")
+    levels = mapped.target_levels()
+    r_w, r_b = wire_resistances(params, seed=seed, instance=instance)
+    shape = levels.shape
+    transfer = np.empty(shape)
+    conductance = np.empty(shape)
+    fault_map = np.zeros(shape, dtype=np.int8)
+    pulses = np.zeros(shape, dtype=np.int64)
+    for rt in range(mapped.row_tiles):
+        for ct in range(mapped.col_tiles):
+            tile = int(layer) * 1_000_000 + rt * mapped.col_tiles + ct
+            result = program_tile(
+                levels[rt, ct],
+                params.device,
+                seed=seed,
+                instance=instance,
+                tile=tile,
+                d2d_sigma=params.d2d_sigma,
+                write_verify=params.write_verify,
+                stuck_at_rate=params.stuck_at_rate,
+                stuck_on_fraction=params.stuck_on_fraction,
+            )
+            g = result.conductance
+            conductance[rt, ct] = g
+            fault_map[rt, ct] = result.fault_map
+            pulses[rt, ct] = result.pulses
+            if params.ir_drop == "none" or (r_w == 0 and r_b == 0):
+                transfer[rt, ct] = g
+            else:
+                transfer[rt, ct] = NodalCrossbar(g, r_w, r_b, method=params.ir_drop).transfer_matrix
+    return ProgrammedLayer(transfer, conductance, fault_map, pulses, r_w, r_b)
