@@ -17,7 +17,7 @@ from .runner import BenchResult, run_bench
 __all__ = ["VerifyParams", "BenchSpec", "bench_specs", "verify", "COMPONENTS"]
 
 #: Components in datapath order (the names of the rows :func:`verify` returns).
-COMPONENTS = ("adc", "shift_add", "averager", "combine", "requant")
+COMPONENTS = ("crossbar", "adc", "shift_add", "averager", "combine", "requant")
 
 
 def _small_format() -> EmulationFormat:
@@ -92,6 +92,10 @@ def bench_specs(vp: VerifyParams | None = None) -> dict[str, BenchSpec]:
     tiles = -(-vp.fan_in // fmt.rows)
     beats_per_job = tiles * fmt.input_bits * fmt.cols
     specs = {
+        "crossbar": BenchSpec("crossbar", "remeco.tb.bench_crossbar", "crossbar", {
+            **common, "rows": fmt.rows, "cols": fmt.cols, "tiles": 6, "code_bits": fmt.code_bits,
+            "acc_width": w["acc"], "tag_width": 5, "planes": max(20, vp.vectors // (4 * fmt.cols)),
+        }),
         "adc": BenchSpec("adc", "remeco.tb.bench_adc", "adc", {
             **common, "acc_width": w["acc"], "adc_bits": fmt.adc_bits, "adc_shift": vp.adc_shift,
             "tag_width": 0, "vectors": vp.vectors,
