@@ -532,7 +532,8 @@ class QATNet(nn.Module):
     spec:
         Architecture.
     generator:
-        Source of the initial weights (layers initialized in order).
+        Source of the initial weights (layers initialized in order); by default a
+        fresh generator seeded with 0, so torch's global RNG is never used.
 
     Notes
     -----
@@ -544,6 +545,8 @@ class QATNet(nn.Module):
         super().__init__()
         spec.shapes()  # validate the layer chain early
         self.spec = spec
+        if generator is None:
+            generator = torch.Generator().manual_seed(0)
         count = len(spec.layers)
         self.layers = nn.ModuleList(
             QuantLayer(layer, index == count - 1, generator) for index, layer in enumerate(spec.layers)
@@ -1047,7 +1050,8 @@ class QuantizedNetwork:
             ``matmul(layer_index, layer, rows)`` with uint8 rows
             ``(R, in_features)`` and returning integer ``(R, out_features)``
             accumulators *without* the bias; this is where a crossbar emulation plugs
-            in. Default: :func:`exact_matmul`.
+            in (it must saturate its own accumulators if it wants saturation).
+            Default: :func:`exact_matmul`.
 
         Returns
         -------
@@ -1058,6 +1062,9 @@ class QuantizedNetwork:
         ------
         ValueError
             If ``images`` is not uint8 of the input shape.
+        OverflowError
+            If an accumulator plus bias leaves the int32 range (impossible with the
+            exact product, see :class:`QuantizedLayer`).
         """
         images = np.asarray(images)
         if images.dtype != np.uint8 or tuple(images.shape[1:]) != self.input_shape:
