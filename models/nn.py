@@ -119,6 +119,7 @@ from .data import Dataset
 __all__ = [
     "ACT_MOMENTUM",
     "MULTIPLIER_BITS",
+    "MAX_SHIFT",
     "NET_NAMES",
     "LayerSpec",
     "NetSpec",
@@ -135,6 +136,8 @@ __all__ = [
     "quantize_multiplier",
     "requantize",
     "im2col",
+    "exact_matmul",
+    "MatmulFn",
     "QuantizedLayer",
     "QuantizedNetwork",
     "export",
@@ -747,7 +750,9 @@ def train(
         weight_decay=weight_decay, shift=shift, flip=flip,
     )  # fmt: skip
     if tuple(train_set.images.shape[1:]) != tuple(spec.input_shape):
-        raise ValueError(f"train_set images {train_set.images.shape[1:]} do not fit {spec.name} input {spec.input_shape}")
+        raise ValueError(
+            f"train_set images {train_set.images.shape[1:]} do not fit {spec.name} input {spec.input_shape}"
+        )
     generator = torch.Generator().manual_seed(config.seed)
     model = QATNet(spec, generator)
     images = torch.from_numpy(train_set.images.copy())
@@ -882,7 +887,9 @@ class QuantizedLayer:
         if self.weight.dtype != np.int8 or self.weight.ndim != 2:
             raise ValueError(f"weight must be a 2-D int8 matrix, got {self.weight.dtype} {self.weight.shape}")
         if self.bias.dtype != np.int32 or self.bias.shape != (self.weight.shape[1],):
-            raise ValueError(f"bias must be int32 of shape ({self.weight.shape[1]},), got {self.bias.dtype} {self.bias.shape}")
+            raise ValueError(
+                f"bias must be int32 of shape ({self.weight.shape[1]},), got {self.bias.dtype} {self.bias.shape}"
+            )
         if self.weight.size and int(self.weight.min()) < -127:
             raise ValueError("weight codes must lie in -127..127")
         # The exact accumulator must fit int32 for any uint8 input.
@@ -982,6 +989,11 @@ class QuantizedLayer:
     __hash__ = None  # mutable container of arrays
 
 
+def _jsonable(value: object) -> object:
+    """Tuples become lists for JSON (turned back into tuples on load)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def exact_matmul(rows: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Exact integer product ``rows @ weight`` as int64, through float64 BLAS.
 
@@ -1068,7 +1080,9 @@ class QuantizedNetwork:
         """
         images = np.asarray(images)
         if images.dtype != np.uint8 or tuple(images.shape[1:]) != self.input_shape:
-            raise ValueError(f"images must be uint8 of shape (N, {self.input_shape}), got {images.dtype} {images.shape}")
+            raise ValueError(
+                f"images must be uint8 of shape (N, {self.input_shape}), got {images.dtype} {images.shape}"
+            )
         outputs = []
         for start in range(0, len(images), batch_size):
             x = images[start : start + batch_size]
@@ -1145,7 +1159,7 @@ class QuantizedNetwork:
             "num_classes": self.num_classes,
             "layers": [
                 {
-                    f.name: (list(getattr(layer, f.name)) if isinstance(getattr(layer, f.name), tuple) else getattr(layer, f.name))
+                    f.name: _jsonable(getattr(layer, f.name))
                     for f in dataclasses.fields(layer)
                     if f.name not in ("weight", "bias")
                 }
@@ -1472,7 +1486,9 @@ def _load_trained(path: Path, spec: NetSpec, config: TrainConfig) -> TrainedMode
         network = QuantizedNetwork.from_arrays(arrays)
         meta = json.loads(str(arrays["train.meta"][()]))
         model = QATNet(spec)
-        state = {k[len("float.") :]: torch.from_numpy(np.array(arrays[k])) for k in arrays.files if k.startswith("float.")}
+        state = {
+            k[len("float.") :]: torch.from_numpy(np.array(arrays[k])) for k in arrays.files if k.startswith("float.")
+        }
     model.load_state_dict(state)
     model.eval()
     stats = {k: float(meta[k]) for k in ("float_accuracy", "int_accuracy", "agreement", "train_seconds")}

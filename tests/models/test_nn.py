@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -385,7 +386,7 @@ def test_cache_dir_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("REMECO_CACHE", str(tmp_path / "c"))
     assert rn.default_cache_dir() == tmp_path / "c"
     monkeypatch.delenv("REMECO_CACHE")
-    assert rn.default_cache_dir() == rn.Path.home() / ".cache" / "remeco"
+    assert rn.default_cache_dir() == Path.home() / ".cache" / "remeco"
 
 
 def test_cache_key_covers_the_recipe():
