@@ -1,0 +1,205 @@
+"""A quantized network on crossbars: mapping, chip instances, and the executors.
+
+The walk of DESIGN.md for a whole network:
+
+``map_network``      quantized network + redundancy plan + numeric format -> per-layer
+                     :class:`~remeco.models.mapping.MappedLayer` and ADC shifts
+                     (calibrated once, offline, on the ideal crossbar and calibration
+                     images: never on the batch being evaluated).
+``program_network``  one chip instance ``(seed, instance)``: every layer of every
+                     committee copy programmed on its own tiles
+                     (:func:`remeco.models.chip.program_layer`).
+``infer``            images -> int32 logits with an executor:
+                     ``"emulation"`` (fixed point, the RTL contract), ``"physics"``
+                     (float currents + ADC), or ``"reference"`` (exact integer network,
+                     no crossbar). Committee copies' logits are averaged with
+                     :func:`~remeco.models.emulation.round_shift`.
+
+Each layer's crossbar product ``z`` (units ``2**-code_frac``) is turned into integer
+accumulator units with ``round_shift(z, code_frac)``; bias, requantization, ReLU and
+pooling are then exactly those of the integer reference network
+(:meth:`remeco.models.nn.QuantizedNetwork.forward_int`), so an ideal crossbar with a
+wide ADC reproduces the reference logits bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .chip import ChipParams, ProgrammedLayer, program_layer
+from .emulation import EmulationFormat, calibrate_adc_shift, emulate_matvec, round_shift
+from .mapping import MappedLayer, map_layer
+from .nn import QuantizedNetwork
+from .physics import physics_matvec
+from .redundancy import RedundancyPlan
+
+__all__ = ["EXECUTORS", "MappedNetwork", "ProgrammedNetwork", "map_network", "program_network", "infer"]
+
+EXECUTORS = ("emulation", "physics", "reference")
+
+
+@dataclass(frozen=True)
+class MappedNetwork:
+    """A network laid out on crossbars under a redundancy plan (plain data).
+
+    Attributes
+    ----------
+    network:
+        The integer network.
+    plan:
+        The redundancy plan.
+    fmt:
+        Numeric format.
+    layers:
+        One :class:`MappedLayer` per network layer.
+    adc_shifts:
+        Calibrated ADC shift per layer.
+    """
+
+    network: QuantizedNetwork
+    plan: RedundancyPlan
+    fmt: EmulationFormat
+    layers: tuple[MappedLayer, ...]
+    adc_shifts: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ProgrammedNetwork:
+    """One chip instance of a mapped network: ``copies[c][layer]`` for committee copy ``c``."""
+
+    copies: tuple[tuple[ProgrammedLayer, ...], ...]
+    codes: tuple[tuple[np.ndarray, ...], ...]
+
+
+def _layer_inputs(network: QuantizedNetwork, images: np.ndarray) -> list[np.ndarray]:
+    """Crossbar input rows each layer sees on the exact integer network (for calibration)."""
+    seen: list[np.ndarray] = [np.zeros(0)] * len(network.layers)
+
+    def spy(index, layer, rows):
+        seen[index] = rows
+        return (rows.astype(np.float64) @ layer.weight.astype(np.float64)).astype(np.int64)
+
+    network.forward_int(images, batch_size=len(images) or 1, matmul=spy)
+    return seen
+
+
+def map_network(
+    network: QuantizedNetwork,
+    plan: RedundancyPlan,
+    fmt: EmulationFormat,
+    calibration_images: np.ndarray,
+    *,
+    adc_quantile: float = 0.9999,
+    max_calibration_rows: int = 20_000,
+) -> MappedNetwork:
+    """Lay a network out on crossbars and calibrate every layer's ADC range.
+
+    Parameters
+    ----------
+    network:
+        The integer network (:func:`remeco.models.nn.export`).
+    plan:
+        Redundancy plan with one ``copies_log2`` array per layer.
+    fmt:
+        Numeric format (tile size, slices, ADC bits).
+    calibration_images:
+        uint8 images (training data) whose ideal column sums set the ADC ranges.
+    adc_quantile:
+        Quantile of the ideal accumulators that must not clip.
+    max_calibration_rows:
+        Cap on the input vectors per layer used for calibration (evenly subsampled).
+    """
+    if len(plan.copies_log2) != len(network.layers):
+        raise ValueError(
+            f"plan has {len(plan.copies_log2)} layers, the network {len(network.layers)}"
+        )
+    if len(calibration_images) == 0:
+        raise ValueError("calibration_images must not be empty")
+    inputs = _layer_inputs(network, np.asarray(calibration_images))
+    layers, shifts = [], []
+    for index, (layer, k) in enumerate(zip(network.layers, plan.copies_log2)):
+        if np.asarray(k).shape != (layer.out_features, fmt.n_slices):
+            raise ValueError(
+                f"plan layer {index} has shape {np.asarray(k).shape}, expected ({layer.out_features}, {fmt.n_slices})"
+            )
+        mapped = map_layer(layer.weight.astype(np.int64), fmt, np.asarray(k))
+        rows = inputs[index]
+        if len(rows) > max_calibration_rows:
+            rows = rows[np.linspace(0, len(rows) - 1, max_calibration_rows).astype(np.int64)]
+        ideal_codes = mapped.target_levels() << fmt.code_frac
+        shifts.append(calibrate_adc_shift(rows, mapped, ideal_codes, adc_quantile))
+        layers.append(mapped)
+    return MappedNetwork(network, plan, fmt, tuple(layers), tuple(shifts))
+
+
+def program_network(mapped: MappedNetwork, params: ChipParams, *, seed: int, instance: int) -> ProgrammedNetwork:
+    """Program every layer (and every committee copy) on chip instance ``(seed, instance)``.
+
+    Committee copy ``c`` uses layer keys ``c * 1000 + layer`` so that its tiles are
+    physically different devices of the same chip instance.
+    """
+    copies, codes = [], []
+    for c in range(1 << mapped.plan.committee_log2):
+        progs = tuple(
+            program_layer(layer, params, seed=seed, instance=instance, layer=c * 1000 + i)
+            for i, layer in enumerate(mapped.layers)
+        )
+        copies.append(progs)
+        codes.append(tuple(p.codes(params.device, mapped.fmt) for p in progs))
+    return ProgrammedNetwork(tuple(copies), tuple(codes))
+
+
+def infer(
+    mapped: MappedNetwork,
+    images: np.ndarray,
+    *,
+    executor: str = "emulation",
+    programmed: ProgrammedNetwork | None = None,
+    params: ChipParams | None = None,
+    batch_size: int = 100,
+) -> np.ndarray:
+    """Logits ``(N, classes)`` int32 of a mapped network on one chip instance.
+
+    Parameters
+    ----------
+    mapped:
+        The mapped network.
+    images:
+        uint8 images ``(N, C, H, W)``.
+    executor:
+        ``"emulation"``, ``"physics"`` or ``"reference"`` (see the module docstring).
+    programmed:
+        The chip instance (required unless ``executor="reference"``).
+    params:
+        Chip parameters (device range for the physics executor); default ``ChipParams()``.
+    batch_size:
+        Images per chunk.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    net = mapped.network
+    if executor == "reference":
+        return net.forward_int(images, batch_size=batch_size)
+    if programmed is None:
+        raise ValueError(f"programmed (a chip instance) is required for executor {executor!r}")
+    device = (params or ChipParams()).device
+    fmt = mapped.fmt
+    outputs = []
+    for c, (progs, codes) in enumerate(zip(programmed.copies, programmed.codes)):
+
+        def matmul(index, layer, rows, progs=progs, codes=codes):
+            m = mapped.layers[index]
+            if executor == "emulation":
+                z = emulate_matvec(rows, m, codes[index], mapped.adc_shifts[index])
+            else:
+                z = physics_matvec(
+                    rows, m, progs[index].transfer, mapped.adc_shifts[index],
+                    g_off=device.g_off, g_on=device.g_on, v_read=device.v_read,
+                )
+            return round_shift(z, fmt.code_frac)
+
+        outputs.append(net.forward_int(images, batch_size=batch_size, matmul=matmul).astype(np.int64))
+    total = np.sum(outputs, axis=0)
+    return round_shift(total, mapped.plan.committee_log2).astype(np.int32)

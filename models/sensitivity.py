@@ -1,0 +1,163 @@
+"""Back-propagation sensitivity of neurons and layers (ReMeCo, Section 3).
+
+ReMeCo defines the sensitivity of an output neuron as the mean, over training instances
+and over the neuron's weights, of dE/dw (E: the training loss, here cross-entropy on the
+logits of the fake-quantized network; gradients pass the quantizers straight through).
+A layer's sensitivity is the mean over its output neurons. Two readings are computed in
+one pass over the data, from per-instance gradients:
+
+``"paper"``
+    ``|mean_n mean_w dE_n/dw|``: the definition as written (signed mean, then its
+    magnitude, which is what the paper's histograms show).
+``"magnitude"``
+    ``mean_n |mean_w dE_n/dw|``: the per-instance magnitude, which does not let
+    instances with opposite gradients cancel (a trained network's mean gradient is
+    close to zero by construction).
+
+Layer sensitivity is the mean of the chosen neuron score over the layer's neurons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+
+__all__ = ["MODES", "Sensitivity", "neuron_sensitivity", "plot_histograms"]
+
+MODES = ("paper", "magnitude")
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """Per-neuron sensitivities of every layer (plain data).
+
+    Attributes
+    ----------
+    signed:
+        Per layer, ``(out_features,)`` mean over instances and weights of dE/dw.
+    magnitude:
+        Per layer, ``(out_features,)`` mean over instances of ``|mean_w dE/dw|``.
+    images:
+        Number of training instances averaged.
+    """
+
+    signed: tuple[np.ndarray, ...]
+    magnitude: tuple[np.ndarray, ...]
+    images: int
+
+    def neuron(self, mode: str = "paper") -> tuple[np.ndarray, ...]:
+        """Non-negative neuron scores per layer for ``mode`` (see the module docstring)."""
+        if mode == "paper":
+            return tuple(np.abs(s) for s in self.signed)
+        if mode == "magnitude":
+            return self.magnitude
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+    def layer(self, mode: str = "paper") -> np.ndarray:
+        """Layer sensitivities ``(layers,)``: mean neuron score of each layer."""
+        return np.array([float(s.mean()) for s in self.neuron(mode)])
+
+    def to_dict(self) -> dict:
+        """JSON-friendly view."""
+        return {
+            "signed": [s.tolist() for s in self.signed],
+            "magnitude": [s.tolist() for s in self.magnitude],
+            "images": self.images,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Sensitivity":
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            tuple(np.asarray(s, dtype=np.float64) for s in data["signed"]),
+            tuple(np.asarray(s, dtype=np.float64) for s in data["magnitude"]),
+            int(data["images"]),
+        )
+
+
+def neuron_sensitivity(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int = 200,
+) -> Sensitivity:
+    """Sensitivity of every output neuron of every layer of a fake-quant network.
+
+    Parameters
+    ----------
+    model:
+        A trained :class:`remeco.models.nn.QATNet` (its ``layers`` each hold a ``weight``
+        with the output neuron on axis 0). It is evaluated in eval mode; its state is not
+        changed.
+    images:
+        uint8 training images ``(N, C, H, W)``.
+    labels:
+        Integer labels ``(N,)``.
+    batch_size:
+        Instances per vectorized gradient batch (memory bound).
+    """
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"images must be a non-empty (N, C, H, W) array, got shape {images.shape}")
+    if labels.shape != (len(images),):
+        raise ValueError(f"labels must have shape ({len(images)},), got {labels.shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    names = [f"layers.{i}.weight" for i in range(len(model.layers))]
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+
+    def loss(p, x, y):
+        logits = functional_call(model, (p, buffers), (x[None],))
+        return F.cross_entropy(logits, y[None])
+
+    per_sample = vmap(grad(loss), in_dims=(None, 0, 0))
+    signed = [torch.zeros(params[n].shape[0], dtype=torch.float64) for n in names]
+    magnitude = [torch.zeros_like(s) for s in signed]
+    try:
+        for start in range(0, len(images), batch_size):
+            x = torch.tensor(images[start : start + batch_size], dtype=torch.float32)
+            y = torch.tensor(labels[start : start + batch_size], dtype=torch.int64)
+            grads = per_sample(params, x, y)
+            for i, n in enumerate(names):
+                g = grads[n].flatten(2).mean(dim=2).to(torch.float64)  # (B, out): mean over the neuron's weights
+                signed[i] += g.sum(dim=0)
+                magnitude[i] += g.abs().sum(dim=0)
+    finally:
+        model.train(was_training)
+    n_images = len(images)
+    return Sensitivity(
+        tuple((s / n_images).numpy() for s in signed),
+        tuple((m / n_images).numpy() for m in magnitude),
+        n_images,
+    )
+
+
+def plot_histograms(sens: Sensitivity, path, *, mode: str = "paper", layer_names=None) -> None:
+    """Histogram of absolute neuron sensitivity per layer (the paper's Fig. 4) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = sens.neuron(mode)
+    names = layer_names or [f"layer {i + 1}" for i in range(len(scores))]
+    fig, axes = plt.subplots(1, len(scores), figsize=(3.2 * len(scores), 2.8), squeeze=False)
+    for ax, s, name in zip(axes[0], scores, names):
+        ax.hist(s, bins=min(30, max(5, s.size // 4)), color="tab:blue")
+        ax.set_title(f"{name} (mean {s.mean():.2e})", fontsize=9)
+        ax.set_xlabel("|sensitivity|", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("neurons")
+    fig.suptitle(f"Neuron sensitivity ({mode})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
