@@ -184,7 +184,6 @@ def test_sneak_paths_give_off_devices_nonzero_effective_conductance():
         ((1, 33), 2.0, 2.0),
         ((33, 1), 2.0, 2.0),
         ((64, 64), 2.0, 2.0),
-        ((128, 128), 2.0, 2.0),
         ((24, 24), 5.0, 0.0),
         ((24, 24), 0.0, 5.0),
     ],
@@ -260,9 +259,31 @@ def test_fast_error_bound_at_128_with_2_ohm():
     assert np.mean(np.abs(ideal - exact) / np.abs(exact)) > 0.1
 
 
-@pytest.mark.parametrize("r_w, r_b", [(0.0, 4.0), (4.0, 0.0)])
-def test_fast_is_exact_when_one_wire_is_ideal(r_w, r_b):
-    G, V = random_tile(9, 30, 20)
+def structured_tile(kind: str) -> np.ndarray:
+    """128 x 128 tiles with strongly non-uniform rows, columns or regions."""
+    G = np.full((128, 128), LEVELS[0])
+    if kind == "rows":
+        G[::8, :] = LEVELS[-1]
+    elif kind == "columns":
+        G[:, ::8] = LEVELS[-1]
+    else:
+        G[:64, :64] = LEVELS[-1]
+    return G
+
+
+@pytest.mark.parametrize("kind", ["rows", "columns", "quadrant"])
+def test_fast_error_on_structured_tiles(kind):
+    # Documented: mean column error 0.005 % to 0.1 % on structured 128 x 128 tiles.
+    G = structured_tile(kind)
+    V = np.random.default_rng(12).uniform(0.0, 0.2, size=(64, 128))
+    exact = NodalCrossbar(G, 2.0, 2.0).output_currents(V)
+    fast = NodalCrossbar(G, 2.0, 2.0, method="fast").output_currents(V)
+    assert np.mean(np.abs(fast - exact) / np.abs(exact)) <= 2e-3
+
+
+@pytest.mark.parametrize("shape, r_w, r_b", [((30, 20), 0.0, 4.0), ((30, 20), 4.0, 0.0), ((1, 50), 30.0, 40.0)])
+def test_fast_is_exact_when_one_wire_is_ideal_or_for_one_word_line(shape, r_w, r_b):
+    G, V = random_tile(9, *shape)
     exact = NodalCrossbar(G, r_w, r_b).output_currents(V)
     assert max_rel(NodalCrossbar(G, r_w, r_b, method="fast").output_currents(V), exact) <= 1e-12
 
