@@ -21,6 +21,9 @@ Usage::
     python bench/ir_drop.py --sizes 32 128 --bc-calls 4
 
 Timings are best-of-``--repeat`` wall times on whatever else the machine is running.
+The exact solver makes many small BLAS-3 calls; on a machine whose cores are busy,
+multi-threaded OpenBLAS slows them down badly, so compare with
+``OPENBLAS_NUM_THREADS=1`` when the load average is high.
 """
 
 from __future__ import annotations
@@ -135,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"numpy {np.__version__}, scipy {scipy.__version__}, {os.cpu_count()} CPUs, "
+        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
         f"load average {os.getloadavg()[0]:.2f}; best of {repeat} for our timings\n"
     )
     rows = []
