@@ -259,7 +259,8 @@ def _exact_block_elimination(G: np.ndarray, r_w: float, r_b: float) -> np.ndarra
     g_b = 1.0 / r_b
     eye = np.eye(n)
     diag_idx = np.diag_indices(n)
-    # Chain Laplacian of one word line (times r_w) minus its load, reused per row.
+    # Diagonal of the chain Laplacian L of one word line (source end grounded, far end
+    # open); row i solves with L + r_w diag(G_i), i.e. r_w (g_w L + diag(G_i)).
     base = np.full(n, 2.0)
     base[-1] = 1.0
     off = -np.ones(n - 1)
