@@ -103,6 +103,16 @@ class ChipParams:
         """Plain-data view."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "ChipParams":
+        """Inverse of :meth:`to_dict` (unknown keys are an error naming them)."""
+        data = dict(data)
+        device = DeviceParams(**data.pop("device", {}))
+        unknown = set(data) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise ValueError(f"unknown chip parameter(s): {sorted(unknown)}")
+        return cls(device=device, **data)
+
 
 @dataclass(frozen=True)
 class ProgrammedLayer:

@@ -169,7 +169,12 @@ class DeviceParams:
         Conductance levels per device (ReMeCo: 4-bit devices, 16 levels), ``>= 2``.
     g_off, g_on:
         Conductance of the lowest (HRS, state 0) and highest (LRS, state 1) level in
-        siemens; ``0 < g_off < g_on``. Defaults 0.5 uS and 10 uS (2 Mohm / 100 kohm).
+        siemens; ``0 < g_off < g_on``. Defaults 0.1 uS and 2 uS (10 Mohm / 500 kohm,
+        on/off ratio 20). ReMeCo does not state its range; it does show IR-drop as a
+        moderate loss at its 2 ohm wires, which with 128-row tiles needs devices in the
+        uS range: at 2 ohm this range attenuates a 128 x 128 tile's column currents by
+        about 2 % on average (10 uS would give about 10 %, which with offset-encoded
+        weights swamps the signal). Change it here for other technologies.
     v_read:
         Read voltage (V), below both switching thresholds so reads never program.
     v_p, v_n:
@@ -218,8 +223,8 @@ class DeviceParams:
     """
 
     levels: int = 16
-    g_off: float = 0.5e-6
-    g_on: float = 10e-6
+    g_off: float = 0.1e-6
+    g_on: float = 2e-6
     v_read: float = 0.2
     v_p: float = 4.0
     v_n: float = 4.0

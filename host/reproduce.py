@@ -1,0 +1,243 @@
+"""``remeco reproduce``: the ReMeCo Table 4 analogue on our models (the README's main job).
+
+Steps (each a function of plain data; the campaign part is resumable):
+
+1. load the data (embedded MNIST-5k by default) and train or reload the 8-bit network;
+2. back-propagation sensitivity on training images;
+3. the six redundancy plans (:data:`remeco.models.redundancy.PLAN_NAMES`);
+4. a campaign: ``instances`` chip instances x plans, each (instance, plan) the accuracy of
+   the emulated accelerator on the test set, stored row by row in SQLite;
+5. area and energy of every plan (:mod:`remeco.models.cost`), the table, the JSON
+   summary and the box plot of accuracies over chip instances (the paper's Fig. 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from remeco.host.campaign import run_campaign
+from remeco.host.cli import UserError, command
+from remeco.host.store import ResultStore
+from remeco.models.chip import ChipParams
+from remeco.models.cost import estimate
+from remeco.models.data import load_dataset
+from remeco.models.emulation import EmulationFormat
+from remeco.models.mapping import map_layer
+from remeco.models.network import infer, map_network, program_network
+from remeco.models.nn import QuantizedNetwork, get_trained
+from remeco.models.redundancy import PLAN_NAMES, RedundancyPlan, make_plan
+from remeco.models.sensitivity import Sensitivity, neuron_sensitivity, plot_histograms
+
+__all__ = ["reproduce", "evaluate_instance", "plan_costs"]
+
+# Per-process memo of what every task of one campaign shares (network, mapped plans,
+# test images). Keyed by the campaign's spec hash, so it can never serve another campaign.
+_MEMO: dict[str, dict] = {}
+
+
+def _spec_key(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def _context(spec: dict) -> dict:
+    key = _spec_key(spec)
+    if key not in _MEMO:
+        _MEMO.clear()
+        network = QuantizedNetwork.load(spec["network_file"])
+        train, test = load_dataset(spec["dataset"], spec.get("data_dir"))
+        fmt = EmulationFormat(**spec["format"])
+        calib = train.images[: spec["calibration_images"]]
+        mapped = {
+            name: map_network(network, RedundancyPlan.from_dict(plan), fmt, calib)
+            for name, plan in spec["plans"].items()
+        }
+        n = spec["test_images"]
+        _MEMO[key] = {
+            "mapped": mapped,
+            "images": test.images[:n],
+            "labels": test.labels[:n],
+            "params": ChipParams.from_dict(spec["chip"]),
+        }
+    return _MEMO[key]
+
+
+def evaluate_instance(spec: dict, instance: int, plans: list[str]) -> dict[str, dict]:
+    """Campaign task: accuracy of every plan on chip instance ``(spec["seed"], instance)``."""
+    ctx = _context(spec)
+    out = {}
+    for name in plans:
+        mapped = ctx["mapped"][name]
+        chip = program_network(mapped, ctx["params"], seed=spec["seed"], instance=instance)
+        logits = infer(mapped, ctx["images"], executor=spec["executor"], programmed=chip, params=ctx["params"])
+        correct = int((logits.argmax(axis=1) == ctx["labels"]).sum())
+        out[name] = {"accuracy": correct / len(ctx["labels"]), "correct": correct, "images": len(ctx["labels"])}
+    return out
+
+
+def plan_costs(network: QuantizedNetwork, plan: RedundancyPlan, fmt: EmulationFormat, preset: str) -> dict:
+    """Area (mm^2) and energy (J per 10,000 images) of a network under a plan."""
+    layers = [map_layer(layer.weight.astype(np.int64), fmt, k) for layer, k in zip(network.layers, plan.copies_log2)]
+    vectors = [int(np.prod(layer.positions)) for layer in network.layers]
+    copies = 1 << plan.committee_log2
+    report = estimate(layers * copies, preset, images=10_000, vectors_per_image=vectors * copies)
+    return {"area_mm2": report.area_mm2, "energy_j": report.energy_j}
+
+
+def reproduce(
+    *,
+    net: str = "lenet5",
+    dataset: str = "mnist5k",
+    data_dir: str | None = None,
+    instances: int = 10,
+    test_images: int | None = None,
+    seed: int = 0,
+    out_dir: str | Path = "results",
+    executor: str = "process",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    chip: ChipParams | None = None,
+    fmt: EmulationFormat | None = None,
+    cost_preset: str = "remeco_table2",
+    plot: bool = True,
+    log=print,
+) -> dict:
+    """Run the whole flow; returns ``{"software_accuracy": float, "rows": [...]}`` (fractions)."""
+    if instances < 1:
+        raise UserError(f"--instances must be >= 1, got {instances}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    chip = chip or ChipParams()
+    fmt = fmt or EmulationFormat()
+    t0 = time.perf_counter()
+    train, test = load_dataset(dataset, data_dir)
+    n_test = len(test.images) if test_images is None else int(test_images)
+    if not 1 <= n_test <= len(test.images):
+        raise UserError(f"--test-images must be in [1, {len(test.images)}], got {n_test}")
+    trained = get_trained(net, train, test, seed=seed, log=None)
+    network = trained.network
+    log(
+        f"{net}: software (8-bit) accuracy {trained.int_accuracy:.4f} on {len(test.images)} test images "
+        f"({'cached' if trained.from_cache else f'trained in {trained.train_seconds:.0f} s'})"
+    )
+    network_file = out / f"network-{net}-{trained.path.stem.split('-')[-1]}.npz"
+    if not network_file.exists():
+        network.save(network_file)
+    sens_file = out / f"sensitivity-{network_file.stem}.json"
+    if sens_file.exists():
+        sens = Sensitivity.from_dict(json.loads(sens_file.read_text()))
+    else:
+        n_sens = min(1000, len(train.images))
+        sens = neuron_sensitivity(trained.model, train.images[:n_sens], train.labels[:n_sens])
+        sens_file.write_text(json.dumps(sens.to_dict()))
+    if plot:
+        plot_histograms(sens, out / "sensitivity.png")
+    log("layer sensitivity: " + ", ".join(f"{v:.2e}" for v in sens.layer()))
+    sizes = [layer.out_features for layer in network.layers]
+    plans = {name: make_plan(name, sizes, sens, n_slices=fmt.n_slices) for name in PLAN_NAMES}
+    spec = {
+        "kind": "reproduce",
+        "net": net,
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "network_file": str(network_file.resolve()),
+        "network_sha256": hashlib.sha256(network_file.read_bytes()).hexdigest(),
+        "format": fmt.to_dict(),
+        "chip": chip.to_dict(),
+        "plans": {k: v.to_dict() for k, v in plans.items()},
+        "seed": seed,
+        "test_images": n_test,
+        "calibration_images": 500,
+        "executor": "emulation",
+    }
+    with ResultStore(out / "results.sqlite") as store:
+        cid = run_campaign(
+            spec, evaluate_instance, instances=instances, plans=list(PLAN_NAMES), store=store,
+            executor=executor, scheduler=scheduler, workers=workers, group_by_instance=True,
+            progress=sys.stderr.isatty(),
+        )
+        rows_db = [r for r in store.results(cid) if r["instance"] < instances]
+    acc = {name: np.array([r["metrics"]["accuracy"] for r in rows_db if r["plan"] == name]) for name in PLAN_NAMES}
+    rows = []
+    for name in PLAN_NAMES:
+        a = acc[name]
+        cost = plan_costs(network, plans[name], fmt, cost_preset)
+        rows.append(
+            {
+                "plan": name,
+                "accuracy_mean": float(a.mean()),
+                "accuracy_median": float(np.median(a)),
+                "accuracy_std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
+                "area_mm2": cost["area_mm2"],
+                "energy_j": cost["energy_j"],
+            }
+        )
+    result = {"software_accuracy": float(trained.int_accuracy), "rows": rows}
+    (out / "reproduce.json").write_text(json.dumps(result, indent=2))
+    if plot:
+        _box_plot(acc, trained.int_accuracy, out / "accuracy_boxplot.png", instances)
+    log(f"done in {time.perf_counter() - t0:.0f} s; results in {out}/ (campaign {cid[:12]})")
+    return result
+
+
+def _box_plot(acc: dict[str, np.ndarray], software: float, path: Path, instances: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    ax.boxplot([100 * acc[n] for n in PLAN_NAMES], tick_labels=[n.replace("_", "\n") for n in PLAN_NAMES])
+    ax.axhline(100 * software, color="tab:green", ls="--", lw=1, label="software (8-bit)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"Accuracy over {instances} chip instances (ReMeCo Fig. 5 analogue)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--net", default="lenet5", help="lenet5 (default), lenet_paper or alexnet")
+    p.add_argument("--dataset", default="mnist5k", help="mnist5k (embedded, default), mnist or cifar10")
+    p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files or CIFAR-10 batches")
+    p.add_argument("--instances", type=int, default=10, help="chip instances (default 10)")
+    p.add_argument("--test-images", type=int, default=None, help="test images per instance (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
+    p.add_argument("--out", default="results", help="output folder (default ./results)")
+    p.add_argument("--executor", default="process", choices=("process", "serial", "dask"))
+    p.add_argument("--scheduler", default=None, help="dask scheduler address tcp://HOST:PORT")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("reproduce", "ReMeCo Table 4 analogue: accuracy, area, energy of the six redundancy plans.")(_add_arguments)
+def _run(args: argparse.Namespace) -> int:
+    executor = "dask" if args.scheduler else args.executor
+    log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
+    result = reproduce(
+        net=args.net, dataset=args.dataset, data_dir=args.data_dir, instances=args.instances,
+        test_images=args.test_images, seed=args.seed, out_dir=args.out, executor=executor,
+        scheduler=args.scheduler, workers=args.workers, log=log,
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ReMeCo on {args.net} ({args.instances} chip instances); software accuracy "
+                        f"{100 * result['software_accuracy']:.2f} %")
+    for col in ("plan", "acc. mean", "median", "std", "area mm^2", "energy J / 10k img"):
+        table.add_column(col, justify="left" if col == "plan" else "right")
+    for r in result["rows"]:
+        table.add_row(r["plan"], f"{100 * r['accuracy_mean']:.2f} %", f"{100 * r['accuracy_median']:.2f} %",
+                      f"{100 * r['accuracy_std']:.2f}", f"{r['area_mm2']:.4g}", f"{r['energy_j']:.4g}")
+    Console().print(table)
+    return 0
