@@ -30,7 +30,7 @@ from remeco.models.cost import estimate
 from remeco.models.data import load_dataset
 from remeco.models.emulation import EmulationFormat
 from remeco.models.mapping import map_layer
-from remeco.models.network import infer, map_network, program_network
+from remeco.models.network import calibrate_adc_shifts, infer, map_network, program_network
 from remeco.models.nn import QuantizedNetwork, get_trained
 from remeco.models.redundancy import PLAN_NAMES, RedundancyPlan, make_plan
 from remeco.models.sensitivity import Sensitivity, neuron_sensitivity, plot_histograms
@@ -53,9 +53,9 @@ def _context(spec: dict) -> dict:
         network = QuantizedNetwork.load(spec["network_file"])
         train, test = load_dataset(spec["dataset"], spec.get("data_dir"))
         fmt = EmulationFormat(**spec["format"])
-        calib = train.images[: spec["calibration_images"]]
+        shifts = calibrate_adc_shifts(network, fmt, train.images[: spec["calibration_images"]])
         mapped = {
-            name: map_network(network, RedundancyPlan.from_dict(plan), fmt, calib)
+            name: map_network(network, RedundancyPlan.from_dict(plan), fmt, shifts)
             for name, plan in spec["plans"].items()
         }
         n = spec["test_images"]
@@ -70,6 +70,10 @@ def _context(spec: dict) -> dict:
 
 def evaluate_instance(spec: dict, instance: int, plans: list[str]) -> dict[str, dict]:
     """Campaign task: accuracy of every plan on chip instance ``(spec["seed"], instance)``."""
+    import torch
+
+    # Campaign workers are one process per core: keep each single-threaded.
+    torch.set_num_threads(1)
     ctx = _context(spec)
     out = {}
     for name in plans:
@@ -95,7 +99,7 @@ def reproduce(
     net: str = "lenet5",
     dataset: str = "mnist5k",
     data_dir: str | None = None,
-    instances: int = 10,
+    instances: int = 20,
     test_images: int | None = None,
     seed: int = 0,
     out_dir: str | Path = "results",
@@ -207,7 +211,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--net", default="lenet5", help="lenet5 (default), lenet_paper or alexnet")
     p.add_argument("--dataset", default="mnist5k", help="mnist5k (embedded, default), mnist or cifar10")
     p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files or CIFAR-10 batches")
-    p.add_argument("--instances", type=int, default=10, help="chip instances (default 10)")
+    p.add_argument("--instances", type=int, default=20, help="chip instances (default 20)")
     p.add_argument("--test-images", type=int, default=None, help="test images per instance (default: all)")
     p.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
     p.add_argument("--out", default="results", help="output folder (default ./results)")

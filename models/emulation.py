@@ -368,8 +368,27 @@ def pad_inputs(x: np.ndarray, mapped) -> np.ndarray:
     return xp.reshape(xi.shape[:-1] + (mapped.row_tiles, fmt.rows))
 
 
+def _check_inputs(x: np.ndarray, mapped) -> np.ndarray:
+    """Validate inputs ``(..., K)`` against the layer and the input width."""
+    xi = np.asarray(x)
+    if xi.ndim < 1 or xi.shape[-1] != mapped.fan_in:
+        raise ValueError(f"x must have {mapped.fan_in} inputs on its last axis, got shape {xi.shape}")
+    if not np.issubdtype(xi.dtype, np.integer):
+        raise ValueError(f"x must be an integer array, got dtype {xi.dtype}")
+    if xi.size and (xi.min() < 0 or xi.max() >= (1 << mapped.fmt.input_bits)):
+        raise ValueError(f"x must be in [0, {(1 << mapped.fmt.input_bits) - 1}]")
+    return xi
+
+
 def emulate_matvec(x: np.ndarray, mapped, codes: np.ndarray, adc_shift: int) -> np.ndarray:
     """Steps 2-6 for a batch: inputs ``(..., K)`` -> ``z`` ``(..., N)`` (units ``2**-code_frac``).
+
+    Exactly :func:`column_accumulate`, :func:`adc_quantize`, :func:`shift_add_bits`
+    (summed over row tiles), :func:`average_columns` and :func:`combine_slices` applied in
+    turn (``tests/models/test_emulation.py`` checks it against that composition), computed
+    fast: all bit planes of a row tile in one float32 GEMM (exact: every partial sum is an
+    integer below 2**24), input vectors that are all zero on a row tile skipped (they
+    convert to 0).
 
     Parameters
     ----------
@@ -382,36 +401,43 @@ def emulate_matvec(x: np.ndarray, mapped, codes: np.ndarray, adc_shift: int) -> 
     adc_shift:
         The layer's ADC shift.
     """
+    import torch  # the fast path only; the contract functions above are plain NumPy
+
     fmt = mapped.fmt
     _require_int("adc_shift", adc_shift, 0, 32)
-    c = np.asarray(codes, dtype=np.int64)
+    c = np.asarray(codes)
     want = (mapped.row_tiles, mapped.col_tiles, fmt.rows, fmt.cols)
     if c.shape != want:
         raise ValueError(f"codes must have shape {want}, got {c.shape}")
-    xp = pad_inputs(x, mapped)  # (..., RT, rows)
-    lead = xp.shape[:-2]
-    xf = xp.reshape(-1, mapped.row_tiles, fmt.rows)
-    # (row tile, column tile) -> all columns side by side: (RT, rows, CT*cols)
-    c2 = c.transpose(0, 2, 1, 3).reshape(mapped.row_tiles, fmt.rows, -1)[..., : mapped.physical_columns]
-    # Integer arithmetic carried out in floating point through BLAS: every partial sum
-    # is an integer below 2**24 (float32) or 2**53 (float64), hence exact.
-    exact32 = fmt.rows * max(abs(fmt.code_min), fmt.code_max) < (1 << 24)
-    ftype = np.float32 if exact32 else np.float64
+    xi = _check_inputs(x, mapped)
+    lead = xi.shape[:-1]
+    xf = xi.reshape(-1, mapped.fan_in)
+    small = np.uint8 if fmt.input_bits <= 8 else np.int32
+    xf = torch.from_numpy(np.ascontiguousarray(xf, dtype=small))
+    p = mapped.physical_columns
+    c2 = c.transpose(0, 2, 1, 3).reshape(mapped.row_tiles, fmt.rows, -1)[..., :p]
+    if fmt.rows * max(abs(fmt.code_min), fmt.code_max) >= (1 << 24):
+        raise ValueError("format too wide for the float32 fast path (rows * |code| >= 2**24)")
     half = float(1 << (adc_shift - 1)) if adc_shift else 0.0
-    scale = float(1 << adc_shift)
-    y = np.zeros((xf.shape[0], mapped.physical_columns), dtype=np.float64)
+    inv_scale = 1.0 / float(1 << adc_shift)
+    bit_weights = torch.tensor([float(1 << b) for b in range(fmt.input_bits)], dtype=torch.float64)
+    y = torch.zeros((xf.shape[0], p), dtype=torch.float64)
     for rt in range(mapped.row_tiles):
-        # Padding rows carry input 0 and add nothing: leave them out of the product.
-        used = min(fmt.rows, mapped.fan_in - rt * fmt.rows)
-        ct = c2[rt, :used].astype(ftype)
-        xt = xf[:, rt, :used]
-        for b in range(fmt.input_bits):
-            acc = ((xt >> b) & 1).astype(ftype) @ ct  # step 2
-            adc = np.clip(np.floor((acc + half) / scale), 0, fmt.adc_max)  # step 3
-            y += adc * float(1 << b)  # step 4
-    y = y.astype(np.int64).reshape(lead + (mapped.physical_columns,))
-    slices = average_columns(y, mapped)
-    x_sum = np.asarray(x, dtype=np.int64).sum(axis=-1)
+        lo = rt * fmt.rows
+        used = min(fmt.rows, mapped.fan_in - lo)  # padding rows carry input 0
+        xt = xf[:, lo : lo + used]
+        live = torch.nonzero(xt.any(dim=1)).flatten()
+        if live.numel() == 0:
+            continue
+        xt = xt[live]
+        ct = torch.from_numpy(c2[rt, :used].astype(np.float32))
+        planes = torch.stack([(xt >> b) & 1 for b in range(fmt.input_bits)]).to(torch.float32)
+        acc = planes @ ct  # step 2, (B, live, P)
+        adc = torch.floor((acc + half) * inv_scale).clamp_(0, fmt.adc_max)  # step 3
+        y.index_add_(0, live, torch.tensordot(bit_weights, adc.to(torch.float64), dims=1))  # step 4
+    y_np = y.numpy().astype(np.int64).reshape(lead + (p,))
+    slices = average_columns(y_np, mapped)
+    x_sum = xi.astype(np.int64).sum(axis=-1)
     return combine_slices(slices, x_sum, adc_shift, fmt)
 
 

@@ -2,10 +2,11 @@
 
 The walk of DESIGN.md for a whole network:
 
-``map_network``      quantized network + redundancy plan + numeric format -> per-layer
-                     :class:`~remeco.models.mapping.MappedLayer` and ADC shifts
-                     (calibrated once, offline, on the ideal crossbar and calibration
-                     images: never on the batch being evaluated).
+``calibrate_adc_shifts``  per-layer ADC ranges, once per network and format, offline,
+                     on the ideal crossbar and calibration images (never on the batch
+                     being evaluated).
+``map_network``      quantized network + redundancy plan + numeric format + ADC shifts
+                     -> per-layer :class:`~remeco.models.mapping.MappedLayer`.
 ``program_network``  one chip instance ``(seed, instance)``: every layer of every
                      committee copy programmed on its own tiles
                      (:func:`remeco.models.chip.program_layer`).
@@ -35,7 +36,7 @@ from .nn import QuantizedNetwork
 from .physics import physics_matvec
 from .redundancy import RedundancyPlan
 
-__all__ = ["EXECUTORS", "MappedNetwork", "ProgrammedNetwork", "map_network", "program_network", "infer"]
+__all__ = ["EXECUTORS", "MappedNetwork", "ProgrammedNetwork", "calibrate_adc_shifts", "map_network", "program_network", "infer"]
 
 EXECUTORS = ("emulation", "physics", "reference")
 
@@ -85,16 +86,51 @@ def _layer_inputs(network: QuantizedNetwork, images: np.ndarray) -> list[np.ndar
     return seen
 
 
-def map_network(
+def calibrate_adc_shifts(
     network: QuantizedNetwork,
-    plan: RedundancyPlan,
     fmt: EmulationFormat,
     calibration_images: np.ndarray,
     *,
     adc_quantile: float = 0.9999,
     max_calibration_rows: int = 20_000,
+) -> tuple[int, ...]:
+    """Every layer's ADC range, set once per network and format (the same for all plans).
+
+    The ADC is part of the hardware design, so its range is calibrated on the ideal
+    crossbar of the plain (copy-free) mapping with calibration images (training data):
+    the smallest shift for which the ``adc_quantile`` of the bit-plane column sums does
+    not clip (:func:`~remeco.models.emulation.calibrate_adc_shift`).
+
+    Parameters
+    ----------
+    network, fmt:
+        The integer network and the numeric format.
+    calibration_images:
+        uint8 images whose layer inputs are used.
+    adc_quantile:
+        Quantile of the ideal accumulators that must not clip.
+    max_calibration_rows:
+        Cap on input vectors per layer (evenly subsampled).
+    """
+    if len(calibration_images) == 0:
+        raise ValueError("calibration_images must not be empty")
+    inputs = _layer_inputs(network, np.asarray(calibration_images))
+    shifts = []
+    for layer, rows in zip(network.layers, inputs):
+        mapped = map_layer(layer.weight.astype(np.int64), fmt)
+        if len(rows) > max_calibration_rows:
+            rows = rows[np.linspace(0, len(rows) - 1, max_calibration_rows).astype(np.int64)]
+        shifts.append(calibrate_adc_shift(rows, mapped, mapped.target_levels() << fmt.code_frac, adc_quantile))
+    return tuple(shifts)
+
+
+def map_network(
+    network: QuantizedNetwork,
+    plan: RedundancyPlan,
+    fmt: EmulationFormat,
+    adc_shifts: tuple[int, ...] | np.ndarray,
 ) -> MappedNetwork:
-    """Lay a network out on crossbars and calibrate every layer's ADC range.
+    """Lay a network out on crossbars under a redundancy plan.
 
     Parameters
     ----------
@@ -104,34 +140,21 @@ def map_network(
         Redundancy plan with one ``copies_log2`` array per layer.
     fmt:
         Numeric format (tile size, slices, ADC bits).
-    calibration_images:
-        uint8 images (training data) whose ideal column sums set the ADC ranges.
-    adc_quantile:
-        Quantile of the ideal accumulators that must not clip.
-    max_calibration_rows:
-        Cap on the input vectors per layer used for calibration (evenly subsampled).
+    adc_shifts:
+        Per-layer ADC shifts from :func:`calibrate_adc_shifts`.
     """
     if len(plan.copies_log2) != len(network.layers):
-        raise ValueError(
-            f"plan has {len(plan.copies_log2)} layers, the network {len(network.layers)}"
-        )
-    if len(calibration_images) == 0:
-        raise ValueError("calibration_images must not be empty")
-    inputs = _layer_inputs(network, np.asarray(calibration_images))
-    layers, shifts = [], []
+        raise ValueError(f"plan has {len(plan.copies_log2)} layers, the network {len(network.layers)}")
+    if len(adc_shifts) != len(network.layers):
+        raise ValueError(f"adc_shifts has {len(adc_shifts)} entries, the network {len(network.layers)} layers")
+    layers = []
     for index, (layer, k) in enumerate(zip(network.layers, plan.copies_log2)):
         if np.asarray(k).shape != (layer.out_features, fmt.n_slices):
             raise ValueError(
                 f"plan layer {index} has shape {np.asarray(k).shape}, expected ({layer.out_features}, {fmt.n_slices})"
             )
-        mapped = map_layer(layer.weight.astype(np.int64), fmt, np.asarray(k))
-        rows = inputs[index]
-        if len(rows) > max_calibration_rows:
-            rows = rows[np.linspace(0, len(rows) - 1, max_calibration_rows).astype(np.int64)]
-        ideal_codes = mapped.target_levels() << fmt.code_frac
-        shifts.append(calibrate_adc_shift(rows, mapped, ideal_codes, adc_quantile))
-        layers.append(mapped)
-    return MappedNetwork(network, plan, fmt, tuple(layers), tuple(shifts))
+        layers.append(map_layer(layer.weight.astype(np.int64), fmt, np.asarray(k)))
+    return MappedNetwork(network, plan, fmt, tuple(layers), tuple(int(v) for v in adc_shifts))
 
 
 def program_network(mapped: MappedNetwork, params: ChipParams, *, seed: int, instance: int) -> ProgrammedNetwork:
