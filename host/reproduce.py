@@ -130,7 +130,12 @@ def reproduce(
         f"{net}: software (8-bit) accuracy {trained.int_accuracy:.4f} on {len(test.images)} test images "
         f"({'cached' if trained.from_cache else f'trained in {trained.train_seconds:.0f} s'})"
     )
-    network_file = out / f"network-{net}-{trained.path.stem.split('-')[-1]}.npz"
+    # Named by content, so a retrained (different) network never reuses a stale file.
+    digest = hashlib.sha256()
+    for key, value in sorted(network.to_arrays().items()):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    network_file = out / f"network-{net}-{digest.hexdigest()[:16]}.npz"
     if not network_file.exists():
         network.save(network_file)
     sens_file = out / f"sensitivity-{network_file.stem}.json"
