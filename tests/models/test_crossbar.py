@@ -170,6 +170,18 @@ def test_sneak_paths_give_off_devices_nonzero_effective_conductance():
     np.testing.assert_allclose(T, dense_nodal(G, np.eye(3), 10.0, 10.0), rtol=1e-11, atol=1e-22)
 
 
+@pytest.mark.parametrize("method", crossbar.METHODS)
+def test_open_rows_and_columns_stay_finite(method):
+    G, V = random_tile(13, 6, 5)
+    G[2, :] = 0.0
+    G[:, 3] = 0.0
+    I = NodalCrossbar(G, 500.0, 700.0, method=method).output_currents(V)
+    assert np.all(np.isfinite(I))
+    np.testing.assert_allclose(I[:, 3], 0.0, atol=0)  # nothing can reach an open column
+    if method == "exact":
+        np.testing.assert_allclose(I, dense_nodal(G, V, 500.0, 700.0), rtol=1e-11, atol=1e-22)
+
+
 # ----------------------------------------------------------------------------------
 # Oracles
 # ----------------------------------------------------------------------------------
