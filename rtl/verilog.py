@@ -26,6 +26,12 @@ VERILATOR_WAIVERS: dict[str, str] = {
         "Yosys assigns wide intermediate cells (arithmetic carried at the Amaranth result "
         "width + 1) to narrower wires; Amaranth's own shape rules decided the truncation."
     ),
+    "CASEINCOMPLETE": (
+        "Amaranth lowers FSMs and indexed assignments to case statements over the reachable "
+        "encodings only (a 3-state FSM in a 2-bit register); every generated always-block "
+        "starts with a default assignment, so the missing items keep that value and no "
+        "latch is inferred."
+    ),
     "UNOPTFLAT": (
         "Amaranth flattens struct payloads into one vector whose bits are driven by "
         "different always-blocks; Verilator sees a false combinational loop on the vector "

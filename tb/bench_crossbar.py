@@ -88,7 +88,7 @@ class TileBench:
 
     async def run_planes(self, bits, tiles, tags) -> list[tuple[int, int, int]]:
         """Send planes, return the ``(acc, col, tag)`` outputs they produce."""
-        base = len(self.sink.received)
+        base = self.sink.count
         words = [self.pay["i"].pack(bits=int("".join(str(b) for b in row[::-1]), 2), tile=int(t), tag=int(g))
                  for row, t, g in zip(bits, tiles, tags)]
         self.src.send(words)
@@ -193,7 +193,7 @@ async def reset_mid_sweep(dut):
     words = lambda b, t, g: [tb.pay["i"].pack(bits=int("".join(str(x) for x in row[::-1]), 2), tile=int(tt), tag=int(gg))
                              for row, tt, gg in zip(b, t, g)]
     tb.src.send(words(bits0, tiles0, tags0))
-    while len(tb.src.sent) < 10:
+    while tb.src.count < 10:
         await RisingEdge(dut.clk)
     tb.sink.paused = True
     await ClockCycles(dut.clk, 4)

@@ -130,7 +130,7 @@ async def run_with_reset(dut, words0, words1, n_out1: int, p: dict, seed: int, *
     source = StreamSource(dut, src, random.Random(seed), p.get("valid_prob", 1.0))
     sink = StreamSink(dut, dst, random.Random(seed + 1), p.get("ready_prob", 1.0))
     source.send(words0)
-    while len(source.sent) < len(words0) // 3:
+    while source.count < len(words0) // 3:
         await RisingEdge(dut.clk)
     sink.paused = True
     await ClockCycles(dut.clk, 4)
@@ -143,7 +143,7 @@ async def run_with_reset(dut, words0, words1, n_out1: int, p: dict, seed: int, *
     n0 = len(sink.words(0))
     await sink.wait_for(n0 + n_out1, timeout_cycles=50 * (len(words1) + n_out1) + 200)
     await ClockCycles(dut.clk, 8)
-    sent0 = [w for e, w in source.sent if e == 0]
+    sent0 = source.words(0)
     return sent0, sink.words(0), sink.words(1)
 
 

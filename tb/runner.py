@@ -221,10 +221,29 @@ def _wave_name(simulator: str) -> str:
     return "dump.fst"
 
 
-def _build(verilog: str, top: str, simulator: str, waves: bool) -> tuple[Path, float]:
-    """Compile ``verilog`` once per content hash; return (build dir, seconds spent)."""
+def _compile(verilog: str, top: str, simulator: str, args: list[str], waves: bool, bdir: Path) -> None:
     from cocotb_tools.runner import get_runner
 
+    if bdir.exists():
+        shutil.rmtree(bdir)
+    bdir.mkdir(parents=True)
+    src = bdir / f"{top}.v"
+    src.write_text(verilog)
+    runner = get_runner(simulator)
+    with _quiet_pytest(), _object_cache(simulator):
+        runner.build(
+            sources=[src],
+            hdl_toplevel=top,
+            build_dir=bdir,
+            build_args=args,
+            waves=waves,
+            timescale=_TIMESCALE,
+            log_file=bdir / "build.log",
+        )
+
+
+def _build(verilog: str, top: str, simulator: str, waves: bool) -> tuple[Path, float]:
+    """Compile ``verilog`` once per content hash; return (build dir, seconds spent)."""
     args = _build_args(simulator, waves)
     key = hashlib.sha256(json.dumps([verilog, simulator, args, waves]).encode()).hexdigest()[:12]
     bdir = build_root() / f"{top}-{simulator}-{key}"
@@ -235,24 +254,28 @@ def _build(verilog: str, top: str, simulator: str, waves: bool) -> tuple[Path, f
         if stamp.exists():  # another worker built it while we waited
             return bdir, 0.0
         t0 = time.monotonic()
-        if bdir.exists():
-            shutil.rmtree(bdir)
-        bdir.mkdir(parents=True)
-        src = bdir / f"{top}.v"
-        src.write_text(verilog)
-        runner = get_runner(simulator)
-        with _quiet_pytest():
-            runner.build(
-                sources=[src],
-                hdl_toplevel=top,
-                build_dir=bdir,
-                build_args=args,
-                waves=waves,
-                timescale=_TIMESCALE,
-                log_file=bdir / "build.log",
-            )
+        _compile(verilog, top, simulator, args, waves, bdir)
         stamp.write_text(key)
         return bdir, time.monotonic() - t0
+
+
+@contextlib.contextmanager
+def _object_cache(simulator: str):
+    """Serve Verilator's runtime objects from ``build/sim/_objcache`` (see :mod:`.objcache`)."""
+    if simulator != "verilator":
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in ("OBJCACHE", "REMECO_OBJCACHE_DIR")}
+    os.environ["OBJCACHE"] = f"{sys.executable} -m remeco.tb.objcache"
+    os.environ["REMECO_OBJCACHE_DIR"] = str(build_root() / "_objcache")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @contextlib.contextmanager

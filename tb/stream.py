@@ -9,22 +9,27 @@ with random idle cycles (valid) and random backpressure (ready).
 
 Transfer rule (Amaranth streams): a beat moves on a rising edge where ``valid`` and
 ``ready`` are both 1; once ``valid`` is raised it stays up, payload unchanged, until
-the beat moves. Both models sample the synchronous ``rst`` on every edge: every beat
-is tagged with an *epoch* that counts completed resets, so a bench can check what
-happened before and after a reset in the middle of a transfer. Beats that move on an
-edge where ``rst`` is 1 belong to the epoch before the reset. Create the models after
-the initial reset, so that epoch 0 is the first one the bench uses.
+the beat moves. Every beat is time-stamped; a :class:`ResetMonitor` records the first
+clock edge that samples ``rst`` low after each reset, so each beat gets an *epoch* (the
+number of resets completed before it moved) and a bench can check what happened
+before and after a reset in the middle of a transfer. Beats that move on an edge where
+``rst`` is 1 belong to the epoch before the reset. Create the models after the initial
+reset, so that epoch 0 is the first one the bench uses.
+
+Cost: a sink runs every cycle (it draws ``ready``); a source runs every cycle only
+while it has beats to send, and sleeps otherwise, so idle programming ports cost nothing.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections import deque
 
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-__all__ = ["Payload", "stream_payload", "StreamSource", "StreamSink"]
+__all__ = ["Payload", "stream_payload", "ResetMonitor", "StreamSource", "StreamSink"]
 
 
 class Payload:
@@ -112,24 +117,60 @@ def stream_payload(component, member: str) -> Payload:
     return Payload(sig.members["payload"].shape)
 
 
+class ResetMonitor:
+    """Records the time of the first clock edge that samples ``rst`` low after a reset.
+
+    Event driven (it waits for ``rst`` to rise and fall), so it costs nothing per cycle.
+    Only resets that start after the monitor is created count.
+    """
+
+    def __init__(self, dut) -> None:
+        import cocotb
+
+        self.clk, self.rst = dut.clk, dut.rst
+        self.deasserts: list[int] = []
+        self._task = cocotb.start_soon(self._run())
+
+    async def _run(self) -> None:
+        from cocotb.triggers import FallingEdge, RisingEdge
+        from cocotb.simtime import get_sim_time
+
+        while True:
+            # Rise first: the initial reset may still be ending when the monitor starts.
+            await RisingEdge(self.rst)
+            await FallingEdge(self.rst)
+            await RisingEdge(self.clk)
+            self.deasserts.append(get_sim_time())
+
+    def epoch(self, time: int) -> int:
+        """Resets completed before a beat that moved at ``time`` (sim steps)."""
+        return bisect.bisect_right(self.deasserts, time)
+
+
 class _Port:
     def __init__(self, dut, name: str, rng: random.Random | int | None, prob: float) -> None:
         self.clk = dut.clk
-        self.rst = dut.rst
         self.valid = getattr(dut, f"{name}__valid")
         self.ready = getattr(dut, f"{name}__ready")
         self.payload = getattr(dut, f"{name}__payload")
         self.rng = rng if isinstance(rng, random.Random) else random.Random(rng)
         self.prob = float(prob)
-        self.epoch = 0
-        self._in_reset = False
+        self.resets = ResetMonitor(dut)
+        self._moved: list[tuple[int, int]] = []  # (sim time, word)
 
-    def _track_reset(self) -> None:
-        if int(self.rst.value):
-            self._in_reset = True
-        elif self._in_reset:
-            self._in_reset = False
-            self.epoch += 1
+    @property
+    def count(self) -> int:
+        """Beats that moved so far (all epochs)."""
+        return len(self._moved)
+
+    def _beats(self) -> list[tuple[int, int]]:
+        return [(self.resets.epoch(t), w) for t, w in self._moved]
+
+    def words(self, epoch: int | None = None) -> list[int]:
+        """Words that moved (in one epoch, or all)."""
+        if epoch is None:
+            return [w for _, w in self._moved]
+        return [w for e, w in self._beats() if e == epoch]
 
 
 class StreamSource(_Port):
@@ -153,51 +194,63 @@ class StreamSource(_Port):
     """
 
     def __init__(self, dut, name: str, rng=None, valid_prob: float = 1.0) -> None:
+        import cocotb
+        from cocotb.triggers import Event
+
         super().__init__(dut, name, rng, valid_prob)
         self.queue: deque[int] = deque()
-        self.sent: list[tuple[int, int]] = []
         self._flush = False
+        self._offering = False
+        self._wake = Event()
         self.valid.value = 0
-        import cocotb
-
         self._task = cocotb.start_soon(self._run())
+
+    @property
+    def sent(self) -> list[tuple[int, int]]:
+        """``[(epoch, word), ...]`` of every beat that moved into the DUT."""
+        return self._beats()
 
     def send(self, words) -> None:
         """Queue payload words (ints) for sending."""
         self.queue.extend(int(w) for w in words)
+        self._wake.set()
 
     def flush(self) -> None:
         """Drop the queue and, after the next edge, the beat being offered (for resets)."""
         self._flush = True
+        self._wake.set()
 
     @property
     def idle(self) -> bool:
         """Nothing queued and nothing being offered."""
-        return not self.queue and not int(self.valid.value)
+        return not self.queue and not self._offering
 
     async def _run(self) -> None:
+        from cocotb.simtime import get_sim_time
         from cocotb.triggers import RisingEdge
 
-        offering = driven = False
         word = 0
+        driven = False
         edge = RisingEdge(self.clk)
         while True:
+            if not self._offering and not self.queue and not self._flush:
+                self._wake.clear()
+                await self._wake.wait()
             await edge
-            self._track_reset()
-            if offering and int(self.ready.value):
-                self.sent.append((self.epoch, word))
-                offering = False
+            if self._offering and int(self.ready.value):
+                self._moved.append((get_sim_time(), word))
+                self._offering = False
             if self._flush:
                 self._flush = False
                 self.queue.clear()
-                offering = False
-            if not offering and self.queue and (self.prob >= 1.0 or self.rng.random() < self.prob):
+                self._offering = False
+            if not self._offering and self.queue and (self.prob >= 1.0 or self.rng.random() < self.prob):
                 word = self.queue.popleft()
                 self.payload.value = word
-                offering = True
-            if offering != driven:
-                driven = offering
-                self.valid.value = int(offering)
+                self._offering = True
+            if self._offering != driven:
+                driven = self._offering
+                self.valid.value = int(driven)
 
 
 class StreamSink(_Port):
@@ -213,50 +266,43 @@ class StreamSink(_Port):
         ``random.Random`` or seed for the backpressure pattern.
     ready_prob:
         Probability of ``ready`` on a cycle (``1.0``: never back-pressure).
-
-    Attributes
-    ----------
-    received:
-        ``[(epoch, word), ...]`` of every beat that moved.
     """
 
     def __init__(self, dut, name: str, rng=None, ready_prob: float = 1.0) -> None:
+        import cocotb
+
         super().__init__(dut, name, rng, ready_prob)
-        self.received: list[tuple[int, int]] = []
         #: Set to hold ``ready`` low (e.g. to keep an output pending across a reset).
         self.paused = False
         self.ready.value = 0
-        import cocotb
-
         self._task = cocotb.start_soon(self._run())
 
-    def words(self, epoch: int | None = None) -> list[int]:
-        """Received words (of one epoch, or all)."""
-        return [w for e, w in self.received if epoch is None or e == epoch]
+    @property
+    def received(self) -> list[tuple[int, int]]:
+        """``[(epoch, word), ...]`` of every beat that moved out of the DUT."""
+        return self._beats()
 
     async def wait_for(self, count: int, timeout_cycles: int) -> None:
         """Wait until ``count`` beats (all epochs) have arrived; fail after the timeout."""
         from cocotb.triggers import ClockCycles
 
         waited = 0
-        while len(self.received) < count:
+        while self.count < count:
             if waited >= timeout_cycles:
-                raise AssertionError(
-                    f"timeout: {len(self.received)} of {count} output beats after {waited} cycles"
-                )
+                raise AssertionError(f"timeout: {self.count} of {count} output beats after {waited} cycles")
             await ClockCycles(self.clk, 8)
             waited += 8
 
     async def _run(self) -> None:
+        from cocotb.simtime import get_sim_time
         from cocotb.triggers import RisingEdge
 
         ready = 0
         edge = RisingEdge(self.clk)
         while True:
             await edge
-            self._track_reset()
             if ready and int(self.valid.value):
-                self.received.append((self.epoch, int(self.payload.value)))
+                self._moved.append((get_sim_time(), int(self.payload.value)))
             if self.paused:
                 nxt = 0
             else:

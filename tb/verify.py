@@ -17,7 +17,7 @@ from .runner import BenchResult, run_bench
 __all__ = ["VerifyParams", "BenchSpec", "bench_specs", "verify", "COMPONENTS"]
 
 #: Components in datapath order (the names of the rows :func:`verify` returns).
-COMPONENTS = ("crossbar", "adc", "shift_add", "averager", "combine", "requant")
+COMPONENTS = ("crossbar", "adc", "shift_add", "averager", "combine", "requant", "pe")
 
 
 def _small_format() -> EmulationFormat:
@@ -118,6 +118,13 @@ def bench_specs(vp: VerifyParams | None = None) -> dict[str, BenchSpec]:
             **common, "z_width": w["z"], "code_frac": fmt.code_frac, "vectors": vp.vectors,
         }),
     }
+    # The PE holds enough column tiles for the largest plan (every slice 2**k_max times).
+    pe_col_tiles = -(-vp.neurons * fmt.n_slices * (1 << vp.max_copies_log2) // fmt.cols)
+    specs["pe"] = BenchSpec("pe", "remeco.tb.bench_pe", "pe", {
+        **common, **fmt_fields, "cols": fmt.cols, "code_bits": fmt.code_bits,
+        "fan_in": vp.fan_in, "neurons": vp.neurons, "col_tiles": pe_col_tiles, "adc_shift": vp.adc_shift,
+        "max_copies_log2": vp.max_copies_log2, "layers": 4, "vectors": max(4, vp.vectors // 1000),
+    })
     return specs
 
 
