@@ -16,7 +16,21 @@ from amaranth.lib.wiring import In, Out
 from ..models.fault_lfsr import THRESHOLD_ONE
 from .fixed import bits_for, tree_sum
 
-__all__ = ["CrossbarTile", "xorshift32_expr"]
+__all__ = ["CrossbarTile", "programming_members", "xorshift32_expr"]
+
+
+def programming_members(rows: int, cols: int, tiles: int, code_bits: int) -> dict:
+    """The ``load``, ``fault`` and ``gen`` ports of a tile (shared with the PE, which passes them through)."""
+    tile_w, row_w, col_w = bits_for(tiles - 1), bits_for(rows - 1), bits_for(cols - 1)
+    thr_w = bits_for(THRESHOLD_ONE)
+    return {
+        "load": In(stream.Signature(data.StructLayout({
+            "tile": unsigned(tile_w), "row": unsigned(row_w), "col": unsigned(col_w), "code": signed(code_bits)}))),
+        "fault": In(stream.Signature(data.StructLayout({
+            "tile": unsigned(tile_w), "row": unsigned(row_w), "col": unsigned(col_w), "kind": unsigned(2)}))),
+        "gen": In(stream.Signature(data.StructLayout({
+            "seed": unsigned(32), "rate": unsigned(thr_w), "on": unsigned(thr_w)}))),
+    }
 
 
 def xorshift32_expr(s):
@@ -90,19 +104,13 @@ class CrossbarTile(wiring.Component):
             raise ValueError(f"acc_width={acc_width} cannot hold a column sum of {rows} {code_bits}-bit codes")
         self.rows, self.cols, self.tiles = rows, cols, tiles
         self.code_bits, self.acc_width, self.tag_width = code_bits, acc_width, tag_width
-        tile_w, row_w, col_w = bits_for(tiles - 1), bits_for(rows - 1), bits_for(cols - 1)
-        thr_w = bits_for(THRESHOLD_ONE)
+        tile_w, col_w = bits_for(tiles - 1), bits_for(cols - 1)
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({
                 "bits": unsigned(rows), "tile": unsigned(tile_w), "tag": unsigned(tag_width)}))),
             "o": Out(stream.Signature(data.StructLayout({
                 "acc": signed(acc_width), "col": unsigned(col_w), "tag": unsigned(tag_width)}))),
-            "load": In(stream.Signature(data.StructLayout({
-                "tile": unsigned(tile_w), "row": unsigned(row_w), "col": unsigned(col_w), "code": signed(code_bits)}))),
-            "fault": In(stream.Signature(data.StructLayout({
-                "tile": unsigned(tile_w), "row": unsigned(row_w), "col": unsigned(col_w), "kind": unsigned(2)}))),
-            "gen": In(stream.Signature(data.StructLayout({
-                "seed": unsigned(32), "rate": unsigned(thr_w), "on": unsigned(thr_w)}))),
+            **programming_members(rows, cols, tiles, code_bits),
             "gen_busy": Out(1),
             "code_on": In(signed(code_bits)),
             "code_off": In(signed(code_bits)),

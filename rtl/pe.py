@@ -18,7 +18,7 @@ from ..models.emulation import EmulationFormat
 from .adc import ADCQuantizer
 from .averager import Averager
 from .combine import SliceCombiner
-from .crossbar import CrossbarTile
+from .crossbar import CrossbarTile, programming_members
 from .fixed import bits_for
 from .requant import BIAS_BITS, MULTIPLIER_BITS, OUT_BITS, SHIFT_BITS, Requantizer
 from .shift_add import ShiftAdd
@@ -100,23 +100,14 @@ class ProcessingElement(wiring.Component):
         self.adc_tag = data.StructLayout({
             "col": unsigned(col_w), "bit": unsigned(bits_for(fmt.input_bits - 1)),
             "first": unsigned(1), "last": unsigned(1)})
-        self._tile = CrossbarTile(fmt.rows, fmt.cols, self.row_tiles * col_tiles, fmt.code_bits, w["acc"],
-                                  self.plane_tag.size)
-        self._adc = ADCQuantizer(w["acc"], fmt.adc_bits, adc_shift, self.adc_tag.size)
-        self._shift_add = ShiftAdd(fmt.adc_bits, fmt.input_bits, fmt.cols, w["y"])
-        self._averager = Averager(w["y"], fmt.n_slices, max_copies_log2)
-        self._combine = SliceCombiner(fmt, w["y"], self.x_sum_width, w["z"], adc_shift)
-        self._requant = Requantizer(w["z"], fmt.code_frac)
+        self._widths = w
         self.desc_layout = data.StructLayout({
             "slice": unsigned(bits_for(fmt.n_slices - 1)), "k": unsigned(bits_for(max_copies_log2)),
             "first": unsigned(1), "last": unsigned(1), "end": unsigned(1), "used": unsigned(1)})
-        tile_members = self._tile.signature.members
         super().__init__({
             "x": In(stream.Signature(unsigned(fmt.input_bits))),
             "o": Out(stream.Signature(signed(OUT_BITS))),
-            "load": tile_members["load"],
-            "fault": tile_members["fault"],
-            "gen": tile_members["gen"],
+            **programming_members(fmt.rows, fmt.cols, self.row_tiles * col_tiles, fmt.code_bits),
             "gen_busy": Out(1),
             "desc": In(stream.Signature(data.StructLayout({
                 "col": unsigned(bits_for(col_tiles * fmt.cols - 1)), **dict(self.desc_layout.members)}))),
@@ -136,8 +127,13 @@ class ProcessingElement(wiring.Component):
         fmt = self.fmt
         R, C, B = fmt.rows, fmt.cols, fmt.input_bits
         RT, CT, K, N = self.row_tiles, self.col_tiles, self.fan_in, self.neurons
-        tile, adc, sa = self._tile, self._adc, self._shift_add
-        avg, comb, rq = self._averager, self._combine, self._requant
+        w = self._widths
+        tile = CrossbarTile(R, C, RT * CT, fmt.code_bits, w["acc"], self.plane_tag.size)
+        adc = ADCQuantizer(w["acc"], fmt.adc_bits, self.adc_shift, self.adc_tag.size)
+        sa = ShiftAdd(fmt.adc_bits, B, C, w["y"])
+        avg = Averager(w["y"], fmt.n_slices, self.max_k)
+        comb = SliceCombiner(fmt, w["y"], self.x_sum_width, w["z"], self.adc_shift)
+        rq = Requantizer(w["z"], fmt.code_frac)
         m.submodules.tile, m.submodules.adc, m.submodules.shift_add = tile, adc, sa
         m.submodules.averager, m.submodules.combine, m.submodules.requant = avg, comb, rq
 

