@@ -18,9 +18,10 @@ Column descriptors (:func:`column_descriptors`)
     (:func:`averaged_order`).
 
 Stream order of one input vector (what :class:`remeco.rtl.pe.ProcessingElement` does)
-    for each column tile ``ct``: for each row tile ``rt``: for each input bit ``b``
-    (LSB first): the bit plane ``b`` of ``x[rt*rows : (rt+1)*rows]`` drives tile
-    ``t = rt * col_tiles + ct``, whose columns convert one per cycle. Shift-and-add
+    for each column tile ``ct`` of the layer: for each row tile ``rt``: for each input
+    bit ``b`` (LSB first): the bit plane ``b`` of ``x[rt*rows : (rt+1)*rows]`` drives tile
+    ``t = tile_index(rt, ct, col_tiles)`` (``col_tiles``: the column tiles the PE holds,
+    at least the layer's), whose columns convert one per cycle. Shift-and-add
     restarts a column at ``(rt, b) = (0, 0)`` and emits it at
     ``(row_tiles - 1, input_bits - 1)``; outputs then follow in physical-column order.
 """

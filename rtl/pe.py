@@ -192,9 +192,9 @@ class ProcessingElement(wiring.Component):
             tag.first.eq((rt == 0) & (bit == 0)),
             tag.last.eq((rt == RT - 1) & (bit == B - 1)),
         ]
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("LOAD"):
-                m.d.comb += [self.x.ready.eq(1), x_wr.en.eq(Mux(self.x.valid, Const(1, R) << x_elem, 0))]
+                m.d.comb += x_wr.en.eq(Mux(self.x.valid, Const(1, R) << x_elem, 0))
                 with m.If(self.x.valid):
                     m.d.sync += [x_sum.eq(x_sum + self.x.payload), x_count.eq(x_count + 1), x_elem.eq(x_elem + 1)]
                     with m.If(x_elem == R - 1):
@@ -203,7 +203,6 @@ class ProcessingElement(wiring.Component):
                         m.d.sync += [bit.eq(0), rt.eq(0), ct.eq(0)]
                         m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += tile.i.valid.eq(1)
                 with m.If(tile.i.ready):
                     m.d.sync += bit.eq(bit + 1)
                     with m.If(bit == B - 1):
@@ -216,6 +215,10 @@ class ProcessingElement(wiring.Component):
                 with m.If(self.o.valid & self.o.ready & (out_count == N - 1)):
                     m.d.sync += [x_sum.eq(0), x_count.eq(0), x_word.eq(0), x_elem.eq(0)]
                     m.next = "LOAD"
+
+        # Plain assignments, not inside the state bodies: a comb output that depends only on
+        # the state register would sit at X in Icarus until the first transition.
+        m.d.comb += [self.x.ready.eq(fsm.ongoing("LOAD")), tile.i.valid.eq(fsm.ongoing("RUN"))]
 
         # -- datapath ----------------------------------------------------------------------------
         # tile -> ADC (the column and the plane's tag travel as the ADC tag)

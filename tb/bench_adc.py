@@ -72,7 +72,7 @@ async def random_and_corner_vectors(dut):
     tags = rng.integers(0, 1 << p.get("tag_width", 0), size=acc.size) if tagged else None
 
     start_clock(dut)
-    await reset(dut)
+    await reset(dut, component=comp)
     src = StreamSource(dut, "i", random.Random(p["seed"] + 1), p["valid_prob"])
     sink = StreamSink(dut, "o", random.Random(p["seed"] + 2), p["ready_prob"])
     words = pin.pack_many({"acc": acc, "tag": tags} if tagged else acc)
@@ -104,7 +104,7 @@ async def reset_mid_transfer(dut):
     n = 400
 
     start_clock(dut)
-    await reset(dut)
+    await reset(dut, component=comp)
     src = StreamSource(dut, "i", random.Random(p["seed"] + 3), p["valid_prob"])
     sink = StreamSink(dut, "o", random.Random(p["seed"] + 4), p["ready_prob"])
     acc0 = random_inputs(rng, n, p["acc_width"], p["adc_bits"], p["adc_shift"])

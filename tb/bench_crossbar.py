@@ -46,9 +46,7 @@ class TileBench:
     @classmethod
     async def start(cls, dut, p: dict, seed: int) -> "TileBench":
         start_clock(dut)
-        dut.code_on.value = 0
-        dut.code_off.value = 0
-        await reset(dut)
+        await reset(dut, component=design(p))  # all inputs 0 first
         return cls(dut, p, seed)
 
     def random_codes(self) -> np.ndarray:

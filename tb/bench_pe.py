@@ -130,10 +130,7 @@ class PEBench:
     @classmethod
     async def start(cls, dut, p: dict, seed: int) -> "PEBench":
         start_clock(dut)
-        for name in ("code_on", "code_off", "multiplier", "shift", "last_layer"):
-            getattr(dut, name).value = 0
-        dut.col_tiles_used.value = 1
-        await reset(dut)
+        await reset(dut, component=design(p))  # all inputs 0 first
         return cls(dut, p, seed)
 
     async def _drain(self, *sources: StreamSource) -> None:

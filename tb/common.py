@@ -35,10 +35,17 @@ def start_clock(dut, period_ns: int = 10) -> None:
     Clock(dut.clk, period_ns, unit="ns").start()
 
 
-async def reset(dut, cycles: int = 2) -> None:
-    """Hold the synchronous, active-high ``rst`` for ``cycles`` clock edges."""
+async def reset(dut, cycles: int = 2, component=None) -> None:
+    """Hold the synchronous, active-high ``rst`` for ``cycles`` clock edges.
+
+    With ``component``, first drive all its inputs to 0 (see :func:`.stream.quiet_inputs`).
+    """
     from cocotb.triggers import ClockCycles
 
+    if component is not None:
+        from .stream import quiet_inputs
+
+        quiet_inputs(dut, component)
     dut.rst.value = 1
     await ClockCycles(dut.clk, cycles)
     dut.rst.value = 0
@@ -90,7 +97,7 @@ class Comparison:
             )
 
 
-async def run_stream(dut, words, n_out: int, p: dict, seed: int, *, src: str = "i", dst: str = "o") -> list[int]:
+async def run_stream(dut, words, n_out: int, p: dict, seed: int, *, src: str = "i", dst: str = "o", component=None) -> list[int]:
     """Reset, push ``words`` into ``src`` and collect ``n_out`` words from ``dst``.
 
     Idle cycles and backpressure follow ``p["valid_prob"]`` and ``p["ready_prob"]``.
@@ -102,7 +109,7 @@ async def run_stream(dut, words, n_out: int, p: dict, seed: int, *, src: str = "
     from .stream import StreamSink, StreamSource
 
     start_clock(dut)
-    await reset(dut)
+    await reset(dut, component=component)
     source = StreamSource(dut, src, random.Random(seed), p.get("valid_prob", 1.0))
     sink = StreamSink(dut, dst, random.Random(seed + 1), p.get("ready_prob", 1.0))
     source.send(words)
@@ -111,7 +118,8 @@ async def run_stream(dut, words, n_out: int, p: dict, seed: int, *, src: str = "
     return sink.words()
 
 
-async def run_with_reset(dut, words0, words1, n_out1: int, p: dict, seed: int, *, src: str = "i", dst: str = "o"):
+async def run_with_reset(dut, words0, words1, n_out1: int, p: dict, seed: int, *, src: str = "i", dst: str = "o",
+                         component=None):
     """Traffic, a reset in the middle of it, more traffic.
 
     Sends ``words0``; once a third of them moved, holds the output back for a few
@@ -126,7 +134,7 @@ async def run_with_reset(dut, words0, words1, n_out1: int, p: dict, seed: int, *
     from .stream import StreamSink, StreamSource
 
     start_clock(dut)
-    await reset(dut)
+    await reset(dut, component=component)
     source = StreamSource(dut, src, random.Random(seed), p.get("valid_prob", 1.0))
     sink = StreamSink(dut, dst, random.Random(seed + 1), p.get("ready_prob", 1.0))
     source.send(words0)

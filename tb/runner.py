@@ -6,7 +6,8 @@ PyPI wheel, its make flags) is set up here, so nobody else needs to know about i
 
 Builds are cached: each (Verilog text, simulator, flags) gets its own directory
 ``build/sim/<top>-<simulator>-<hash>`` and is compiled once; a lock file serialises
-concurrent builders (pytest-xdist). Every run records a waveform (FST; VCD from
+concurrent builders (pytest-xdist); Verilator's design-independent runtime objects are
+compiled once for all builds (:mod:`remeco.tb.objcache`). Every run records a waveform (FST; VCD from
 Verilator when the LZ4 headers are missing, see :func:`verilator_wave_format`) in its own
 run directory; a failing run's message names the waveform and the simulator log.
 
@@ -230,16 +231,23 @@ def _compile(verilog: str, top: str, simulator: str, args: list[str], waves: boo
     src = bdir / f"{top}.v"
     src.write_text(verilog)
     runner = get_runner(simulator)
-    with _quiet_pytest(), _object_cache(simulator):
-        runner.build(
-            sources=[src],
-            hdl_toplevel=top,
-            build_dir=bdir,
-            build_args=args,
-            waves=waves,
-            timescale=_TIMESCALE,
-            log_file=bdir / "build.log",
-        )
+    log = bdir / "build.log"
+    try:
+        with _quiet_pytest(), _object_cache(simulator):
+            runner.build(
+                sources=[src],
+                hdl_toplevel=top,
+                build_dir=bdir,
+                build_args=args,
+                waves=waves,
+                timescale=_TIMESCALE,
+                log_file=log,
+            )
+    except (RuntimeError, SystemExit) as exc:
+        errors = [ln for ln in _tail(log, 400).splitlines() if "%Error" in ln or "%Warning" in ln or "error:" in ln]
+        raise RuntimeError(
+            f"{simulator} build of {top} failed ({exc}); log: {log}\n" + "\n".join(errors[:20] or [_tail(log)])
+        ) from None
 
 
 def _build(verilog: str, top: str, simulator: str, waves: bool) -> tuple[Path, float]:

@@ -16,8 +16,10 @@ before and after a reset in the middle of a transfer. Beats that move on an edge
 ``rst`` is 1 belong to the epoch before the reset. Create the models after the initial
 reset, so that epoch 0 is the first one the bench uses.
 
-Cost: a sink runs every cycle (it draws ``ready``); a source runs every cycle only
-while it has beats to send, and sleeps otherwise, so idle programming ports cost nothing.
+Cost: a source runs every cycle only while it has beats to send and sleeps otherwise,
+so idle programming ports cost nothing; a sink runs every cycle while it draws random
+``ready``, and with ``ready_prob = 1`` sleeps until the DUT raises ``valid``. Long runs at
+full rate therefore cost Python per beat, not per cycle.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections import deque
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-__all__ = ["Payload", "stream_payload", "ResetMonitor", "StreamSource", "StreamSink"]
+__all__ = ["Payload", "stream_payload", "quiet_inputs", "ResetMonitor", "StreamSource", "StreamSink"]
 
 
 class Payload:
@@ -117,6 +119,20 @@ def stream_payload(component, member: str) -> Payload:
     return Payload(sig.members["payload"].shape)
 
 
+def quiet_inputs(dut, component) -> None:
+    """Drive every input port of ``component`` to 0 (valids low, settings 0).
+
+    Call before the first reset: an undriven input is X in four-state simulators
+    (Icarus), and an X ``valid`` during reset can write X into memories, which the
+    synchronous reset does not clear.
+    """
+    from amaranth.lib.wiring import Flow
+
+    for path, member, _ in component.signature.flatten(component):
+        if member.flow == Flow.In:
+            getattr(dut, "__".join(map(str, path))).value = 0
+
+
 class ResetMonitor:
     """Records the time of the first clock edge that samples ``rst`` low after a reset.
 
@@ -145,6 +161,16 @@ class ResetMonitor:
     def epoch(self, time: int) -> int:
         """Resets completed before a beat that moved at ``time`` (sim steps)."""
         return bisect.bisect_right(self.deasserts, time)
+
+
+def _int(signal) -> int:
+    """``int(signal.value)``, with a message naming the signal when it is X or Z."""
+    try:
+        return int(signal.value)
+    except ValueError:
+        from cocotb.simtime import get_sim_time
+
+        raise AssertionError(f"{signal!r} is {signal.value} at {get_sim_time('ns')} ns") from None
 
 
 class _Port:
@@ -237,7 +263,7 @@ class StreamSource(_Port):
                 self._wake.clear()
                 await self._wake.wait()
             await edge
-            if self._offering and int(self.ready.value):
+            if self._offering and _int(self.ready):
                 self._moved.append((get_sim_time(), word))
                 self._offering = False
             if self._flush:
@@ -256,6 +282,9 @@ class StreamSource(_Port):
 class StreamSink(_Port):
     """Accepts a stream from the DUT (reads ``<name>__valid``/``__payload``, drives ``__ready``).
 
+    With ``ready_prob = 1`` the sink sleeps while the DUT offers nothing (it wakes on
+    ``valid`` rising), so long runs with sparse outputs cost no Python per cycle.
+
     Parameters
     ----------
     dut:
@@ -266,16 +295,34 @@ class StreamSink(_Port):
         ``random.Random`` or seed for the backpressure pattern.
     ready_prob:
         Probability of ``ready`` on a cycle (``1.0``: never back-pressure).
+    period_ns:
+        Clock period (for :meth:`wait_for` timeouts).
     """
 
-    def __init__(self, dut, name: str, rng=None, ready_prob: float = 1.0) -> None:
+    def __init__(self, dut, name: str, rng=None, ready_prob: float = 1.0, period_ns: int = 10) -> None:
         import cocotb
+        from cocotb.triggers import Event
 
         super().__init__(dut, name, rng, ready_prob)
-        #: Set to hold ``ready`` low (e.g. to keep an output pending across a reset).
-        self.paused = False
+        self.period_ns = period_ns
+        self._paused = False
+        self._ready = 0
+        self._target: int | None = None
+        self._reached = Event()
         self.ready.value = 0
         self._task = cocotb.start_soon(self._run())
+
+    @property
+    def paused(self) -> bool:
+        """Hold ``ready`` low (e.g. to keep an output pending across a reset)."""
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        self._paused = bool(value)
+        if self._paused and self._ready:
+            self._ready = 0
+            self.ready.value = 0
 
     @property
     def received(self) -> list[tuple[int, int]]:
@@ -284,29 +331,35 @@ class StreamSink(_Port):
 
     async def wait_for(self, count: int, timeout_cycles: int) -> None:
         """Wait until ``count`` beats (all epochs) have arrived; fail after the timeout."""
-        from cocotb.triggers import ClockCycles
+        from cocotb.triggers import First, Timer
 
-        waited = 0
-        while self.count < count:
-            if waited >= timeout_cycles:
-                raise AssertionError(f"timeout: {self.count} of {count} output beats after {waited} cycles")
-            await ClockCycles(self.clk, 8)
-            waited += 8
+        if self.count >= count:
+            return
+        self._target = count
+        self._reached.clear()
+        await First(self._reached.wait(), Timer(timeout_cycles * self.period_ns, "ns"))
+        self._target = None
+        if self.count < count:
+            raise AssertionError(f"timeout: {self.count} of {count} output beats after {timeout_cycles} cycles")
 
     async def _run(self) -> None:
         from cocotb.simtime import get_sim_time
         from cocotb.triggers import RisingEdge
 
-        ready = 0
         edge = RisingEdge(self.clk)
+        rise = RisingEdge(self.valid)
         while True:
+            if self._ready and self.prob >= 1.0 and not _int(self.valid):
+                await rise  # nothing offered: sleep until the DUT raises valid
             await edge
-            if ready and int(self.valid.value):
-                self._moved.append((get_sim_time(), int(self.payload.value)))
-            if self.paused:
+            if self._ready and _int(self.valid):
+                self._moved.append((get_sim_time(), _int(self.payload)))
+                if self._target is not None and len(self._moved) >= self._target:
+                    self._reached.set()
+            if self._paused:
                 nxt = 0
             else:
                 nxt = 1 if self.prob >= 1.0 else int(self.rng.random() < self.prob)
-            if nxt != ready:
-                ready = nxt
-                self.ready.value = ready
+            if nxt != self._ready:
+                self._ready = nxt
+                self.ready.value = nxt
