@@ -183,65 +183,80 @@ def _check_voltages(voltages: npt.ArrayLike, m: int) -> tuple[np.ndarray, bool]:
 # ----------------------------------------------------------------------------------
 
 
-def _solve_chains(diag: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """Solve independent SPD tridiagonal chains with off-diagonal ``-1``.
+def _chain_attenuations(diag: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """Per-node attenuations of many loaded chains fed at their last node, in place.
 
     Parameters
     ----------
     diag:
-        (k, L) diagonals of ``k`` chains of ``L`` nodes (modified in place).
-    rhs:
-        (k, L) right-hand sides (modified in place).
+        (k, L) C-ordered diagonals of ``k`` chains of ``L`` nodes; chain ``c`` is the
+        SPD tridiagonal matrix ``A_c`` with diagonal ``diag[c]`` and off-diagonal
+        ``-1``. Overwritten with the result.
+    off:
+        Scratch array of at least ``k L - 1`` floats (overwritten).
 
     Returns
     -------
     numpy.ndarray
-        (k, L) solutions.
+        ``diag``, now holding ``1 / d`` for the pivots ``d`` of ``A_c = L D L^T``.
 
     Notes
     -----
-    The chains are laid end to end as one tridiagonal system with zero couplings at
-    the seams, so a single LAPACK ``?ptsv`` call solves them all in ``O(k L)``.
+    The solution of ``A_c x = e_{L-1}`` is ``x_k = prod_{j >= k} 1 / d_j``: the forward
+    solve of ``e_{L-1}`` is trivial and the backward one is ``x_k = x_{k+1} / d_k``
+    (the sub-diagonal of ``L`` is ``-1 / d``). One LAPACK ``dpttrf`` over the chains
+    laid end to end (zero couplings at the seams) gives all the pivots.
     """
     k, length = diag.shape
-    if k * length == 1:
-        return rhs / diag
-    off = np.full(k * length - 1, -1.0)
-    off[length - 1 :: length] = 0.0
-    _, _, x, info = lapack.dptsv(diag.ravel(), off, rhs.ravel(), overwrite_d=1, overwrite_e=1, overwrite_b=1)
-    if info != 0:  # cannot happen for chains grounded at one end; guard anyway
-        raise np.linalg.LinAlgError(f"tridiagonal chain solve failed (info={info})")
-    return x.reshape(k, length)
+    if length > 1:
+        flat = diag.reshape(-1)
+        off = off[: k * length - 1]
+        off.fill(-1.0)
+        off[length - 1 :: length] = 0.0
+        pivots, _, info = lapack.dpttrf(flat, off, overwrite_d=1, overwrite_e=1)
+        if info != 0:  # cannot happen for chains grounded at one end; guard anyway
+            raise np.linalg.LinAlgError(f"tridiagonal chain factorization failed (info={info})")
+        if not np.shares_memory(pivots, flat):
+            flat[...] = pivots
+    return np.reciprocal(diag, out=diag)
 
 
-def _word_line_voltages(load: np.ndarray, r_w: float) -> np.ndarray:
+def _word_line_voltages(load: np.ndarray, r_w: float, work: np.ndarray | None = None) -> np.ndarray:
     """Node voltages of every word line driven by 1 V, loaded by ``load`` to ground.
 
     Word line ``i`` in units of ``g_w``: ``(L + r_w diag(load_i)) u_i = e_0`` where
-    ``L`` has 2 on the diagonal (1 at the open far end).
+    ``L`` has 2 on the diagonal (1 at the open far end). ``work`` is an optional
+    scratch array of ``2 m n`` floats. Returns a new C-ordered (m, n) array.
     """
-    d = r_w * load
-    d += 2.0
-    d[:, -1] -= 1.0
-    rhs = np.zeros_like(d)
-    rhs[:, 0] = 1.0
-    return _solve_chains(d, rhs)
+    m, n = load.shape
+    work = np.empty(2 * m * n) if work is None else work
+    # Chains numbered from the open far end, so that the source feeds the last node.
+    chains = np.multiply(load[:, ::-1], r_w, out=work[: m * n].reshape(m, n))
+    chains += 2.0
+    chains[:, 0] -= 1.0
+    _chain_attenuations(chains, work[m * n :])
+    # u at position j (counted from the source) is the product of the attenuations
+    # from the source up to j: a running product over the chains read backwards.
+    return np.multiply.accumulate(chains[:, ::-1], axis=1, out=np.empty((m, n)))
 
 
-def _bit_line_transmission(load: np.ndarray, r_b: float) -> np.ndarray:
+def _bit_line_transmission(load: np.ndarray, r_b: float, work: np.ndarray | None = None) -> np.ndarray:
     """Fraction of a current injected at ``(i, j)`` that leaves bit line ``j`` at the bottom.
 
     Each bit line is a chain grounded below row ``m - 1`` and open above row 0, loaded
     by ``load[:, j]`` to ground. By reciprocity the fraction equals the response to a
-    unit injection at the bottom: ``(L + r_b diag(load_j)) x_j = e_{m-1}``.
-    Returns an (m, n) array.
+    unit injection at the bottom: ``(L + r_b diag(load_j)) x_j = e_{m-1}``. ``work`` is
+    an optional scratch array of ``2 m n`` floats. Returns a new C-ordered (m, n) array.
     """
-    d = r_b * np.ascontiguousarray(load.T)
-    d += 2.0
-    d[:, 0] -= 1.0
-    rhs = np.zeros_like(d)
-    rhs[:, -1] = 1.0
-    return _solve_chains(d, rhs).T
+    m, n = load.shape
+    work = np.empty(2 * m * n) if work is None else work
+    chains = np.multiply(load.T, r_b, out=work[: m * n].reshape(n, m))
+    chains += 2.0
+    chains[:, 0] -= 1.0
+    _chain_attenuations(chains, work[m * n :])
+    backwards = chains[:, ::-1]
+    np.multiply.accumulate(backwards, axis=1, out=backwards)
+    return chains.T.copy()  # a new array even when the transpose is contiguous
 
 
 # ----------------------------------------------------------------------------------
@@ -257,49 +272,59 @@ def _exact_block_elimination(G: np.ndarray, r_w: float, r_b: float) -> np.ndarra
     """
     m, n = G.shape
     g_b = 1.0 / r_b
-    eye = np.eye(n)
     diag_idx = np.diag_indices(n)
     # Diagonal of the chain Laplacian L of one word line (source end grounded, far end
     # open); row i solves with L + r_w diag(G_i), i.e. r_w (g_w L + diag(G_i)).
     base = np.full(n, 2.0)
     base[-1] = 1.0
     off = -np.ones(n - 1)
-    delta = None
-    rhs = None
-    carried = None
+    # Work arrays reused by every row, Fortran-ordered so that LAPACK works in place:
+    # fresh n x n temporaries per row would dominate the run time through page faults.
+    green = np.empty((n, n), order="F")  # word line i: r_w (g_w L + diag(G_i))^-1
+    chol = np.empty((n, n), order="F")
+    # [Delta_i | F_i] before the solve of row i, S_i^-1 [Delta_i | F_i] after it.
+    work = np.zeros((n, n + m), order="F")
+    delta = work[:, :n]
     for i in range(m):
         g_row = G[i]
         # Step 1: Schur complement of word line i onto its bit-line nodes.
         if n == 1:
-            h_inv = np.array([[r_w / (1.0 + r_w * g_row[0])]])
+            green[0, 0] = 1.0 / (1.0 + r_w * g_row[0])
         else:
-            _, _, h_inv, info = lapack.dptsv(base + r_w * g_row, off, eye)
+            green.fill(0.0)
+            green[diag_idx] = 1.0
+            _, _, solved, info = lapack.dptsv(base + r_w * g_row, off, green, overwrite_b=1)
             if info != 0:
                 return None
-            h_inv *= r_w  # (g_w L + diag(G_i))^-1
-        e_row = -(g_row[:, None] * h_inv * g_row[None, :])
-        e_row[diag_idx] += g_row
-        h_vec = g_row * h_inv[:, 0] / r_w
-        # Step 2: Schur complement of everything above row i (no cancellation form).
+            if solved is not green:  # in place unless f2py had to copy
+                green[...] = solved
+        # green = (L + r_w diag(G_i))^-1, so h_i = G_i * green[:, 0] and
+        # E_i = diag(G_i) - r_w diag(G_i) green diag(G_i).
+        work[:, n + i] = g_row * green[:, 0]
+        green *= r_w * g_row[:, None]
+        green *= g_row[None, :]
+        # Step 2: Schur complement of everything above row i,
+        # Delta_i = E_i + g_b S_{i-1}^-1 Delta_{i-1} (never subtracts O(g_b) numbers).
         if i == 0:
-            delta = e_row
-            rhs = h_vec[:, None].copy()
+            np.negative(green, out=delta)
         else:
-            delta = e_row + g_b * carried[:, :n]
-            rhs = np.empty((n, i + 1))
-            rhs[:, :i] = g_b * carried[:, n:]
-            rhs[:, i] = h_vec
-        s_mat = delta.copy()
-        s_mat[diag_idx] += g_b
-        chol, info = lapack.dpotrf(s_mat, lower=0, clean=0)
+            delta *= g_b
+            delta -= green
+            work[:, n : n + i] *= g_b  # F_i = [g_b Y_{i-1} | h_i]
+        delta[diag_idx] += g_row
+        chol[...] = delta
+        chol[diag_idx] += g_b
+        factor, info = lapack.dpotrf(chol, lower=0, clean=0, overwrite_a=1)
         if info != 0:
             return None
         # Step 3: carry S_i^-1 [Delta_i | F_i] to the next row (only F_i at the bottom).
-        stacked = rhs if i == m - 1 else np.hstack([delta, rhs])
-        carried, info = lapack.dpotrs(chol, stacked, lower=0)
+        rhs = work[:, : n + i + 1] if i < m - 1 else work[:, n:]
+        solved, info = lapack.dpotrs(factor, rhs, lower=0, overwrite_b=1)
         if info != 0:
             return None
-    transfer = g_b * carried.T
+        if solved is not rhs and not np.shares_memory(solved, rhs):
+            rhs[...] = solved
+    transfer = g_b * work[:, n:].T
     return transfer if np.all(np.isfinite(transfer)) else None
 
 
@@ -382,35 +407,37 @@ def _exact_transfer(G: np.ndarray, r_w: float, r_b: float) -> np.ndarray:
 
 def _fast_transfer(G: np.ndarray, r_w: float, r_b: float) -> np.ndarray:
     """Approximate transfer matrix from line solutions (see the module docstring)."""
-    if r_w == 0.0 and r_b == 0.0:
-        return G.copy()
+    if r_w == 0.0 or r_b == 0.0:
+        return _exact_transfer(G, r_w, r_b)  # independent chains: exact and as cheap
     m, n = G.shape
-    if r_b > 0.0:
-        reach = _bit_line_transmission(G, r_b)
-        # Driving-point resistance of the bit line seen by each device's lower end.
-        z_bit = (r_b * (m - np.arange(m, dtype=np.float64)))[:, None] * reach
-    else:
-        reach = np.ones_like(G)
-        z_bit = np.zeros_like(G)
-    g_eff = G * (1.0 - G * z_bit)
-    u = _word_line_voltages(g_eff, r_w) if r_w > 0.0 else np.ones_like(G)
-    transfer = G * u * reach
-    if r_w > 0.0 and r_b > 0.0:
-        # First reflection of the sneak current. Of the current a device of the
-        # driven row i injects into bit line j', the fraction 1 - reach - G z_bit
-        # leaks into the other word lines; they rise, and their devices push current
-        # back into the bit lines. Mean field: the word line of a leaking row rises
-        # like the driven one, r_w sum_j (min(j, j') + 1) I_j with the same current
-        # profile, which telescopes to 1 - u[i, j'] (the driven line's own IR drop)
-        # times the conductance of the rows' devices, here the column means weighted
-        # by where the driven row's current flows. No extra pass over the array.
-        device = g_eff * u
-        total = device.sum(axis=1)
-        g_push = np.divide(device @ G.mean(axis=0), total, out=np.zeros(m), where=total > 0.0)
-        leak = 1.0 - reach - G * z_bit
-        leak *= 1.0 - u
-        leak *= g_push[:, None]
-        transfer += leak
+    # One scratch array for both chain solves and in-place updates elsewhere: at a
+    # few microseconds per pass, touching fresh pages would cost as much as the maths.
+    work = np.empty(2 * m * n)
+    reach = _bit_line_transmission(G, r_b, work)
+    # G times the bit line's driving-point resistance at each device's lower end.
+    g_z = reach * (r_b * (m - np.arange(m, dtype=np.float64)))[:, None]
+    g_z *= G
+    g_eff = np.subtract(1.0, g_z)
+    g_eff *= G  # the device in series with that resistance, to first order
+    u = _word_line_voltages(g_eff, r_w, work)
+    transfer = G * reach
+    transfer *= u
+    # First reflection of the sneak current. Of the current a device of the driven
+    # row i injects into bit line j', the fraction 1 - reach - G Z_ii leaks into the
+    # other word lines; they rise, and their devices push current back into the bit
+    # lines. Mean field: the word line of a leaking row rises like the driven one,
+    # r_w sum_j (min(j, j') + 1) I_j with the same current profile, which telescopes
+    # to 1 - u[i, j'] (the driven line's own IR drop), times the conductance of the
+    # rows' devices, here the column means weighted by where the driven row's
+    # current flows. No further pass along the lines.
+    device = np.multiply(g_eff, u, out=g_eff)
+    total = device.sum(axis=1)
+    g_push = np.divide(device @ G.mean(axis=0), total, out=np.zeros(m), where=total > 0.0)
+    leak = np.subtract(1.0, reach, out=reach)
+    leak -= g_z
+    leak *= np.subtract(1.0, u, out=u)
+    leak *= g_push[:, None]
+    transfer += leak
     return transfer
 
 
