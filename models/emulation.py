@@ -33,10 +33,13 @@ Datapath of one layer (one input vector ``x``: ``K`` unsigned ``input_bits``-bit
    ``z = (sum_s a[s] << (slice_bits * s)) << adc_shift  -  (weight_offset * sum_k x_k) << code_frac``.
    ``z`` is the signed dot product ``sum_k x_k w_k`` in units of ``2**-code_frac``
    (``weight_offset = 2**(weight_bits-1)`` undoes the offset encoding ``u = w + offset``).
-7. **Bias, ReLU and requantization** (:func:`requantize`): ``t = z + (bias << code_frac)``;
-   hidden layers: ``out = clamp(floor((t * multiplier + 2**(sh-1)) / 2**sh), 0, 255)`` with
-   ``sh = shift + code_frac`` (ReLU is the clamp at 0); the last layer gives logits
-   ``floor((t + 2**(code_frac-1)) / 2**code_frac)`` (int32).
+7. **To accumulator units, bias, ReLU and requantization**: ``acc = round_shift(z,
+   code_frac)`` (:func:`to_accumulator`; on an ideal crossbar exactly ``sum_k x_k w_k``),
+   ``t = acc + bias``; hidden layers: ``out = clamp(floor((t * multiplier + 2**(shift-1))
+   / 2**shift), 0, 255)`` (:func:`requantize`; ReLU is the clamp at 0; ``multiplier`` in
+   ``[1, 2**15)``, ``shift`` in ``[0, 62]``); the last layer's logits are ``t`` as int32
+   (:func:`final_logits`). From ``acc`` on, this is exactly the integer reference network
+   (:meth:`remeco.models.nn.QuantizedNetwork.forward_int`), which uses these functions.
 
 With an ideal crossbar (``T`` exactly at the level conductances), an ADC wide enough not
 to clip and ``adc_shift <= code_frac``, steps 1-7 reproduce the integer reference
@@ -62,8 +65,11 @@ __all__ = [
     "shift_add_bits",
     "average_copies",
     "combine_slices",
+    "to_accumulator",
     "requantize",
     "final_logits",
+    "MULTIPLIER_BITS",
+    "MAX_SHIFT",
     "input_bit_planes",
     "average_columns",
     "pad_inputs",
@@ -311,22 +317,39 @@ def combine_slices(
     return (y << np.int64(adc_shift)) - ((fmt.weight_offset * xs) << np.int64(fmt.code_frac))
 
 
-def requantize(t: np.ndarray, multiplier: int, shift: int, code_frac: int) -> np.ndarray:
-    """Hidden-layer output (step 7): ReLU + rescale to uint8.
+def to_accumulator(z: np.ndarray, code_frac: int) -> np.ndarray:
+    """Step 7a: ``round_shift(z, code_frac)``, the dot product in integer accumulator units."""
+    return round_shift(z, code_frac)
 
-    ``out = clamp(round_shift(t * multiplier, shift + code_frac), 0, 255)`` where ``t`` is
-    ``z + (bias << code_frac)``. ``multiplier / 2**shift`` approximates the real ratio
-    ``input_scale * weight_scale / output_scale``.
+
+#: Requantization multiplier width: ``1 <= multiplier < 2**MULTIPLIER_BITS`` (an 18-bit DSP input).
+MULTIPLIER_BITS = 15
+#: Largest requantization shift.
+MAX_SHIFT = 62
+
+
+def requantize(t: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
+    """Step 7b, hidden layers: ReLU + rescale ``t = acc + bias`` to uint8.
+
+    ``out = clamp(floor((t * multiplier + 2**(shift-1)) / 2**shift), 0, 255)``: round half up
+    (towards +infinity, also for negative ``t``), then the clamp at 0 is the ReLU and the
+    clamp at 255 saturates. ``multiplier / 2**shift`` approximates the real ratio
+    ``input_scale * weight_scale / output_scale``. ``t`` must lie in int32.
     """
-    m = _require_int("multiplier", multiplier, 0, (1 << 31) - 1)
-    sh = _require_int("shift", shift, 0, 48)
-    prod = np.asarray(t, dtype=np.int64) * np.int64(m)
-    return np.clip(round_shift(prod, sh + code_frac), 0, 255).astype(np.uint8)
+    t = np.asarray(t)
+    if not np.issubdtype(t.dtype, np.integer):
+        raise ValueError(f"t must be an integer array, got {t.dtype}")
+    if isinstance(multiplier, bool) or not 0 < int(multiplier) < (1 << MULTIPLIER_BITS):
+        raise ValueError(f"multiplier must be in 1..{(1 << MULTIPLIER_BITS) - 1}, got {multiplier}")
+    if not 0 <= int(shift) <= MAX_SHIFT:
+        raise ValueError(f"shift must be in 0..{MAX_SHIFT}, got {shift}")
+    scaled = t.astype(np.int64) * np.int64(multiplier)
+    return np.clip(round_shift(scaled, int(shift)), 0, 255).astype(np.uint8)
 
 
-def final_logits(t: np.ndarray, code_frac: int) -> np.ndarray:
-    """Last-layer output: ``round_shift(t, code_frac)`` as int32 accumulator-unit logits."""
-    out = round_shift(t, code_frac)
+def final_logits(t: np.ndarray) -> np.ndarray:
+    """Step 7b, last layer: ``t = acc + bias`` as int32 logits (overflow is an error)."""
+    out = np.asarray(t, dtype=np.int64)
     if out.size and (out.min() < np.iinfo(np.int32).min or out.max() > np.iinfo(np.int32).max):
         raise ValueError("logits overflow int32")
     return out.astype(np.int32)

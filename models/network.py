@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chip import ChipParams, ProgrammedLayer, program_layer
-from .emulation import EmulationFormat, calibrate_adc_shift, emulate_matvec, round_shift
+from .emulation import EmulationFormat, calibrate_adc_shift, emulate_matvec, round_shift, to_accumulator
 from .mapping import MappedLayer, map_layer
 from .nn import QuantizedNetwork
 from .physics import physics_matvec
@@ -221,7 +221,7 @@ def infer(
                     rows, m, progs[index].transfer, mapped.adc_shifts[index],
                     g_off=device.g_off, g_on=device.g_on, v_read=device.v_read,
                 )
-            return round_shift(z, fmt.code_frac)
+            return to_accumulator(z, fmt.code_frac)
 
         outputs.append(net.forward_int(images, batch_size=batch_size, matmul=matmul).astype(np.int64))
     total = np.sum(outputs, axis=0)

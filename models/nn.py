@@ -115,6 +115,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
 from .data import Dataset
+from .emulation import MAX_SHIFT as _CONTRACT_MAX_SHIFT
+from .emulation import MULTIPLIER_BITS as _CONTRACT_MULTIPLIER_BITS
+from .emulation import requantize as _contract_requantize
 
 __all__ = [
     "ACT_MOMENTUM",
@@ -150,9 +153,9 @@ __all__ = [
 #: Momentum of the exponential moving average of each layer's activation maximum.
 ACT_MOMENTUM = 0.99
 #: Bits of the requantization multiplier: ``2**(MULTIPLIER_BITS-1) <= M < 2**MULTIPLIER_BITS``.
-MULTIPLIER_BITS = 15
+MULTIPLIER_BITS = _CONTRACT_MULTIPLIER_BITS
 #: Largest shift :func:`requantize` accepts (``acc * M`` stays well inside int64).
-MAX_SHIFT = 62
+MAX_SHIFT = _CONTRACT_MAX_SHIFT
 #: Network names accepted by :func:`net_spec`.
 NET_NAMES = ("lenet5", "lenet_paper", "alexnet")
 
@@ -388,14 +391,8 @@ def requantize(acc: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
     acc = np.asarray(acc)
     if not np.issubdtype(acc.dtype, np.integer):
         raise ValueError(f"acc must be an integer array, got {acc.dtype}")
-    if not 0 < int(multiplier) < 2**MULTIPLIER_BITS:
-        raise ValueError(f"multiplier must be in 1..{2**MULTIPLIER_BITS - 1}, got {multiplier}")
-    if not 0 <= int(shift) <= MAX_SHIFT:
-        raise ValueError(f"shift must be in 0..{MAX_SHIFT}, got {shift}")
-    scaled = acc.astype(np.int64) * np.int64(multiplier)
-    if shift > 0:
-        scaled = (scaled + np.int64(1 << (int(shift) - 1))) >> np.int64(shift)
-    return np.clip(scaled, 0, 255).astype(np.uint8)
+    # One implementation of the rule: the emulation contract's step 7 (the RTL follows it).
+    return _contract_requantize(acc, multiplier, shift)
 
 
 def im2col(x: np.ndarray, kernel: int, stride: int = 1, padding: int = 0) -> np.ndarray:

@@ -5,7 +5,7 @@ things a streaming circuit needs on top, stated once for the RTL (:mod:`remeco.r
 and its benches:
 
 Bias (:func:`add_bias`)
-    Step 7's ``t = z + (bias << code_frac)`` as a function.
+    Step 7's ``t = acc + bias`` as a function (``acc = to_accumulator(z, code_frac)``).
 
 Column descriptors (:func:`column_descriptors`)
     The PE streams a layer's physical columns in layout order (column tile by column
@@ -35,12 +35,10 @@ import numpy as np
 __all__ = ["add_bias", "ColumnDescriptors", "column_descriptors", "averaged_order", "tile_index"]
 
 
-def add_bias(z: np.ndarray, bias: np.ndarray | int, code_frac: int) -> np.ndarray:
-    """``t = z + (bias << code_frac)`` (step 7), int64, bias broadcast over ``z``."""
-    if not 0 <= int(code_frac) <= 12:
-        raise ValueError(f"code_frac must be in [0, 12], got {code_frac!r}")
+def add_bias(acc: np.ndarray, bias: np.ndarray | int) -> np.ndarray:
+    """``t = acc + bias`` (step 7), int64, bias broadcast over ``acc`` (accumulator units)."""
     b = np.asarray(bias, dtype=np.int64)
-    return np.asarray(z, dtype=np.int64) + (b << np.int64(code_frac))
+    return np.asarray(acc, dtype=np.int64) + b
 
 
 def tile_index(row_tile: int, col_tile: int, col_tiles: int) -> int:

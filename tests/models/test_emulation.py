@@ -58,11 +58,27 @@ def test_ideal_crossbar_reproduces_integer_dot_products(adc_shift):
     np.testing.assert_array_equal(z, (x @ w) << fmt.code_frac)
 
 
-def test_requantize_matches_real_scaling_and_relu():
-    t = np.array([-1000, 0, 15, 16, 1 << 20], dtype=np.int64) << 4
-    out = em.requantize(t, multiplier=3, shift=4, code_frac=4)
-    np.testing.assert_array_equal(out, np.clip(np.floor(np.array([-1000, 0, 15, 16, 1 << 20]) * 3 / 16 + 0.5), 0, 255))
-    np.testing.assert_array_equal(em.final_logits(np.array([-24, -8, 8, 24]), 4), [-1, 0, 1, 2])
+def test_step_7_to_accumulator_requantize_and_logits():
+    np.testing.assert_array_equal(em.to_accumulator(np.array([-24, -8, -9, 7, 8, 24]), 4), [-1, 0, -1, 0, 1, 2])
+    t = np.array([-1000, 0, 5, 6, 1 << 20])
+    out = em.requantize(t, multiplier=3, shift=4)
+    np.testing.assert_array_equal(out, np.clip(np.floor(t * 3 / 16 + 0.5), 0, 255))
+    np.testing.assert_array_equal(em.final_logits(np.array([-3, 0, 7])), [-3, 0, 7])
+    with pytest.raises(ValueError, match="logits"):
+        em.final_logits(np.array([1 << 40]))
+    with pytest.raises(ValueError, match="multiplier"):
+        em.requantize(t, 1 << 15, 3)
+    with pytest.raises(ValueError, match="shift"):
+        em.requantize(t, 3, 63)
+
+
+def test_reference_network_uses_the_contract_requantize():
+    from remeco.models import nn as rn
+
+    rng = np.random.default_rng(0)
+    acc = rng.integers(-(1 << 20), 1 << 20, 1000)
+    for m, sh in ((1, 0), (16384, 20), (32767, 30), (3, 2)):
+        np.testing.assert_array_equal(rn.requantize(acc, m, sh), em.requantize(acc, m, sh))
 
 
 def test_adc_clipping_loses_information_in_a_narrow_adc():
