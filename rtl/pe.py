@@ -2,9 +2,9 @@
 
 Tile -> ADC -> shift-and-add -> redundancy averager -> slice combiner -> bias, ReLU and
 requantization, sequenced in the stream order of :mod:`remeco.models.periphery`. For an
-input vector ``x`` the output equals ``requantize(add_bias(emulate_matvec(x, mapped,
-apply_fault_map(codes, ...), adc_shift), bias, code_frac), multiplier, shift, code_frac)``
-(or ``final_logits`` of it when ``last_layer`` is set).
+input vector ``x`` the output equals ``requantize(add_bias(to_accumulator(z, code_frac),
+bias), multiplier, shift)`` with ``z = emulate_matvec(x, mapped, apply_fault_map(codes,
+...), adc_shift)`` (or ``final_logits`` of ``t = add_bias(...)`` when ``last_layer`` is set).
 """
 
 from __future__ import annotations
@@ -77,8 +77,9 @@ class ProcessingElement(wiring.Component):
         Per-neuron biases (int32, accumulator units).
     code_on, code_off : ``In(signed(code_bits))``
         Codes of stuck-on / stuck-off cells.
-    multiplier, shift, last_layer : ``In(31)``, ``In(6)``, ``In(1)``
-        Requantization settings (:func:`remeco.models.emulation.requantize`);
+    multiplier, shift, last_layer : ``In(MULTIPLIER_BITS)``, ``In(SHIFT_BITS)``, ``In(1)``
+        Requantization settings (:func:`remeco.models.emulation.requantize`: ``multiplier``
+        in ``[1, 2**15)``, ``shift`` in ``[0, 62]``);
         ``last_layer`` selects logits (:func:`remeco.models.emulation.final_logits`).
     col_tiles_used : ``In(range(col_tiles + 1))``
         Column tiles the current layer occupies (``MappedLayer.col_tiles``, in

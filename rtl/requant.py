@@ -1,9 +1,16 @@
-"""Bias, ReLU and requantization (emulation step 7).
+"""To accumulator units, bias, ReLU and requantization (emulation step 7).
 
-Implements, per beat, ``t = z + (bias << code_frac)`` (:func:`remeco.models.periphery.add_bias`)
-followed by either :func:`remeco.models.emulation.requantize` (hidden layers:
-``clamp(round_shift(t * multiplier, shift + code_frac), 0, 255)``) or
-:func:`remeco.models.emulation.final_logits` (last layer: ``round_shift(t, code_frac)``).
+Implements, per beat, exactly the contract's step 7:
+
+* ``acc = round_shift(z, code_frac)`` (:func:`remeco.models.emulation.to_accumulator`),
+* ``t = acc + bias`` (:func:`remeco.models.periphery.add_bias`, bias in accumulator units),
+* hidden layers: ``clamp(round_shift(t * multiplier, shift), 0, 255)``
+  (:func:`remeco.models.emulation.requantize`, round half up, ReLU = the clamp at 0),
+* last layer: ``t`` as an int32 logit (:func:`remeco.models.emulation.final_logits`).
+
+The multiplier width and the largest shift are the model's
+(:data:`remeco.models.emulation.MULTIPLIER_BITS`, :data:`~remeco.models.emulation.MAX_SHIFT`),
+not restated here.
 """
 
 from __future__ import annotations
@@ -12,14 +19,13 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .fixed import clamp, round_shift_const, round_shift_var
+from ..models.emulation import MAX_SHIFT, MULTIPLIER_BITS
+from .fixed import bits_for, clamp, round_shift_const, round_shift_var
 
 __all__ = ["Requantizer", "MULTIPLIER_BITS", "SHIFT_BITS", "BIAS_BITS", "OUT_BITS"]
 
-#: ``multiplier`` is in ``[0, 2**31 - 1]`` (the model's range).
-MULTIPLIER_BITS = 31
-#: ``shift`` port width; the model allows ``shift`` in ``[0, 48]``.
-SHIFT_BITS = 6
+#: ``shift`` port width (holds ``0 .. MAX_SHIFT``).
+SHIFT_BITS = bits_for(MAX_SHIFT)
 #: Bias width (int32, in accumulator units).
 BIAS_BITS = 32
 #: Output width: uint8 activations or int32 logits, both as a signed 32-bit value.
@@ -27,22 +33,28 @@ OUT_BITS = 32
 
 
 class Requantizer(wiring.Component):
-    """Two-stage pipeline: ``t`` and ``t * multiplier``, then rounding and saturation.
+    """Three-stage pipeline: ``t``; ``t * multiplier``; rounding and saturation.
+
+    Stage 1 rounds ``z`` to accumulator units and adds the bias (``t`` is held exactly,
+    ``max(z_width - code_frac + 1, 32) + 1`` bits); stage 2 is the product alone (a
+    registered multiply, so synthesis maps it onto DSP slices with their pipeline
+    registers); stage 3 rounds by the run-time ``shift`` and saturates to ``[0, 255]``,
+    or passes the low 32 bits of ``t`` for a logit (equal to the model wherever its
+    int32 check passes).
 
     Every beat carries its own ``multiplier``, ``shift`` and ``final`` (last layer)
     settings, so one instance serves every layer; the PE feeds them from registers.
-    Hidden-layer outputs are in ``[0, 255]``; logits are the low 32 bits of
-    ``round_shift(t, code_frac)`` (equal to the model wherever the model's int32 check
-    passes).
+    ``shift`` values above ``MAX_SHIFT`` (the port holds up to ``2**SHIFT_BITS - 1``)
+    still round exactly (``round_shift`` extended). A ``multiplier`` of 0 gives 0.
 
-    Throughput one beat per cycle (stages advance together when the output is free).
+    Throughput one beat per cycle; each stage advances when the next is free or empty.
 
     Parameters
     ----------
     z_width:
         Width of the signed ``z``.
     code_frac:
-        Fractional bits of the codes (``EmulationFormat.code_frac``).
+        Fractional bits of ``z`` (``EmulationFormat.code_frac``).
 
     Members
     -------
@@ -53,9 +65,12 @@ class Requantizer(wiring.Component):
     """
 
     def __init__(self, z_width: int, code_frac: int) -> None:
+        if z_width < 2 or not 0 <= code_frac < z_width:
+            raise ValueError(f"need z_width >= 2 and 0 <= code_frac < z_width, got {z_width}, {code_frac}")
         self.z_width = z_width
         self.code_frac = code_frac
-        self.t_width = max(z_width, BIAS_BITS + code_frac) + 1
+        self.acc_width = z_width - code_frac + (1 if code_frac else 0)
+        self.t_width = max(self.acc_width, BIAS_BITS) + 1
         self.in_layout = data.StructLayout({
             "z": signed(z_width),
             "bias": signed(BIAS_BITS),
@@ -70,35 +85,49 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cf = self.code_frac
         beat = self.i.payload
 
-        # stage 1: t and the product
-        s1_valid = Signal()
-        t = Signal(signed(self.t_width))
-        prod = Signal(signed(self.t_width + MULTIPLIER_BITS + 1))
-        shift = Signal(unsigned(SHIFT_BITS + 1))
-        final = Signal()
-        t_next = beat.z + (beat.bias << cf)
-
         out_free = ~self.o.valid | self.o.ready
-        s1_free = ~s1_valid | out_free
+
+        # stage 1: t = round_shift(z, code_frac) + bias
+        s1_valid = Signal()
+        t1 = Signal(signed(self.t_width))
+        mult1 = Signal(unsigned(MULTIPLIER_BITS))
+        shift1 = Signal(unsigned(SHIFT_BITS))
+        final1 = Signal()
+        # stage 2: the product (and t for logits)
+        s2_valid = Signal()
+        prod = Signal(signed(self.t_width + MULTIPLIER_BITS + 1))
+        t2 = Signal(signed(OUT_BITS))
+        shift2 = Signal(unsigned(SHIFT_BITS))
+        final2 = Signal()
+
+        s2_free = ~s2_valid | out_free
+        s1_free = ~s1_valid | s2_free
         m.d.comb += self.i.ready.eq(s1_free)
+
         with m.If(s1_free):
             m.d.sync += [
                 s1_valid.eq(self.i.valid),
-                t.eq(t_next),
-                prod.eq(t_next * beat.multiplier),
-                shift.eq(beat.shift + cf),
-                final.eq(beat.final),
+                t1.eq(round_shift_const(beat.z, self.code_frac) + beat.bias),
+                mult1.eq(beat.multiplier),
+                shift1.eq(beat.shift),
+                final1.eq(beat.final),
+            ]
+        with m.If(s2_free):
+            m.d.sync += [
+                s2_valid.eq(s1_valid),
+                prod.eq(t1 * mult1),
+                t2.eq(t1[:OUT_BITS]),
+                shift2.eq(shift1),
+                final2.eq(final1),
             ]
 
-        # stage 2: rounding and saturation
-        hidden = clamp(round_shift_var(prod, shift), 0, 255)
-        logit = round_shift_const(t, cf)[:OUT_BITS]
+        # stage 3: rounding and saturation, or the logit
+        hidden = clamp(round_shift_var(prod, shift2), 0, 255)
         with m.If(out_free):
             m.d.sync += [
-                self.o.valid.eq(s1_valid),
-                self.o.payload.eq(Mux(final, logit.as_signed(), hidden)),
+                self.o.valid.eq(s2_valid),
+                self.o.payload.eq(Mux(final2, t2, hidden)),
             ]
         return m

@@ -1,7 +1,8 @@
 """cocotb bench: :class:`remeco.rtl.pe.ProcessingElement` end to end against the model.
 
-Expected outputs: ``requantize`` (or ``final_logits``) of ``add_bias(emulate_matvec(x,
-mapped, apply_fault_map(codes, fault_map, code_on, code_off), adc_shift), bias)`` on random
+Expected outputs: ``requantize`` (or ``final_logits``) of ``t = add_bias(to_accumulator(z,
+code_frac), bias)`` with ``z = emulate_matvec(x, mapped, apply_fault_map(codes, fault_map,
+code_on, code_off), adc_shift)`` (contract step 7) on random
 small layers laid out by :func:`remeco.models.mapping.map_layer` with random redundancy
 plans, random programmed codes (ideal level codes plus programming error), and faults
 from the on-chip generator and from host writes.
@@ -20,7 +21,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from ..models.emulation import EmulationFormat, emulate_matvec, final_logits, requantize
+from ..models.emulation import MAX_SHIFT, EmulationFormat, emulate_matvec, final_logits, requantize, to_accumulator
 from ..models.fault_lfsr import apply_fault_map, generate_fault_map, rate_threshold
 from ..models.mapping import map_layer
 from ..models.periphery import add_bias, column_descriptors, tile_index
@@ -70,7 +71,8 @@ class Layer:
         noise = rng.integers(-(1 << fmt.code_frac) // 2, (1 << fmt.code_frac) // 2 + 1, size=ideal.shape)
         codes[:, : mapped.col_tiles] = np.clip(ideal + noise, fmt.code_min, fmt.code_max)
         self.codes = codes  # (row_tiles, col_tiles held, rows, cols); beyond mapped.col_tiles: junk
-        self.bias = rng.integers(-(1 << 14), 1 << 14, size=n)
+        # accumulator units: about the size of the dot products (|x| < 256, |w| <= 128)
+        self.bias = rng.integers(-(1 << 16), 1 << 16, size=n)
 
     @property
     def tiles(self) -> int:
@@ -85,11 +87,15 @@ class Layer:
         read = apply_fault_map(self.flat_codes(), fault_map, code_on, code_off).reshape(self.codes.shape)
         return emulate_matvec(x, self.mapped, read[:, : self.mapped.col_tiles], self.p["adc_shift"])
 
+    def t(self, x: np.ndarray, fault_map: np.ndarray, code_on: int, code_off: int) -> np.ndarray:
+        """Model: ``t = acc + bias`` with ``acc = to_accumulator(z, code_frac)``."""
+        return add_bias(to_accumulator(self.z(x, fault_map, code_on, code_off), self.fmt.code_frac), self.bias)
+
     def outputs(self, x, fault_map, code_on, code_off, multiplier, shift, final) -> np.ndarray:
-        t = add_bias(self.z(x, fault_map, code_on, code_off), self.bias, self.fmt.code_frac)
+        t = self.t(x, fault_map, code_on, code_off)
         if final:
-            return final_logits(t, self.fmt.code_frac).astype(np.int64)
-        return requantize(t, multiplier, shift, self.fmt.code_frac).astype(np.int64)
+            return final_logits(t).astype(np.int64)
+        return requantize(t, multiplier, shift).astype(np.int64)
 
 
 def random_inputs(rng: np.random.Generator, n: int, k: int, input_bits: int) -> np.ndarray:
@@ -102,13 +108,13 @@ def random_inputs(rng: np.random.Generator, n: int, k: int, input_bits: int) -> 
     return x
 
 
-def pick_requant(rng: np.random.Generator, t: np.ndarray, code_frac: int) -> tuple[int, int]:
+def pick_requant(rng: np.random.Generator, t: np.ndarray) -> tuple[int, int]:
     """A (multiplier, shift) that maps the upper positive ``t`` into the uint8 range."""
     pos = t[t > 0]
     ref = float(np.quantile(pos, 0.9)) if pos.size else 1.0
     m = int(rng.integers(1 << 14, 1 << 15))
-    shift = max(0, int(np.ceil(np.log2(max(ref * m / 200.0, 1.0)))) - code_frac)
-    return m, min(shift, 48)
+    shift = max(0, int(np.ceil(np.log2(max(ref * m / 200.0, 1.0)))))
+    return m, min(shift, MAX_SHIFT)
 
 
 class PEBench:
@@ -190,8 +196,7 @@ async def random_layers(dut):
         await tb.generate_faults(1, 0, 0)
 
         x = random_inputs(rng, p["vectors"], p["fan_in"], fmt.input_bits)
-        t = add_bias(layer.z(x, healthy, code_on, code_off), layer.bias, fmt.code_frac)
-        mult, shift = pick_requant(rng, t, fmt.code_frac)
+        mult, shift = pick_requant(rng, layer.t(x, healthy, code_on, code_off))
         dut.multiplier.value, dut.shift.value, dut.last_layer.value = mult, shift, 0
         want = layer.outputs(x, healthy, code_on, code_off, mult, shift, False)
         cmp.check(f"layer {li} clean", want.reshape(-1), await tb.run(x))
@@ -232,8 +237,7 @@ async def reset_mid_vector(dut):
     dut.code_on.value, dut.code_off.value = code_on, code_off
     x0 = random_inputs(rng, 3, p["fan_in"], fmt.input_bits)
     x1 = random_inputs(rng, 3, p["fan_in"], fmt.input_bits)
-    t = add_bias(layer.z(np.concatenate([x0, x1]), fmap, code_on, code_off), layer.bias, fmt.code_frac)
-    mult, shift = pick_requant(rng, t, fmt.code_frac)
+    mult, shift = pick_requant(rng, layer.t(np.concatenate([x0, x1]), fmap, code_on, code_off))
     dut.multiplier.value, dut.shift.value, dut.last_layer.value = mult, shift, 0
 
     tb.x.send(int(v) for v in x0.reshape(-1))
