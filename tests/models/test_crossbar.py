@@ -41,7 +41,8 @@ def dense_nodal(G: np.ndarray, V: np.ndarray, r_w: float, r_b: float) -> np.ndar
     word = lambda i, j: i * n + j  # noqa: E731
     bit = lambda i, j: m * n + i * n + j  # noqa: E731
 
-    def conductor(a, b, g):  # b is None for a fixed-potential node (source or ground)
+    def conductor(a, b, g):
+        """Stamp conductance g between nodes a and b (b None: a fixed 0 V node)."""
         A[a, a] += g
         if b is not None:
             A[b, b] += g
