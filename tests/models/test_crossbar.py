@@ -42,7 +42,7 @@ def dense_nodal(G: np.ndarray, V: np.ndarray, r_w: float, r_b: float) -> np.ndar
     bit = lambda i, j: m * n + i * n + j  # noqa: E731
 
     def conductor(a, b, g):
-        """Stamp conductance g between nodes a and b (b None: a fixed 0 V node)."""
+        """Stamp conductance g between nodes a and b (b None: a fixed-potential node)."""
         A[a, a] += g
         if b is not None:
             A[b, b] += g
