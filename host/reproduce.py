@@ -35,7 +35,7 @@ from remeco.models.nn import QuantizedNetwork, get_trained
 from remeco.models.redundancy import PLAN_NAMES, RedundancyPlan, make_plan
 from remeco.models.sensitivity import Sensitivity, neuron_sensitivity, plot_histograms
 
-__all__ = ["reproduce", "evaluate_instance", "plan_costs"]
+__all__ = ["prepare", "run_plans", "reproduce", "evaluate_instance", "plan_costs"]
 
 # Per-process memo of what every task of one campaign shares (network, mapped plans,
 # test images). Keyed by the campaign's spec hash, so it can never serve another campaign.
@@ -94,37 +94,31 @@ def plan_costs(network: QuantizedNetwork, plan: RedundancyPlan, fmt: EmulationFo
     return {"area_mm2": report.area_mm2, "energy_j": report.energy_j}
 
 
-def reproduce(
+def prepare(
     *,
     net: str = "lenet5",
     dataset: str = "mnist5k",
     data_dir: str | None = None,
-    instances: int = 20,
     test_images: int | None = None,
     seed: int = 0,
     out_dir: str | Path = "results",
-    executor: str = "process",
-    scheduler: str | None = None,
-    workers: int | None = None,
     chip: ChipParams | None = None,
     fmt: EmulationFormat | None = None,
-    cost_preset: str = "remeco_table2",
+    epochs: int | None = None,
     plot: bool = True,
     log=print,
 ) -> dict:
-    """Run the whole flow; returns ``{"software_accuracy": float, "rows": [...]}`` (fractions)."""
-    if instances < 1:
-        raise UserError(f"--instances must be >= 1, got {instances}")
+    """Steps 1-2: data, trained network (cached), its file in ``out_dir``, sensitivity.
+
+    Returns a plain dict context used by :func:`run_plans`.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    chip = chip or ChipParams()
-    fmt = fmt or EmulationFormat()
-    t0 = time.perf_counter()
     train, test = load_dataset(dataset, data_dir)
     n_test = len(test.images) if test_images is None else int(test_images)
     if not 1 <= n_test <= len(test.images):
         raise UserError(f"--test-images must be in [1, {len(test.images)}], got {n_test}")
-    trained = get_trained(net, train, test, seed=seed, log=None)
+    trained = get_trained(net, train, test, seed=seed, epochs=epochs, log=None)
     network = trained.network
     log(
         f"{net}: software (8-bit) accuracy {trained.int_accuracy:.4f} on {len(test.images)} test images "
@@ -148,31 +142,77 @@ def reproduce(
     if plot:
         plot_histograms(sens, out / "sensitivity.png")
     log("layer sensitivity: " + ", ".join(f"{v:.2e}" for v in sens.layer()))
-    sizes = [layer.out_features for layer in network.layers]
-    plans = {name: make_plan(name, sizes, sens, n_slices=fmt.n_slices) for name in PLAN_NAMES}
+    return {
+        "out": out, "net": net, "dataset": dataset, "data_dir": data_dir, "test_images": n_test, "seed": seed,
+        "trained": trained, "network": network, "network_file": network_file, "sensitivity": sens,
+        "chip": chip or ChipParams(), "fmt": fmt or EmulationFormat(),
+    }
+
+
+def run_plans(
+    ctx: dict, plans: dict[str, RedundancyPlan], *, instances: int, executor: str = "process",
+    scheduler: str | None = None, workers: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Step 4: accuracy of every plan on chip instances ``0..instances-1`` (resumable campaign).
+
+    Returns plan name -> accuracies over instances.
+    """
+    if instances < 1:
+        raise UserError(f"--instances must be >= 1, got {instances}")
     spec = {
         "kind": "reproduce",
-        "net": net,
-        "dataset": dataset,
-        "data_dir": data_dir,
-        "network_file": str(network_file.resolve()),
-        "network_sha256": hashlib.sha256(network_file.read_bytes()).hexdigest(),
-        "format": fmt.to_dict(),
-        "chip": chip.to_dict(),
+        "net": ctx["net"],
+        "dataset": ctx["dataset"],
+        "data_dir": ctx["data_dir"],
+        "network_file": str(ctx["network_file"].resolve()),
+        "network_sha256": hashlib.sha256(ctx["network_file"].read_bytes()).hexdigest(),
+        "format": ctx["fmt"].to_dict(),
+        "chip": ctx["chip"].to_dict(),
         "plans": {k: v.to_dict() for k, v in plans.items()},
-        "seed": seed,
-        "test_images": n_test,
+        "seed": ctx["seed"],
+        "test_images": ctx["test_images"],
         "calibration_images": 500,
         "executor": "emulation",
     }
-    with ResultStore(out / "results.sqlite") as store:
+    with ResultStore(ctx["out"] / "results.sqlite") as store:
         cid = run_campaign(
-            spec, evaluate_instance, instances=instances, plans=list(PLAN_NAMES), store=store,
+            spec, evaluate_instance, instances=instances, plans=list(plans), store=store,
             executor=executor, scheduler=scheduler, workers=workers, group_by_instance=True,
             progress=sys.stderr.isatty(),
         )
-        rows_db = [r for r in store.results(cid) if r["instance"] < instances]
-    acc = {name: np.array([r["metrics"]["accuracy"] for r in rows_db if r["plan"] == name]) for name in PLAN_NAMES}
+        rows = [r for r in store.results(cid) if r["instance"] < instances]
+    return {name: np.array([r["metrics"]["accuracy"] for r in rows if r["plan"] == name]) for name in plans}
+
+
+def reproduce(
+    *,
+    net: str = "lenet5",
+    dataset: str = "mnist5k",
+    data_dir: str | None = None,
+    instances: int = 20,
+    test_images: int | None = None,
+    seed: int = 0,
+    out_dir: str | Path = "results",
+    executor: str = "process",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    chip: ChipParams | None = None,
+    fmt: EmulationFormat | None = None,
+    cost_preset: str = "remeco_table2",
+    epochs: int | None = None,
+    plot: bool = True,
+    log=print,
+) -> dict:
+    """Run the whole flow; returns ``{"software_accuracy": float, "rows": [...]}`` (fractions)."""
+    if instances < 1:
+        raise UserError(f"--instances must be >= 1, got {instances}")
+    t0 = time.perf_counter()
+    ctx = prepare(net=net, dataset=dataset, data_dir=data_dir, test_images=test_images, seed=seed,
+                  out_dir=out_dir, chip=chip, fmt=fmt, epochs=epochs, plot=plot, log=log)
+    network, fmt, out = ctx["network"], ctx["fmt"], ctx["out"]
+    sizes = [layer.out_features for layer in network.layers]
+    plans = {name: make_plan(name, sizes, ctx["sensitivity"], n_slices=fmt.n_slices) for name in PLAN_NAMES}
+    acc = run_plans(ctx, plans, instances=instances, executor=executor, scheduler=scheduler, workers=workers)
     rows = []
     for name in PLAN_NAMES:
         a = acc[name]
@@ -187,11 +227,12 @@ def reproduce(
                 "energy_j": cost["energy_j"],
             }
         )
-    result = {"software_accuracy": float(trained.int_accuracy), "rows": rows}
+    software = float(ctx["trained"].int_accuracy)
+    result = {"software_accuracy": software, "rows": rows}
     (out / "reproduce.json").write_text(json.dumps(result, indent=2))
     if plot:
-        _box_plot(acc, trained.int_accuracy, out / "accuracy_boxplot.png", instances)
-    log(f"done in {time.perf_counter() - t0:.0f} s; results in {out}/ (campaign {cid[:12]})")
+        _box_plot(acc, software, out / "accuracy_boxplot.png", instances)
+    log(f"done in {time.perf_counter() - t0:.0f} s; results in {out}/")
     return result
 
 

@@ -8,6 +8,16 @@ from remeco.models import nn as rn
 from remeco.models.data import load_dataset
 
 
+@pytest.fixture(scope="session", autouse=True)
+def remeco_cache(tmp_path_factory):
+    """A private trained-model cache for the session: tests never touch ~/.cache."""
+    path = tmp_path_factory.mktemp("remeco-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("REMECO_CACHE", str(path))
+    yield path
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def mnist5k():
     """The embedded MNIST-5k split (train, test)."""

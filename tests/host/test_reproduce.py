@@ -7,22 +7,18 @@ import pytest
 from remeco.host.cli import main
 from remeco.host.reproduce import reproduce
 
+EPOCHS = 4  # a short training keeps the test quick; the software accuracy is still ~97 %
+
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce")
-    cache = tmp_path_factory.mktemp("cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("REMECO_CACHE", str(cache))
-    try:
-        res = reproduce(instances=3, test_images=250, out_dir=out, executor="serial", log=lambda *_: None)
-    finally:
-        mp.undo()
-    return res, out, cache
+    res = reproduce(instances=3, test_images=250, out_dir=out, executor="serial", epochs=EPOCHS, log=lambda *_: None)
+    return res, out
 
 
 def test_json_shape_and_files(result):
-    res, out, _ = result
+    res, out = result
     assert set(res) == {"software_accuracy", "rows"}
     assert [r["plan"] for r in res["rows"]] == [
         "base", "committee", "layer_averaging", "sensitive_neuron", "msb", "sensitive_layer"]
@@ -35,7 +31,7 @@ def test_json_shape_and_files(result):
 
 
 def test_redundancy_recovers_accuracy_lost_to_non_idealities(result):
-    res, _, _ = result
+    res, _ = result
     acc = {r["plan"]: r["accuracy_mean"] for r in res["rows"]}
     assert acc["base"] < res["software_accuracy"]
     assert acc["committee"] > acc["base"]
@@ -43,7 +39,7 @@ def test_redundancy_recovers_accuracy_lost_to_non_idealities(result):
 
 
 def test_area_ordering_as_in_table_4(result):
-    res, _, _ = result
+    res, _ = result
     area = {r["plan"]: r["area_mm2"] for r in res["rows"]}
     assert 1.8 <= area["committee"] / area["base"] <= 2.2
     assert area["base"] < area["msb"] < area["sensitive_neuron"] <= area["layer_averaging"]
@@ -51,15 +47,14 @@ def test_area_ordering_as_in_table_4(result):
 
 
 def test_rerun_is_served_from_the_store(result, monkeypatch):
-    res, out, cache = result
+    res, out = result
     import remeco.host.reproduce as rep
 
-    monkeypatch.setenv("REMECO_CACHE", str(cache))
     def boom(*a, **k):  # any recomputation would call the task
         raise AssertionError("finished campaign recomputed")
 
     monkeypatch.setattr(rep, "evaluate_instance", boom)
-    assert rep.reproduce(instances=3, test_images=250, out_dir=out, executor="serial", log=lambda *_: None) == res
+    assert rep.reproduce(instances=3, test_images=250, out_dir=out, executor="serial", epochs=EPOCHS, log=lambda *_: None) == res
 
 
 def test_bad_arguments_are_one_line_errors(capsys, tmp_path):
@@ -67,3 +62,22 @@ def test_bad_arguments_are_one_line_errors(capsys, tmp_path):
     assert "instances" in capsys.readouterr().err
     assert main(["reproduce", "--dataset", "imagenet", "--out", str(tmp_path)]) == 2
     assert "name must be one of" in capsys.readouterr().err
+
+
+def test_search_reports_the_trade_off(result, capsys):
+    _, out = result
+    code = main(["search", "--instances", "1", "--test-images", "60", "--out", str(out), "--executor", "serial", "--json"])
+    assert code == 0
+    trials = json.loads(capsys.readouterr().out)["trials"]
+    assert trials[0]["step"] == "layer averaging" and trials[0]["extra_columns"] == 1.0
+    assert all(t["extra_columns"] < 1.0 for t in trials[1:])
+
+
+def test_train_and_sensitivity_commands(result, capsys, tmp_path):
+    assert main(["train", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["from_cache"] and info["parameters"] == 44426 and info["int_accuracy"] > 0.9
+    assert main(["sensitivity", "--images", "50", "--out", str(tmp_path), "--json"]) == 0
+    layers = json.loads(capsys.readouterr().out)["layer_sensitivity"]
+    assert len(layers) == 5 and (tmp_path / "sensitivity.png").exists()
+    assert main(["train", "--epochs", "0"]) == 2
