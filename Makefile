@@ -6,11 +6,12 @@ setup:
 
 # The main job on the embedded default data.
 reproduce: setup
-	.venv/bin/remeco demo
+	.venv/bin/remeco reproduce
 
 # The test suite (what CI runs).
+# One BLAS / OpenMP thread per pytest worker: two workers already fill two cores.
 test: setup
-	.venv/bin/python -m pytest -n 2 --dist loadgroup
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 .venv/bin/python -m pytest -n 2 --dist loadgroup
 
 bench: setup
-	.venv/bin/python bench/ir_drop.py
+	OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/ir_drop.py

@@ -38,8 +38,10 @@ import numpy as np
 import scipy
 
 from remeco.models.crossbar import NodalCrossbar
+from remeco.models.device import DeviceParams
 
-LEVELS = np.linspace(0.5e-6, 10e-6, 16)
+# The default device range (remeco.models.device.DeviceParams): 16 levels, g_off..g_on.
+LEVELS = DeviceParams().level_conductance(np.arange(DeviceParams().levels))
 R_WIRE = 2.0
 TARGET_EXACT_SPEEDUP = 100.0  # at 128 x 128
 TARGET_EXACT_ERROR = 1e-9

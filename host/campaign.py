@@ -404,3 +404,17 @@ def run_campaign(
         else:
             _run_dask(units, args, write, workers, scheduler)
     return cid
+
+
+def limit_worker_threads() -> None:
+    """Make the calling campaign task single-threaded (torch and the BLAS pools).
+
+    The executors run one worker process per core; a task that also spreads over every
+    core through torch or OpenBLAS oversubscribes the machine, which makes BLAS-heavy
+    code several times slower. Call it at the start of a task; it is cheap to repeat.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)

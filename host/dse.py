@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from remeco.host.campaign import run_campaign
+from remeco.host.campaign import limit_worker_threads, run_campaign
 from remeco.host.cli import UserError, command
 from remeco.host.store import ResultStore
 from remeco.models.chip import ChipParams
@@ -96,9 +96,7 @@ def _context(spec: dict, size: int) -> dict:
 
 def evaluate_point(spec: dict, instance: int, names: list[str]) -> dict[str, dict]:
     """Campaign task: accuracy of each sweep point on chip instance ``(spec["seed"], instance)``."""
-    import torch
-
-    torch.set_num_threads(1)
+    limit_worker_threads()
     out = {}
     for name in names:
         point = spec["points"][name]

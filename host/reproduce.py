@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from remeco.host.campaign import run_campaign
+from remeco.host.campaign import limit_worker_threads, run_campaign
 from remeco.host.cli import UserError, command
 from remeco.host.store import ResultStore
 from remeco.models.chip import ChipParams
@@ -70,10 +70,7 @@ def _context(spec: dict) -> dict:
 
 def evaluate_instance(spec: dict, instance: int, plans: list[str]) -> dict[str, dict]:
     """Campaign task: accuracy of every plan on chip instance ``(spec["seed"], instance)``."""
-    import torch
-
-    # Campaign workers are one process per core: keep each single-threaded.
-    torch.set_num_threads(1)
+    limit_worker_threads()
     ctx = _context(spec)
     out = {}
     for name in plans:
