@@ -26,6 +26,7 @@ __all__ = [
     "verilator_waiver_flags",
     "to_verilog",
     "LayerParams",
+    "COMPONENT_NAMES",
     "components",
     "generate",
     "lint",
@@ -98,6 +99,18 @@ class LayerParams:
     adc_shift: int = 2
     max_copies_log2: int = 3
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field that is out of range."""
+        if not isinstance(self.fmt, EmulationFormat):
+            raise ValueError(f"fmt must be an EmulationFormat, got {type(self.fmt).__name__}")
+        n = self.neurons
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"neurons must be an integer >= 1, got {n!r}")
+        self.widths()  # checks fan_in >= 1, max_copies_log2 in [0, 8], adc_shift in [0, 32]
+
     def widths(self) -> dict[str, int]:
         """Register widths for this layer (:meth:`EmulationFormat.widths`)."""
         return self.fmt.widths(self.fan_in, self.max_copies_log2, self.adc_shift)
@@ -118,8 +131,15 @@ class LayerParams:
         return max(1, (self.fan_in * ((1 << self.fmt.input_bits) - 1)).bit_length())
 
 
-def components(lp: LayerParams) -> dict[str, wiring.Component]:
-    """Every block of the layer's datapath, sized for ``lp``, and the PE that joins them."""
+#: Block names in datapath order, the PE last (the keys of :func:`components`).
+COMPONENT_NAMES = ("crossbar", "adc", "shift_add", "averager", "combine", "requant", "pe")
+
+
+def components(lp: LayerParams, names: tuple[str, ...] | None = None) -> dict[str, wiring.Component]:
+    """Every block of the layer's datapath, sized for ``lp``, and the PE that joins them.
+
+    With ``names``, only those (in that order); an unknown name raises ``ValueError``.
+    """
     from .adc import ADCQuantizer
     from .averager import Averager
     from .combine import SliceCombiner
@@ -129,15 +149,20 @@ def components(lp: LayerParams) -> dict[str, wiring.Component]:
     from .shift_add import ShiftAdd
 
     fmt, w = lp.fmt, lp.widths()
-    return {
-        "crossbar": CrossbarTile(fmt.rows, fmt.cols, lp.row_tiles * lp.col_tiles, fmt.code_bits, w["acc"]),
-        "adc": ADCQuantizer(w["acc"], fmt.adc_bits, lp.adc_shift),
-        "shift_add": ShiftAdd(fmt.adc_bits, fmt.input_bits, fmt.cols, w["y"]),
-        "averager": Averager(w["y"], fmt.n_slices, lp.max_copies_log2),
-        "combine": SliceCombiner(fmt, w["y"], lp.x_sum_width, w["z"], lp.adc_shift),
-        "requant": Requantizer(w["z"], fmt.code_frac),
-        "pe": ProcessingElement(fmt, lp.fan_in, lp.neurons, lp.col_tiles, lp.adc_shift, lp.max_copies_log2),
+    makers = {
+        "crossbar": lambda: CrossbarTile(fmt.rows, fmt.cols, lp.row_tiles * lp.col_tiles, fmt.code_bits, w["acc"]),
+        "adc": lambda: ADCQuantizer(w["acc"], fmt.adc_bits, lp.adc_shift),
+        "shift_add": lambda: ShiftAdd(fmt.adc_bits, fmt.input_bits, fmt.cols, w["y"]),
+        "averager": lambda: Averager(w["y"], fmt.n_slices, lp.max_copies_log2),
+        "combine": lambda: SliceCombiner(fmt, w["y"], lp.x_sum_width, w["z"], lp.adc_shift),
+        "requant": lambda: Requantizer(w["z"], fmt.code_frac),
+        "pe": lambda: ProcessingElement(fmt, lp.fan_in, lp.neurons, lp.col_tiles, lp.adc_shift, lp.max_copies_log2),
     }
+    wanted = COMPONENT_NAMES if names is None else tuple(names)
+    unknown = [n for n in wanted if n not in makers]
+    if unknown:
+        raise ValueError(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENT_NAMES)}")
+    return {n: makers[n]() for n in wanted}
 
 
 def generate(out_dir: str | Path, params: LayerParams | None = None, prefix: str = "remeco_") -> list[Path]:

@@ -40,6 +40,18 @@ class VerifyParams(LayerParams):
     valid_prob: float = 0.8
     ready_prob: float = 0.7
 
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field that is out of range."""
+        super().validate()
+        if isinstance(self.vectors, bool) or not isinstance(self.vectors, int) or self.vectors < 1:
+            raise ValueError(f"vectors must be an integer >= 1, got {self.vectors!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 1 << 32:
+            raise ValueError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
+        for name in ("valid_prob", "ready_prob"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0.0 < v <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {v!r}")
+
 
 @dataclass(frozen=True)
 class BenchSpec:
@@ -112,11 +124,14 @@ def verify(
     components: tuple[str, ...] | None = None,
     simulator: str = "verilator",
     waves: bool = True,
+    results: list[BenchResult] | None = None,
 ) -> list[tuple[str, int, int, float]]:
     """Run the benches; one row ``(component, vectors, mismatches, seconds)`` per component.
 
     ``seconds`` is wall time including the (cached) build. A bench that fails without
     a mismatch count (a crash, a timeout, a protocol error) reports ``mismatches = -1``.
+    With ``results``, each run's :class:`~remeco.tb.runner.BenchResult` (messages, log
+    and waveform paths) is appended to it.
     """
     specs = bench_specs(vp)
     rows = []
@@ -124,6 +139,8 @@ def verify(
         spec = replace(specs[name], simulator=simulator)
         t0 = time.monotonic()
         res = spec.run(waves=waves)
+        if results is not None:
+            results.append(res)
         mism = res.mismatches if (res.failures == 0 or res.mismatches) else -1
         rows.append((name, res.vectors, mism, time.monotonic() - t0))
     return rows

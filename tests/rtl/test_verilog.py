@@ -43,3 +43,21 @@ def test_every_waiver_is_needed(generated):
     for name in VERILATOR_WAIVERS:
         tripped = [p.name for p in files if f"%Warning-{name}" in lint(p, exclude=(name,))[1]]
         assert tripped, f"waiver {name} is not needed by any generated module; remove it"
+
+
+def test_components_subset_and_unknown_name():
+    from remeco.rtl.verilog import COMPONENT_NAMES, components
+
+    comps = components(LayerParams(), ("requant", "adc"))
+    assert list(comps) == ["requant", "adc"]
+    for c in comps.values():
+        c._MustUse__used = True  # built only to look at them
+    with pytest.raises(ValueError, match="bogus"):
+        components(LayerParams(), ("adc", "bogus"))
+    assert COMPONENT_NAMES[-1] == "pe"
+
+
+@pytest.mark.parametrize("field, value", [("neurons", 0), ("fan_in", 0), ("adc_shift", 33), ("max_copies_log2", 9)])
+def test_layer_params_validate(field, value):
+    with pytest.raises(ValueError, match=field):
+        LayerParams(**{field: value})

