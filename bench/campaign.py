@@ -6,8 +6,11 @@ The full stack per chip instance: stuck-at faults + D2D variation after write-an
 test images. Printed side by side with:
 
 - ideal float PyTorch inference of the same network (dequantized weights; the bound);
-- IBM aihwkit's analog inference of the same network if it is installed (it ships as a
-  source distribution only; the script says why it is not measured otherwise).
+- IBM aihwkit's analog inference of the same network (same weights, same images; its
+  InferenceRPUConfig with PCM-like programming noise, a new programming per chip
+  instance), run in a separate interpreter given by ``--aihwkit-python`` or the
+  ``REMECO_AIHWKIT_PYTHON`` variable: aihwkit ships as a source distribution only and
+  its C++ build (~8 minutes here, see README) is not part of remeco's environment.
 
 Targets: >= 20,000 pairs / s on this 2-core machine; a paper-scale campaign (1,000
 instances x 10,000 images x 6 plans) projected at <= 1 hour.
@@ -18,7 +21,10 @@ Run: ``python bench/campaign.py [--images 1000] [--instances 4]``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -109,10 +115,73 @@ def _float_rate(network, images: np.ndarray, threads: int) -> tuple[float, float
     return len(x) / best, out.numpy()
 
 
+# Runs inside the aihwkit interpreter: LeNet-5 from the given float weights, converted to
+# analog tiles, programmed once per chip instance, timed on the given images.
+_AIHWKIT_SCRIPT = r"""
+import json, sys, time
+import numpy as np, torch
+from torch import nn
+from aihwkit.nn.conversion import convert_to_analog
+from aihwkit.simulator.configs import InferenceRPUConfig
+torch.set_num_threads(1)
+d = np.load(sys.argv[1])
+instances = int(sys.argv[2])
+layers, i = [], 0
+while f"w{i}" in d:
+    w, b, kind = torch.tensor(d[f"w{i}"]), torch.tensor(d[f"b{i}"]), str(d[f"k{i}"])
+    if kind == "conv":
+        m = nn.Conv2d(w.shape[1], w.shape[0], w.shape[2])
+    else:
+        layers.append(nn.Flatten()) if i and str(d[f"k{i-1}"]) == "conv" else None
+        m = nn.Linear(w.shape[1], w.shape[0])
+    with torch.no_grad():
+        m.weight.copy_(w); m.bias.copy_(b)
+    layers.append(m)
+    if f"w{i+1}" in d:
+        layers.append(nn.ReLU())
+        if int(d[f"p{i}"]) > 1:
+            layers.append(nn.MaxPool2d(int(d[f"p{i}"])))
+    i += 1
+digital = nn.Sequential(*layers).eval()
+x = torch.tensor(d["x"]); y = d["y"]
+analog = convert_to_analog(digital, InferenceRPUConfig()).eval()
+correct, t0 = 0, time.perf_counter()
+with torch.no_grad():
+    for inst in range(instances):
+        torch.manual_seed(inst)
+        analog.program_analog_weights()
+        out = torch.cat([analog(x[k:k + 250]) for k in range(0, len(x), 250)])
+        correct += int((out.argmax(1).numpy() == y).sum())
+dt = time.perf_counter() - t0
+import aihwkit
+print(json.dumps({"pairs_per_s": instances * len(x) / dt, "accuracy": correct / (instances * len(x)),
+                  "version": aihwkit.__version__}))
+"""
+
+
+def _aihwkit_rate(python: str, network, images: np.ndarray, labels: np.ndarray, instances: int) -> dict:
+    arrays = {"x": images.astype(np.float32) / 255.0, "y": labels}
+    for i, layer in enumerate(network.layers):
+        arrays[f"w{i}"] = (layer.weight.astype(np.float32) * layer.weight_scale).T.reshape(layer.weight_shape)
+        arrays[f"b{i}"] = layer.bias.astype(np.float32) * layer.input_scale * layer.weight_scale
+        arrays[f"k{i}"] = np.array(layer.kind)
+        arrays[f"p{i}"] = np.array(layer.pool)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "lenet.npz")
+        np.savez(path, **arrays)
+        done = subprocess.run([python, "-c", _AIHWKIT_SCRIPT, path, str(instances)], capture_output=True, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"})
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "aihwkit run failed")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--instances", type=int, default=4, help="chip instances for the 2-worker run")
+    ap.add_argument("--aihwkit-python", default=os.environ.get("REMECO_AIHWKIT_PYTHON"),
+                    help="python interpreter of an environment with aihwkit installed")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     tm, mapped, x, y = _setup(args.images)
@@ -147,13 +216,17 @@ def main() -> None:
     print(f"  {'ideal float PyTorch, 1 thread':<26} {f1:10.0f} {100 * float_acc:8.2f} %")
     print(f"  {'ideal float PyTorch, ' + str(cores) + ' thr':<26} {fall:10.0f}")
     print(f"\nratio emulation ({cores} workers) / ideal float PyTorch ({cores} threads): {pool_rate / fall:.4f}")
-    try:
-        import aihwkit  # noqa: F401
-
-        print("aihwkit is installed but this script does not drive it yet")
-    except ImportError:
-        print("aihwkit: not measured: it ships on PyPI as a source distribution only (C++ build against torch, "
-              "BLAS and pybind11); see README for the build attempt")
+    if args.aihwkit_python:
+        try:
+            ai = _aihwkit_rate(args.aihwkit_python, tm.network, x, y, 2)
+            print(f"aihwkit {ai['version']} analog inference, 1 thread (programming + inference per instance): "
+                  f"{ai['pairs_per_s']:.0f} pairs/s, accuracy {100 * ai['accuracy']:.2f} %; "
+                  f"ratio remeco emulation (1 core) / aihwkit (1 thread): {rows[0][1] / ai['pairs_per_s']:.3f}")
+        except (OSError, RuntimeError) as exc:
+            print(f"aihwkit: could not run with {args.aihwkit_python}: {exc}")
+    else:
+        print("aihwkit: not measured here: it ships as a source distribution only; build it in its own "
+              "environment (README) and pass --aihwkit-python")
     hours = PAPER_PAIRS / pool_rate / 3600
     print(f"\ntargets: >= {TARGET_PAIRS:,} pairs/s: {pool_rate:,.0f} -> {'met' if pool_rate >= TARGET_PAIRS else 'NOT met'}; "
           f"paper-scale campaign (1,000 x 10,000 x 6) projected {hours:.1f} h (<= 1 h: "
