@@ -132,7 +132,12 @@ def physics_matvec(
         tt = t2
         if read_noise > 0:
             tt = np.clip(t2 * (1.0 + read_noise * rng.standard_normal(t2.shape)), 0.0, None)
-        current = np.einsum("...tr,trc->...tc", drive * v_read, tt)
+        # One BLAS product per row tile (einsum would not use BLAS here); padding rows
+        # of the last tile carry no input and are left out.
+        current = np.empty(drive.shape[:-1] + (tt.shape[-1],))
+        for rt in range(mapped.row_tiles):
+            used = min(fmt.rows, mapped.fan_in - rt * fmt.rows)
+            current[..., rt, :] = (drive[..., rt, :used] * v_read) @ tt[rt, :used]
         reference = v_read * g_off * drive.sum(axis=-1, keepdims=True)
         return (current - reference) / v_read * to_code_units
 
