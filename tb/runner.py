@@ -44,6 +44,7 @@ __all__ = [
     "setup_environment",
     "simulator_available",
     "build_root",
+    "build_args",
     "run_bench",
     "verilator_wave_format",
 ]
@@ -56,8 +57,13 @@ SIMULATORS = ("verilator", "icarus")
 _MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
 
 # Verilator-only build flags besides the lint waivers: -O1 for the model C++ because these
-# designs are small and compile time, not simulation speed, dominates a bench run.
-_VERILATOR_BUILD_ARGS = ["-CFLAGS", "-O1"]
+# designs are small and compile time, not simulation speed, dominates a bench run. cocotb's
+# runner always passes --public-flat-rw, which makes every signal of every module public
+# to VPI: that blocks most of Verilator's optimisations (the model of the PE ran about 5x
+# slower) and, for 128 x 128 tiles, makes the generated symbol table take many minutes to
+# compile. The benches only touch the top level's ports, so public is limited to the top
+# module (--public-depth 1; the later flag wins). bench/rtl_sim.py measures the effect.
+_VERILATOR_BUILD_ARGS = ["-CFLAGS", "-O1", "--no-public-flat-rw", "--public-depth", "1"]
 
 _TIMESCALE = ("1ns", "1ps")
 
@@ -207,6 +213,11 @@ def verilator_wave_format() -> str:
         check=False,
     )
     return "fst" if probe.returncode == 0 else "vcd"
+
+
+def build_args(simulator: str, waves: bool) -> list[str]:
+    """The flags this runner adds to the simulator's build (Verilator: waivers, speed, tracing)."""
+    return _build_args(simulator, waves)
 
 
 def _build_args(simulator: str, waves: bool) -> list[str]:

@@ -17,9 +17,10 @@ before and after a reset in the middle of a transfer. Beats that move on an edge
 reset, so that epoch 0 is the first one the bench uses.
 
 Cost: a source runs every cycle only while it has beats to send and sleeps otherwise,
-so idle programming ports cost nothing; a sink runs every cycle while it draws random
-``ready``, and with ``ready_prob = 1`` sleeps until the DUT raises ``valid``. Long runs at
-full rate therefore cost Python per beat, not per cycle.
+so idle programming ports cost nothing; with ``valid_prob = 1`` it also sleeps while the
+DUT holds ``ready`` low (until ``ready`` rises). A sink runs every cycle while it draws
+random ``ready``, and with ``ready_prob = 1`` sleeps until the DUT raises ``valid``. Long
+runs at full rate therefore cost Python per beat, not per cycle.
 """
 
 from __future__ import annotations
@@ -253,15 +254,21 @@ class StreamSource(_Port):
 
     async def _run(self) -> None:
         from cocotb.simtime import get_sim_time
-        from cocotb.triggers import RisingEdge
+        from cocotb.triggers import First, RisingEdge
 
         word = 0
         driven = False
         edge = RisingEdge(self.clk)
+        rise = RisingEdge(self.ready)
         while True:
             if not self._offering and not self.queue and not self._flush:
                 self._wake.clear()
                 await self._wake.wait()
+            elif self._offering and self.prob >= 1.0 and not self._flush and not _int(self.ready):
+                # a beat on offer that the DUT does not take: sleep until ready rises
+                # (or flush() is called), not one wake-up per cycle
+                self._wake.clear()
+                await First(rise, self._wake.wait())
             await edge
             if self._offering and _int(self.ready):
                 self._moved.append((get_sim_time(), word))
