@@ -4,12 +4,13 @@ Used by ``bench/rtl_sim.py``: the stimulus (packed programming words, input beat
 the model's expected outputs) comes from an ``.npz`` file written by the caller, so the
 C++ harness of the same script can run exactly the same traffic. Python stays out of the
 inner loop: the clock toggles in the simulator's GPI layer (``clock = "gpi"``, the
-default; ``"py"`` is cocotb's Python coroutine clock, as in the other benches), the input
-source and the output sink are full rate, so they sleep while the PE computes and wake
-only per beat.
+default, as in every bench, see :func:`remeco.tb.common.start_clock`; ``"py"`` is cocotb's
+coroutine clock), the input source and the output sink are full rate, so they sleep
+while the PE computes and wake only per beat.
 
 Parameters: ``stimulus`` (path of the ``.npz``), ``result`` (path of the JSON written at
-the end), ``clock``, ``period_ns``.
+the end), ``clock``, ``period_ns``; for the ``floor`` test ``floor_cycles``. Run one test
+at a time (``testcase``): each writes ``result``.
 
 The timed phase starts when the first input beat is offered and ends when the last
 output beat has moved; the JSON holds its simulated cycles, its wall seconds and the
@@ -75,3 +76,30 @@ async def throughput(dut):
     cmp = Comparison()
     cmp.check("outputs", expected, got)
     cmp.finish("throughput")
+
+
+@cocotb.test()
+async def floor(dut):
+    """No Python while the clock runs: the PE idles for ``floor_cycles`` under one Timer.
+
+    The rate of this run is the most any cocotb bench can reach on this model: the cost
+    of the simulator loop, the VPI callbacks and the GPI clock alone.
+    """
+    from cocotb.triggers import Timer
+
+    p = bench_params()
+    period = int(p.get("period_ns", 10))
+    Clock(dut.clk, period, unit="ns", impl=p.get("clock", "gpi")).start()
+    for name in PROGRAM + ("x", "gen", "fault"):
+        getattr(dut, f"{name}__valid").value = 0
+    dut.o__ready.value = 1
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 2)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 2)
+    cycles = int(p["floor_cycles"])
+    t0 = time.perf_counter()
+    await Timer(cycles * period, unit="ns")
+    t1 = time.perf_counter()
+    with open(p["result"], "w") as fh:
+        json.dump({"cycles": cycles, "seconds": t1 - t0, "outputs": None}, fh)

@@ -28,11 +28,17 @@ def record_stats(test: str, vectors: int, mismatches: int) -> None:
             fh.write(json.dumps({"test": test, "vectors": int(vectors), "mismatches": int(mismatches)}) + "\n")
 
 
-def start_clock(dut, period_ns: int = 10) -> None:
-    """Start the ``clk`` of an Amaranth top level (a simulator-side clock)."""
+def start_clock(dut, period_ns: int = 10, impl: str = "gpi") -> None:
+    """Start the ``clk`` of an Amaranth top level (a simulator-side clock).
+
+    ``impl="gpi"`` toggles the clock in cocotb's C++ layer (no Python per half period);
+    ``"py"`` is cocotb's coroutine clock. Both drive the same edges: the benches only
+    write inputs after a rising edge, and their writes are applied after the design has
+    evaluated that edge either way.
+    """
     from cocotb.clock import Clock
 
-    Clock(dut.clk, period_ns, unit="ns").start()
+    Clock(dut.clk, period_ns, unit="ns", impl=impl).start()
 
 
 async def reset(dut, cycles: int = 2, component=None) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "simulator_available",
     "build_root",
     "build_args",
+    "verilator_public_config",
     "run_bench",
     "verilator_wave_format",
 ]
@@ -61,9 +62,10 @@ _MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
 # runner always passes --public-flat-rw, which makes every signal of every module public
 # to VPI: that blocks most of Verilator's optimisations (the model of the PE ran about 5x
 # slower) and, for 128 x 128 tiles, makes the generated symbol table take many minutes to
-# compile. The benches only touch the top level's ports, so public is limited to the top
-# module (--public-depth 1; the later flag wins). bench/rtl_sim.py measures the effect.
-_VERILATOR_BUILD_ARGS = ["-CFLAGS", "-O1", "--no-public-flat-rw", "--public-depth", "1"]
+# compile. The benches only touch the top level's ports, so --no-public-flat-rw (the later
+# flag wins) and a configuration file (verilator_public_config) makes exactly the top
+# module and its ports public. bench/rtl_sim.py measures the effect.
+_VERILATOR_BUILD_ARGS = ["-CFLAGS", "-O1", "--no-public-flat-rw"]
 
 _TIMESCALE = ("1ns", "1ps")
 
@@ -215,6 +217,21 @@ def verilator_wave_format() -> str:
     return "fst" if probe.returncode == 0 else "vcd"
 
 
+def verilator_public_config(verilog: str, top: str) -> str:
+    """Verilator configuration (``.vlt``) making the module ``top`` and its ports public to VPI.
+
+    The ports are read from the ``module top(...)`` header Yosys writes. This is all
+    cocotb needs (a root handle and the top-level ports).
+    """
+    m = re.search(rf"^\s*module\s+{re.escape(top)}\s*\(([^)]*)\)\s*;", verilog, re.M)
+    if m is None:
+        raise ValueError(f"no `module {top}(...)` header in the Verilog")
+    ports = [p.strip() for p in m.group(1).split(",") if p.strip()]
+    lines = ["`verilator_config", f'public -module "{top}"']
+    lines += [f'public_flat_rw -module "{top}" -var "{p}"' for p in ports]
+    return "\n".join(lines) + "\n"
+
+
 def build_args(simulator: str, waves: bool) -> list[str]:
     """The flags this runner adds to the simulator's build (Verilator: waivers, speed, tracing)."""
     return _build_args(simulator, waves)
@@ -241,12 +258,17 @@ def _compile(verilog: str, top: str, simulator: str, args: list[str], waves: boo
     bdir.mkdir(parents=True)
     src = bdir / f"{top}.v"
     src.write_text(verilog)
+    sources = [src]
+    if simulator == "verilator":
+        vlt = bdir / "public.vlt"
+        vlt.write_text(verilator_public_config(verilog, top))
+        sources.append(vlt)
     runner = get_runner(simulator)
     log = bdir / "build.log"
     try:
         with _quiet_pytest(), _object_cache(simulator):
             runner.build(
-                sources=[src],
+                sources=sources,
                 hdl_toplevel=top,
                 build_dir=bdir,
                 build_args=args,
@@ -264,7 +286,8 @@ def _compile(verilog: str, top: str, simulator: str, args: list[str], waves: boo
 def _build(verilog: str, top: str, simulator: str, waves: bool) -> tuple[Path, float]:
     """Compile ``verilog`` once per content hash; return (build dir, seconds spent)."""
     args = _build_args(simulator, waves)
-    key = hashlib.sha256(json.dumps([verilog, simulator, args, waves]).encode()).hexdigest()[:12]
+    public = verilator_public_config(verilog, top) if simulator == "verilator" else ""
+    key = hashlib.sha256(json.dumps([verilog, simulator, args, waves, public]).encode()).hexdigest()[:12]
     bdir = build_root() / f"{top}-{simulator}-{key}"
     stamp = bdir / ".built"
     if stamp.exists():

@@ -260,17 +260,25 @@ class StreamSource(_Port):
         driven = False
         edge = RisingEdge(self.clk)
         rise = RisingEdge(self.ready)
+        ready = None  # ready as sampled at the last edge (None: not read)
         while True:
             if not self._offering and not self.queue and not self._flush:
                 self._wake.clear()
                 await self._wake.wait()
-            elif self._offering and self.prob >= 1.0 and not self._flush and not _int(self.ready):
-                # a beat on offer that the DUT does not take: sleep until ready rises
-                # (or flush() is called), not one wake-up per cycle
-                self._wake.clear()
-                await First(rise, self._wake.wait())
+            elif self._offering and self.prob >= 1.0 and not self._flush:
+                # Reads in the same callback as the edge return the same value, so the
+                # sample of the transfer check is reused. A beat on offer that the DUT
+                # does not take: sleep until ready rises (or flush() is called) instead
+                # of waking every cycle. (The edge callbacks run before the design
+                # evaluates the edge, so a rise caused by this edge is still seen.)
+                if not (_int(self.ready) if ready is None else ready):
+                    self._wake.clear()
+                    await First(rise, self._wake.wait())
             await edge
-            if self._offering and _int(self.ready):
+            ready = None
+            if self._offering:
+                ready = _int(self.ready)
+            if self._offering and ready:
                 self._moved.append((get_sim_time(), word))
                 self._offering = False
             if self._flush:
@@ -355,11 +363,13 @@ class StreamSink(_Port):
 
         edge = RisingEdge(self.clk)
         rise = RisingEdge(self.valid)
+        valid = None  # valid as sampled at the last edge (None: not read); see StreamSource
         while True:
-            if self._ready and self.prob >= 1.0 and not _int(self.valid):
+            if self._ready and self.prob >= 1.0 and not (_int(self.valid) if valid is None else valid):
                 await rise  # nothing offered: sleep until the DUT raises valid
             await edge
-            if self._ready and _int(self.valid):
+            valid = _int(self.valid) if self._ready else None
+            if valid:
                 self._moved.append((get_sim_time(), _int(self.payload)))
                 if self._target is not None and len(self._moved) >= self._target:
                     self._reached.set()

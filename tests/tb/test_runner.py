@@ -58,3 +58,14 @@ def test_correct_adc_passes_same_bench(icarus):
                        params=p, simulator="icarus")
     result.check()
     assert result.vectors >= p["vectors"] and result.tests == 2
+
+
+def test_public_config_names_top_and_every_port():
+    from remeco.tb.runner import verilator_public_config
+
+    verilog = "/* x */\nmodule sub(a);\nendmodule\nmodule top(i__valid, clk, rst, o__payload);\n  input clk;\nendmodule\n"
+    cfg = verilator_public_config(verilog, "top").splitlines()
+    assert cfg[0] == "`verilator_config" and cfg[1] == 'public -module "top"'
+    assert cfg[2:] == [f'public_flat_rw -module "top" -var "{p}"' for p in ("i__valid", "clk", "rst", "o__payload")]
+    with pytest.raises(ValueError, match="module nothere"):
+        verilator_public_config(verilog, "nothere")
