@@ -1,7 +1,8 @@
 """cocotb test benches and the simulator runner.
 
 :func:`verify` runs every block's bench against the emulation model and returns one row
-``(component, vectors, mismatches, seconds)`` per block (the future ``remeco verify``).
+``(component, vectors, mismatches, seconds)`` per block (what ``remeco verify`` prints,
+:mod:`remeco.host.rtl_cli`).
 """
 
 __all__ = ["verify", "VerifyParams"]

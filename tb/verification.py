@@ -2,7 +2,7 @@
 
 :func:`bench_specs` turns a :class:`VerifyParams` (numeric format + layer shape) into the
 parameter set of each bench, in one place; the pytest files under ``tests/rtl`` and
-:func:`verify` (the future ``remeco verify``) both run these specs.
+:func:`verify` (behind ``remeco verify``, :mod:`remeco.host.rtl_cli`) both run these specs.
 """
 
 from __future__ import annotations
