@@ -15,3 +15,5 @@ test: setup
 
 bench: setup
 	OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/ir_drop.py
+	.venv/bin/python bench/campaign.py
+	.venv/bin/python bench/rtl_sim.py
