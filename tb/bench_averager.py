@@ -17,8 +17,7 @@ from ..models.emulation import EmulationFormat, average_columns
 from ..models.mapping import map_layer
 from ..models.periphery import averaged_order, column_descriptors
 from ..rtl.averager import Averager
-from .common import Comparison, bench_params, check_reset, run_stream, run_with_reset
-from .stream import stream_payload
+from .common import random_case, reset_case
 
 
 def design(p: dict) -> Averager:
@@ -74,27 +73,11 @@ def _outputs(words, pout) -> list[tuple[int, int, int]]:
 @cocotb.test()
 async def random_plans(dut):
     """Random layers and plans, random idle cycles and backpressure."""
-    p = bench_params()
-    comp = design(p)
-    pin, pout = stream_payload(comp, "i"), stream_payload(comp, "o")
-    rng = np.random.default_rng(p["seed"])
-    beats, expected = make_layers(rng, p, p["layers"])
-    got = await run_stream(dut, pin.pack_many(beats), len(expected), p, p["seed"], component=comp)
-    cmp = Comparison()
-    cmp.check("(a, slice, end)", expected, _outputs(got, pout))
-    cmp.finish("random_plans")
+    await random_case(dut, "random_plans", design, make_layers, lambda p: p["layers"], "(a, slice, end)",
+                      outputs=_outputs)
 
 
 @cocotb.test()
 async def reset_mid_transfer(dut):
     """Reset in the middle of a layer; copies summed before it must not leak after it."""
-    p = bench_params()
-    comp = design(p)
-    pin, pout = stream_payload(comp, "i"), stream_payload(comp, "o")
-    rng = np.random.default_rng(p["seed"] + 1)
-    beats0, exp0 = make_layers(rng, p, 3)
-    beats1, exp1 = make_layers(rng, p, 3)
-    _, got0, got1 = await run_with_reset(dut, pin.pack_many(beats0), pin.pack_many(beats1), len(exp1), p, p["seed"] + 2, component=comp)
-    cmp = Comparison()
-    check_reset(cmp, "(a, slice, end)", exp0, _outputs(got0, pout), exp1, _outputs(got1, pout))
-    cmp.finish("reset_mid_transfer")
+    await reset_case(dut, "reset_mid_transfer", design, make_layers, (3, 3), "(a, slice, end)", outputs=_outputs)

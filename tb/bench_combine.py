@@ -14,8 +14,7 @@ import numpy as np
 
 from ..models.emulation import EmulationFormat, combine_slices
 from ..rtl.combine import SliceCombiner
-from .common import Comparison, bench_params, check_reset, run_stream, run_with_reset
-from .stream import stream_payload
+from .common import random_case, reset_case
 
 
 def fmt_of(p: dict) -> EmulationFormat:
@@ -67,27 +66,10 @@ def make_neurons(rng: np.random.Generator, p: dict, n: int):
 @cocotb.test()
 async def random_neurons(dut):
     """Random and extreme neurons, random idle cycles and backpressure."""
-    p = bench_params()
-    comp = design(p)
-    pin, pout = stream_payload(comp, "i"), stream_payload(comp, "o")
-    rng = np.random.default_rng(p["seed"])
-    beats, expected = make_neurons(rng, p, p["neurons"])
-    got = await run_stream(dut, pin.pack_many(beats), len(expected), p, p["seed"], component=comp)
-    cmp = Comparison()
-    cmp.check("z", expected, pout.unpack_many(got))
-    cmp.finish("random_neurons")
+    await random_case(dut, "random_neurons", design, make_neurons, lambda p: p["neurons"], "z")
 
 
 @cocotb.test()
 async def reset_mid_transfer(dut):
     """Reset in the middle of a neuron; the next beat must start a fresh neuron."""
-    p = bench_params()
-    comp = design(p)
-    pin, pout = stream_payload(comp, "i"), stream_payload(comp, "o")
-    rng = np.random.default_rng(p["seed"] + 1)
-    beats0, exp0 = make_neurons(rng, p, 61)
-    beats1, exp1 = make_neurons(rng, p, 60)
-    _, got0, got1 = await run_with_reset(dut, pin.pack_many(beats0), pin.pack_many(beats1), len(exp1), p, p["seed"] + 2, component=comp)
-    cmp = Comparison()
-    check_reset(cmp, "z", exp0, pout.unpack_many(got0), exp1, pout.unpack_many(got1))
-    cmp.finish("reset_mid_transfer")
+    await reset_case(dut, "reset_mid_transfer", design, make_neurons, (61, 60), "z")

@@ -24,7 +24,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from ..models.emulation import MAX_SHIFT, EmulationFormat, emulate_matvec, final_logits, requantize, to_accumulator
 from ..models.fault_lfsr import apply_fault_map, generate_fault_map, rate_threshold
 from ..models.mapping import map_layer
-from ..models.periphery import add_bias, column_descriptors, tile_index
+from ..models.periphery import add_bias, column_descriptors
 from ..rtl.pe import ProcessingElement
 from .common import Comparison, bench_params, check_reset, reset, start_clock
 from .stream import StreamSink, StreamSource, stream_payload

@@ -20,8 +20,7 @@ import numpy as np
 from ..models.emulation import MAX_SHIFT, final_logits, requantize, to_accumulator
 from ..models.periphery import add_bias
 from ..rtl.requant import BIAS_BITS, MULTIPLIER_BITS, Requantizer
-from .common import Comparison, bench_params, check_reset, run_stream, run_with_reset
-from .stream import stream_payload
+from .common import random_case, reset_case
 
 _I32 = (-(1 << 31), (1 << 31) - 1)
 
@@ -100,31 +99,22 @@ def make_beats(rng: np.random.Generator, p: dict, n: int):
     return beats, expected_outputs(beats, cf)
 
 
+def _ints(words, payload):
+    return np.asarray(payload.unpack_many(words), dtype=np.int64)
+
+
+def _context(beats):
+    return list(zip(*(beats[k] for k in ("z", "bias", "multiplier", "shift", "final"))))
+
+
 @cocotb.test()
 async def random_vectors(dut):
     """Random beats with per-beat settings, random idle cycles and backpressure."""
-    p = bench_params()
-    comp = design(p)
-    pin, pout = stream_payload(comp, "i"), stream_payload(comp, "o")
-    rng = np.random.default_rng(p["seed"])
-    beats, expected = make_beats(rng, p, p["vectors"])
-    got = await run_stream(dut, pin.pack_many(beats), len(expected), p, p["seed"], component=comp)
-    cmp = Comparison()
-    ctx = list(zip(*(beats[k] for k in ("z", "bias", "multiplier", "shift", "final"))))
-    cmp.check("out", expected, np.asarray(pout.unpack_many(got), dtype=np.int64), context=ctx)
-    cmp.finish("random_vectors")
+    await random_case(dut, "random_vectors", design, make_beats, lambda p: p["vectors"], "out", outputs=_ints,
+                      context=_context)
 
 
 @cocotb.test()
 async def reset_mid_transfer(dut):
     """Reset with the pipeline stages full and a beat on offer."""
-    p = bench_params()
-    comp = design(p)
-    pin, pout = stream_payload(comp, "i"), stream_payload(comp, "o")
-    rng = np.random.default_rng(p["seed"] + 1)
-    beats0, exp0 = make_beats(rng, p, 300)
-    beats1, exp1 = make_beats(rng, p, 300)
-    _, got0, got1 = await run_with_reset(dut, pin.pack_many(beats0), pin.pack_many(beats1), len(exp1), p, p["seed"] + 2, component=comp)
-    cmp = Comparison()
-    check_reset(cmp, "out", exp0, pout.unpack_many(got0), exp1, pout.unpack_many(got1))
-    cmp.finish("reset_mid_transfer")
+    await reset_case(dut, "reset_mid_transfer", design, make_beats, (300, 300), "out")

@@ -14,8 +14,7 @@ import numpy as np
 
 from ..models.emulation import shift_add_bits
 from ..rtl.shift_add import ShiftAdd
-from .common import Comparison, bench_params, check_reset, run_stream, run_with_reset
-from .stream import stream_payload
+from .common import random_case, reset_case
 
 
 def design(p: dict) -> ShiftAdd:
@@ -62,27 +61,10 @@ def _outputs(words, pout) -> list[tuple[int, int]]:
 @cocotb.test()
 async def random_jobs(dut):
     """Random and extreme jobs, random idle cycles and backpressure."""
-    p = bench_params()
-    comp = design(p)
-    pin, pout = stream_payload(comp, "i"), stream_payload(comp, "o")
-    rng = np.random.default_rng(p["seed"])
-    beats, expected = make_jobs(rng, p, p["jobs"])
-    got = await run_stream(dut, pin.pack_many(beats), len(expected), p, p["seed"], component=comp)
-    cmp = Comparison()
-    cmp.check("(y, col)", expected, _outputs(got, pout))
-    cmp.finish("random_jobs")
+    await random_case(dut, "random_jobs", design, make_jobs, lambda p: p["jobs"], "(y, col)", outputs=_outputs)
 
 
 @cocotb.test()
 async def reset_mid_transfer(dut):
     """Reset in the middle of a job; the next jobs must start clean."""
-    p = bench_params()
-    comp = design(p)
-    pin, pout = stream_payload(comp, "i"), stream_payload(comp, "o")
-    rng = np.random.default_rng(p["seed"] + 1)
-    beats0, exp0 = make_jobs(rng, p, 4)
-    beats1, exp1 = make_jobs(rng, p, 4)
-    _, got0, got1 = await run_with_reset(dut, pin.pack_many(beats0), pin.pack_many(beats1), len(exp1), p, p["seed"] + 2, component=comp)
-    cmp = Comparison()
-    check_reset(cmp, "(y, col)", exp0, _outputs(got0, pout), exp1, _outputs(got1, pout))
-    cmp.finish("reset_mid_transfer")
+    await reset_case(dut, "reset_mid_transfer", design, make_jobs, (4, 4), "(y, col)", outputs=_outputs)

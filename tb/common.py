@@ -170,3 +170,51 @@ def check_reset(cmp: Comparison, what: str, expected0, got0, expected1, got1) ->
         cmp.mismatches += 1
     cmp.check(f"{what} before reset", exp0[: len(got0)], got0)
     cmp.check(f"{what} after reset", list(expected1), got1)
+
+
+def _unpack(words, payload):
+    return payload.unpack_many(words)
+
+
+async def random_case(dut, name: str, design, make, count: int, label: str, *, outputs=_unpack, context=None) -> None:
+    """The standard random-stimulus case of a single-stream bench.
+
+    ``design(p)`` builds the component, ``make(rng, p, count) -> (beats, expected)`` draws
+    the stimulus and its model outputs; the beats go through with random idle cycles and
+    backpressure (:func:`run_stream`) and every output is compared with ``expected``.
+    ``outputs(words, payload)`` decodes the output words (default: the payload fields);
+    ``context(beats)`` optionally labels each output in mismatch reports.
+    """
+    from .stream import stream_payload
+
+    p = bench_params()
+    comp = design(p)
+    pin, pout = stream_payload(comp, "i"), stream_payload(comp, "o")
+    rng = np.random.default_rng(p["seed"])
+    beats, expected = make(rng, p, count if isinstance(count, int) else count(p))
+    got = await run_stream(dut, pin.pack_many(beats), len(expected), p, p["seed"], component=comp)
+    cmp = Comparison()
+    extra = {"context": context(beats)} if context is not None else {}
+    cmp.check(label, expected, outputs(got, pout), **extra)
+    cmp.finish(name)
+
+
+async def reset_case(dut, name: str, design, make, counts: tuple[int, int], label: str, *, outputs=_unpack) -> None:
+    """The standard reset-in-the-middle case: a batch cut by a reset, then a clean batch.
+
+    Outputs before the reset must be a prefix of the first batch's (something in flight
+    is dropped), outputs after it exactly the second batch's (:func:`check_reset`).
+    """
+    from .stream import stream_payload
+
+    p = bench_params()
+    comp = design(p)
+    pin, pout = stream_payload(comp, "i"), stream_payload(comp, "o")
+    rng = np.random.default_rng(p["seed"] + 1)
+    beats0, exp0 = make(rng, p, counts[0])
+    beats1, exp1 = make(rng, p, counts[1])
+    _, got0, got1 = await run_with_reset(dut, pin.pack_many(beats0), pin.pack_many(beats1), len(exp1), p,
+                                         p["seed"] + 2, component=comp)
+    cmp = Comparison()
+    check_reset(cmp, label, exp0, outputs(got0, pout), exp1, outputs(got1, pout))
+    cmp.finish(name)
