@@ -1,0 +1,91 @@
+import re
+
+import pytest
+
+from remeco.rtl import regmap
+from remeco.rtl.regmap import REGISTERS, Field, Register, by_offset, lookup, validate
+
+
+def test_table_is_valid_aligned_and_lookups_agree():
+    validate(REGISTERS)
+    for r in REGISTERS:
+        assert r.offset % 4 == 0
+        assert lookup(r.name) is r
+        assert by_offset(r.offset) is r
+    assert len({r.offset for r in REGISTERS}) == len(REGISTERS)
+    for name in ("ID", "CONTROL", "STATUS", "CYCLES_LO", "CYCLES_HI", "FAULT_SEED", "FAULT_RATE",
+                 "FAULT_ON_FRACTION", "FAULT_CONTROL", "CODE_ON", "CODE_OFF", "LAYER_MULTIPLIER"):
+        lookup(name)
+    assert lookup("LAYER_MULTIPLIER").width == 15  # the PE's multiplier is 15 bits
+
+
+def test_invalid_offsets_have_no_register():
+    used = {r.offset for r in REGISTERS}
+    assert by_offset(0x2) is None  # misaligned
+    assert by_offset(max(used) + 4) is None
+    assert 0x1C not in used and by_offset(0x1C) is None  # a hole in the map
+    with pytest.raises(KeyError, match="NOPE"):
+        lookup("NOPE")
+
+
+@pytest.mark.parametrize(
+    "table, match",
+    [
+        ((Register("A", 0, "ro"), Register("B", 0, "rw")), "overlaps"),
+        ((Register("A", 2, "ro"),), "aligned"),
+        ((Register("A", 0, "ro"), Register("A", 4, "ro")), "duplicate"),
+        ((Register("A", 0, "xx"),), "access"),
+        ((Register("A", 0, "rw", width=40),), "width"),
+        ((Register("A", 0, "rw", width=4, reset=16),), "reset"),
+        ((Register("A", 0, "rw", width=4, fields=(Field("X", 3, 2),)),), "field X"),
+        ((Register("A", 0, "rw", fields=(Field("X", 0, 2), Field("Y", 1))),), "overlaps"),
+    ],
+)
+def test_validate_rejects_bad_tables(table, match):
+    with pytest.raises(ValueError, match=match):
+        validate(table)
+
+
+def test_field_value():
+    assert regmap.field_value("CONTROL", START=1) == 1
+    assert regmap.field_value("FAULT_CONTROL", GENERATE=1, ENABLE=1) == 0b101
+    with pytest.raises(ValueError, match="START"):
+        regmap.field_value("CONTROL", START=2)
+
+
+def test_markdown_lists_every_register_with_its_offset():
+    md = regmap.to_markdown()
+    for r in REGISTERS:
+        assert re.search(rf"\| `0x{r.offset:03X}` \| {r.name} \| {r.access} \|", md), r.name
+        for f in r.fields:
+            assert f"{r.name}.{f.name}" in md
+    # every table row has the same number of cells (pipes in descriptions are escaped)
+    rows = [line for line in md.splitlines() if line.startswith("|")]
+    assert {len(re.findall(r"(?<!\\)\|", line)) for line in rows} == {7}
+
+
+def test_c_header_defines_every_register():
+    h = regmap.to_c_header(prefix="ACC_")
+    assert h.startswith("/*") and "#ifndef ACC_REGMAP_H" in h and h.rstrip().endswith("*/")
+    for r in REGISTERS:
+        assert re.search(rf"#define ACC_{r.name} 0x{r.offset:03X}u", h), r.name
+        for f in r.fields:
+            assert f"#define ACC_{r.name}_{f.name}_MASK 0x{f.mask:X}u" in h
+    assert f"#define REMECO_ID_RESET 0x{regmap.ID_VALUE:X}u" in regmap.to_c_header()
+
+
+def test_main_writes_both_files(tmp_path, capsys):
+    assert regmap.main([str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "regmap.md").read_text() == regmap.to_markdown()
+    assert (tmp_path / "out" / "regmap.h").read_text() == regmap.to_c_header()
+    assert "regmap.h" in capsys.readouterr().out
+
+
+def test_regmap_does_not_import_amaranth():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(regmap))
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not any("amaranth" in n for n in names)
