@@ -97,6 +97,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--instances", type=int, default=5, help="chip instances per trial (default 5)")
     p.add_argument("--test-images", type=int, default=500, help="test images per trial (default 500)")
     p.add_argument("--tolerance", type=float, default=0.005, help="accuracy one may give up (default 0.005)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the network's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/search")
     p.add_argument("--executor", default="process", choices=("process", "serial", "dask"))
@@ -113,7 +114,9 @@ def _search(args: argparse.Namespace) -> int:
     if not 0 <= args.tolerance < 1:
         raise UserError(f"--tolerance must be in [0, 1), got {args.tolerance}")
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
-    ctx = prepare(out_dir=args.out, seed=args.seed, test_images=args.test_images, log=log)
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    ctx = prepare(out_dir=args.out, seed=args.seed, test_images=args.test_images, epochs=args.epochs, log=log)
     sizes = [layer.out_features for layer in ctx["network"].layers]
 
     def evaluate(plan):
