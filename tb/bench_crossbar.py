@@ -16,7 +16,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from ..models.emulation import column_accumulate
 from ..models.fault_lfsr import THRESHOLD_ONE, apply_fault_map, generate_fault_map, rate_threshold
 from ..rtl.crossbar import CrossbarTile
-from .common import Comparison, bench_params, check_reset, reset, start_clock
+from .common import Comparison, bench_params, check_reset, reset, reset_with_results_pending, start_clock
 from .stream import StreamSink, StreamSource, stream_payload
 
 
@@ -193,13 +193,7 @@ async def reset_mid_sweep(dut):
     tb.src.send(words(bits0, tiles0, tags0))
     while tb.src.count < 10:
         await RisingEdge(dut.clk)
-    tb.sink.paused = True
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 1
-    tb.src.flush()
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    tb.sink.paused = False
+    await reset_with_results_pending(dut, tb.src, tb.sink)
     n0 = len(tb.sink.words(0))
     tb.src.send(words(bits1, tiles1, tags1))
     await tb.sink.wait_for(n0 + 30 * tb.shape[2], timeout_cycles=4000)

@@ -26,7 +26,7 @@ from ..models.fault_lfsr import apply_fault_map, generate_fault_map, rate_thresh
 from ..models.mapping import map_layer
 from ..models.periphery import add_bias, column_descriptors
 from ..rtl.pe import ProcessingElement
-from .common import Comparison, bench_params, check_reset, reset, start_clock
+from .common import Comparison, bench_params, check_reset, reset, reset_with_results_pending, start_clock
 from .stream import StreamSink, StreamSource, stream_payload
 
 
@@ -244,13 +244,7 @@ async def reset_mid_vector(dut):
     n = p["neurons"]
     while tb.o.count < n + 1:  # the second vector is in progress
         await RisingEdge(dut.clk)
-    tb.o.paused = True
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 1
-    tb.x.flush()
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    tb.o.paused = False
+    await reset_with_results_pending(dut, tb.x, tb.o)
     n0 = len(tb.o.words(0))
     tb.x.send(int(v) for v in x1.reshape(-1))
     per_vec = p["col_tiles"] * layer.mapped.row_tiles * fmt.input_bits * fmt.cols

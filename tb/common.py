@@ -146,6 +146,20 @@ async def run_with_reset(dut, words0, words1, n_out1: int, p: dict, seed: int, *
     source.send(words0)
     while source.count < len(words0) // 3:
         await RisingEdge(dut.clk)
+    await reset_with_results_pending(dut, source, sink)
+    source.send(words1)
+    n0 = len(sink.words(0))
+    await sink.wait_for(n0 + n_out1, timeout_cycles=50 * (len(words1) + n_out1) + 200)
+    await ClockCycles(dut.clk, 8)
+    sent0 = source.words(0)
+    return sent0, sink.words(0), sink.words(1)
+
+
+async def reset_with_results_pending(dut, source, sink) -> None:
+    """Hold the output back a few cycles (results pending), then reset while the source
+    is still offering a beat; the source's unsent words are dropped."""
+    from cocotb.triggers import ClockCycles
+
     sink.paused = True
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 1
@@ -153,12 +167,6 @@ async def run_with_reset(dut, words0, words1, n_out1: int, p: dict, seed: int, *
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
     sink.paused = False
-    source.send(words1)
-    n0 = len(sink.words(0))
-    await sink.wait_for(n0 + n_out1, timeout_cycles=50 * (len(words1) + n_out1) + 200)
-    await ClockCycles(dut.clk, 8)
-    sent0 = source.words(0)
-    return sent0, sink.words(0), sink.words(1)
 
 
 def check_reset(cmp: Comparison, what: str, expected0, got0, expected1, got1) -> None:
