@@ -1,48 +1,51 @@
 """Register map of the accelerator top, defined once as plain data (no Amaranth import).
 
-The RTL generator (AXI4-Lite slave of the accelerator top), the host driver
-(:mod:`remeco.host.driver`) and the generated documentation (:func:`to_markdown`,
-:func:`to_c_header`) all read :data:`REGISTERS`; nothing restates an offset.
+The RTL (:mod:`remeco.rtl.axil` register file and :mod:`remeco.rtl.top`), the host
+driver (:mod:`remeco.host.driver`) and the generated documentation (:func:`to_markdown`,
+:func:`to_c_header`) all read :data:`REGISTERS`; nothing restates an offset. The memory
+layouts and stream word formats named here are defined in :mod:`remeco.models.fabric`.
 
-Division of work for LeNet (first step of the AXI top)
--------------------------------------------------------
-* **Host**: im2col of the uint8 activations, max pooling, layer sequencing, committee
-  averaging (:func:`remeco.models.emulation.round_shift` of the summed logits), bias,
-  ReLU and requantization (the integer reference network,
-  :meth:`remeco.models.nn.QuantizedNetwork.forward_int`). In this first step the
-  fabric returns the accumulator of every neuron (``round_shift(z, code_frac)``, int32)
-  and the host applies bias and requantization; the processing element
-  (:mod:`remeco.rtl.pe`) can do both, and ``LAYER_MULTIPLIER`` / ``LAYER_SHIFT`` /
-  ``CONTROL.LAST_LAYER`` are reserved for that.
-* **Fabric**: one layer at a time (``LAYER`` selects the layer slot, ``copy * layers +
-  layer`` for committee copies): crossbar tiles with run-time stuck-at faults, ADC,
-  shift-and-add, redundancy averaging and slice recombination (emulation steps 2-6,
-  :mod:`remeco.models.emulation`), and the on-chip fault generator
-  (:mod:`remeco.models.fault_lfsr`).
+Division of work for LeNet
+--------------------------
+* **Fabric** (one layer *run* at a time): the crossbar product of emulation steps 2-6
+  and ``to_accumulator`` (:mod:`remeco.models.emulation`): cell codes with run-time
+  stuck-at faults, bit-serial column accumulation, ADC, shift-and-add, redundancy
+  averaging, slice recombination and offset correction, for ``VECTOR_LANES`` input
+  vectors and ``COLUMN_LANES`` physical columns at a time; the on-chip fault generator
+  (:mod:`remeco.models.fault_lfsr`) and the cycle counter.
+* **Host**: data movement and the integer network's cheap elementwise steps: im2col of
+  the uint8 activations, max pooling, bias, ReLU and requantization
+  (:func:`remeco.models.emulation.requantize`), layer sequencing, committee averaging.
+  This is :meth:`remeco.models.nn.QuantizedNetwork.forward_int` with the fabric as its
+  ``matmul``.
+
+The fabric is generic: its memories (codes, fault map, column descriptors) are sized at
+elaboration (read back from the ``CAP_*`` registers) and the host places every layer of
+every committee copy in them (:class:`remeco.models.fabric.MemoryPlan`); a run is
+described by the ``LAYER_*`` registers. One bitstream therefore serves every plan that fits.
 
 Streams (AXI4-Stream, 32-bit words, one AXI DMA)
 ------------------------------------------------
 ``STREAM_TARGET`` selects where the MM2S words go:
 
-* ``0`` inputs: one unsigned input element per word, ``LAYER_VECTORS`` vectors of
-  ``LAYER_FAN_IN`` elements each, row-major. ``CONTROL.START`` then runs the layer; the
-  S2MM stream returns ``LAYER_VECTORS x LAYER_NEURONS`` signed 32-bit accumulators.
-* ``1`` cell codes of the selected layer: one two's-complement code per word, in the
-  order ``(row_tile, col_tile, row, col)`` (row-major), i.e. the ``codes`` array of
-  :func:`remeco.models.emulation.emulate_matvec` flattened.
-* ``2`` fault map of the selected layer: one 2-bit entry per word, same order
-  (:func:`remeco.models.fault_lfsr.apply_fault_map` encoding).
+* ``0`` inputs of a run: accepted only while a run (``CONTROL.START``) is busy; group
+  by group of ``VECTOR_LANES`` vectors, row by row, one word per row with vector ``i``
+  of the group in byte ``i`` (:func:`remeco.models.fabric.pack_inputs`). The S2MM stream
+  returns, group by group, neuron by neuron, ``VECTOR_LANES`` int32 accumulators
+  (:func:`remeco.models.fabric.unpack_outputs`); ``TLAST`` marks the run's last word.
+* ``1`` cell codes, ``2`` fault-map words, ``3`` column descriptors: written to the
+  selected memory from word ``LOAD_ADDRESS`` on (it increments per memory word). A word
+  beyond the memory is dropped and sets ``ERROR_CODE = 2``.
 
-Fault generator: ``FAULT_CONTROL.GENERATE`` runs the xorshift32 generator of
-:func:`remeco.models.fault_lfsr.generate_fault_map` seeded with ``FAULT_SEED`` over the
-tiles of every loaded layer slot in slot order, as *one* map of ``sum(row_tiles *
-col_tiles)`` tiles (the generator state continues from slot to slot). ``FAULT_RATE``
-and ``FAULT_ON_FRACTION`` are thresholds in ``[0, 65536]``
-(:func:`remeco.models.fault_lfsr.rate_threshold`). ``STATUS.GEN_BUSY`` is set while it
-runs. ``FAULT_CONTROL.CLEAR`` zeroes every map.
+Fault generator: ``FAULT_CONTROL.GENERATE`` runs the xorshift32 generator seeded with
+``FAULT_SEED`` over fault-memory words ``[0, FAULT_WORDS)``, lane by lane
+(:func:`remeco.models.fabric.memory_fault_map`); ``FAULT_CONTROL.CLEAR`` zeroes the
+whole fault memory. ``STATUS.GEN_BUSY`` is set while either runs; ``ENABLE`` applies the
+map when cells are read.
 
 An access to an offset that :func:`by_offset` does not know answers ``SLVERR``; a
-write to a read-only register is ignored and also answers ``SLVERR``.
+write to a read-only register is ignored and also answers ``SLVERR``; a read of a
+write-only register answers ``OKAY`` with 0.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ __all__ = [
     "STREAM_INPUTS",
     "STREAM_CODES",
     "STREAM_FAULTS",
+    "STREAM_DESCRIPTORS",
+    "ADDR_BITS",
     "validate",
     "lookup",
     "by_offset",
@@ -72,11 +77,14 @@ __all__ = [
 #: ``ID`` register value: ASCII ``"RMCO"``.
 ID_VALUE = 0x524D434F
 #: ``VERSION`` register value: major << 16 | minor.
-VERSION_VALUE = 0x0001_0000
+VERSION_VALUE = 0x0002_0000
 
 STREAM_INPUTS = 0
 STREAM_CODES = 1
 STREAM_FAULTS = 2
+STREAM_DESCRIPTORS = 3
+#: Bits of the AXI4-Lite address (the map spans offsets ``0 .. 2**ADDR_BITS - 1``).
+ADDR_BITS = 8
 
 _ACCESS = ("ro", "rw", "wo")
 
@@ -142,42 +150,46 @@ class Register:
 REGISTERS: tuple[Register, ...] = (
     Register("ID", 0x00, "ro", 32, ID_VALUE, "Identification, ASCII 'RMCO'"),
     Register("VERSION", 0x04, "ro", 32, VERSION_VALUE, "Register map version, major << 16 | minor"),
-    Register("CONTROL", 0x08, "wo", 3, 0, "Commands (self-clearing)", (
-        Field("START", 0, 1, "run the selected layer on the streamed inputs"),
-        Field("SOFT_RESET", 1, 1, "clear status, cycle counter and stream state"),
-        Field("LAST_LAYER", 2, 1, "reserved: final layer, logits instead of requantized outputs"),
+    Register("CONTROL", 0x08, "wo", 2, 0, "Commands (self-clearing)", (
+        Field("START", 0, 1, "start a layer run described by the LAYER_* registers"),
+        Field("SOFT_RESET", 1, 1, "abort a run, clear status, error, cycle counter and stream state"),
     )),
     Register("STATUS", 0x0C, "ro", 4, 0, "State of the accelerator", (
-        Field("BUSY", 0, 1, "a layer is running"),
-        Field("DONE", 1, 1, "the last START finished; cleared by START / SOFT_RESET"),
-        Field("ERROR", 2, 1, "the last command failed (see ERROR_CODE)"),
-        Field("GEN_BUSY", 3, 1, "the fault generator is running"),
+        Field("BUSY", 0, 1, "a layer run is in progress"),
+        Field("DONE", 1, 1, "the last run finished (its last output word left); cleared by START"),
+        Field("ERROR", 2, 1, "a command failed (see ERROR_CODE); cleared by START / SOFT_RESET"),
+        Field("GEN_BUSY", 3, 1, "the fault generator or the fault-map clear is running"),
     )),
-    Register("ERROR_CODE", 0x10, "ro", 8, 0,
-             "0 none, 1 no layer loaded, 2 stream length mismatch, 3 bad layer slot"),
-    Register("CYCLES_LO", 0x14, "ro", 32, 0, "Cycle counter, low word (latches the high word)"),
+    Register("ERROR_CODE", 0x10, "ro", 4, 0,
+             "0 none, 1 bad run description, 2 load beyond a memory, 3 command while busy"),
+    Register("CYCLES_LO", 0x14, "ro", 32, 0, "Cycles spent in runs, low word (latches the high word)"),
     Register("CYCLES_HI", 0x18, "ro", 32, 0, "Cycle counter, high word as latched by CYCLES_LO"),
-    Register("LAYER", 0x20, "rw", 8, 0, "Selected layer slot: copy * layers + layer"),
-    Register("LAYER_COUNT", 0x24, "ro", 8, 0, "Layer slots configured in the fabric"),
-    Register("LAYER_FAN_IN", 0x28, "ro", 16, 0, "Inputs per vector of the selected layer"),
-    Register("LAYER_NEURONS", 0x2C, "ro", 16, 0, "Neurons (outputs per vector) of the selected layer"),
-    Register("LAYER_ROW_TILES", 0x30, "ro", 8, 0, "Row tiles of the selected layer"),
-    Register("LAYER_COL_TILES", 0x34, "ro", 8, 0, "Column tiles of the selected layer"),
-    Register("LAYER_ADC_SHIFT", 0x38, "ro", 6, 0, "ADC shift of the selected layer (elaboration parameter)"),
-    Register("LAYER_MULTIPLIER", 0x3C, "rw", 15, 0, "Reserved: requantization multiplier in [1, 2**15)"),
-    Register("LAYER_SHIFT", 0x40, "rw", 6, 0, "Reserved: requantization shift in [0, 62]"),
-    Register("LAYER_VECTORS", 0x44, "rw", 32, 0, "Input vectors in the next input stream"),
-    Register("STREAM_TARGET", 0x48, "rw", 2, STREAM_INPUTS,
-             "Destination of MM2S words: 0 inputs, 1 cell codes, 2 fault map"),
-    Register("CODE_ON", 0x50, "rw", 32, 0, "Code read from stuck-on cells (signed, code_bits)"),
-    Register("CODE_OFF", 0x54, "rw", 32, 0, "Code read from stuck-off cells (signed, code_bits)"),
-    Register("FAULT_SEED", 0x60, "rw", 32, 1, "Fault generator seed (0 acts as 1)"),
-    Register("FAULT_RATE", 0x64, "rw", 17, 0, "Fault-rate threshold in [0, 65536] (65536 = always)"),
-    Register("FAULT_ON_FRACTION", 0x68, "rw", 17, 0, "Stuck-on threshold in [0, 65536]"),
-    Register("FAULT_CONTROL", 0x6C, "rw", 3, 0, "Fault map commands and enable", (
-        Field("GENERATE", 0, 1, "self-clearing: run the generator over every slot"),
-        Field("CLEAR", 1, 1, "self-clearing: zero every fault map"),
-        Field("ENABLE", 2, 1, "apply the fault maps when reading the cells"),
+    Register("CAP_CODE_WORDS", 0x20, "ro", 32, 0, "Words of the code and fault memories (elaboration)"),
+    Register("CAP_DESC_WORDS", 0x24, "ro", 32, 0, "Words of the column-descriptor memory (elaboration)"),
+    Register("CAP_COLUMN_LANES", 0x28, "ro", 8, 0, "Physical columns computed at once, cells per memory word"),
+    Register("CAP_VECTOR_LANES", 0x2C, "ro", 8, 0, "Input vectors computed at once"),
+    Register("CAP_MAX_FAN_IN", 0x30, "ro", 16, 0, "Largest LAYER_FAN_IN (input buffer depth)"),
+    Register("CAP_TILE_ROWS", 0x34, "ro", 16, 0, "Rows of a crossbar tile (rows converted together)"),
+    Register("LAYER_FAN_IN", 0x40, "rw", 16, 0, "Inputs per vector K of the run, 1..CAP_MAX_FAN_IN"),
+    Register("LAYER_COLUMNS", 0x44, "rw", 16, 0, "Physical columns P of the layer (all copies, slices)"),
+    Register("LAYER_NEURONS", 0x48, "rw", 16, 0, "Neurons N of the layer (outputs per vector)"),
+    Register("LAYER_CODE_BASE", 0x4C, "rw", 32, 0, "First code-memory word of the layer"),
+    Register("LAYER_DESC_BASE", 0x50, "rw", 32, 0, "First descriptor-memory word of the layer"),
+    Register("LAYER_ADC_SHIFT", 0x54, "rw", 5, 0, "ADC shift of the layer, 0..31"),
+    Register("LAYER_VECTORS", 0x58, "rw", 32, 0, "Input vectors V of the run (>= 1)"),
+    Register("STREAM_TARGET", 0x60, "rw", 2, STREAM_INPUTS,
+             "Destination of MM2S words: 0 run inputs, 1 codes, 2 fault map, 3 descriptors"),
+    Register("LOAD_ADDRESS", 0x64, "rw", 32, 0, "Memory word the next loaded word goes to (auto-increments)"),
+    Register("CODE_ON", 0x70, "rw", 32, 0, "Code read from stuck-on cells (signed, low code_bits used)"),
+    Register("CODE_OFF", 0x74, "rw", 32, 0, "Code read from stuck-off cells (signed, low code_bits used)"),
+    Register("FAULT_SEED", 0x78, "rw", 32, 1, "Fault generator seed (0 acts as 1)"),
+    Register("FAULT_RATE", 0x7C, "rw", 17, 0, "Fault-rate threshold in [0, 65536] (65536 = always)"),
+    Register("FAULT_ON_FRACTION", 0x80, "rw", 17, 0, "Stuck-on threshold in [0, 65536]"),
+    Register("FAULT_WORDS", 0x84, "rw", 32, 0, "Fault-memory words [0, FAULT_WORDS) the generator covers"),
+    Register("FAULT_CONTROL", 0x88, "rw", 3, 0, "Fault map commands and enable", (
+        Field("GENERATE", 0, 1, "self-clearing: run the generator"),
+        Field("CLEAR", 1, 1, "self-clearing: zero the whole fault memory"),
+        Field("ENABLE", 2, 1, "apply the fault map when reading the cells"),
     )),
 )
 

@@ -14,9 +14,11 @@ def test_table_is_valid_aligned_and_lookups_agree():
         assert by_offset(r.offset) is r
     assert len({r.offset for r in REGISTERS}) == len(REGISTERS)
     for name in ("ID", "CONTROL", "STATUS", "CYCLES_LO", "CYCLES_HI", "FAULT_SEED", "FAULT_RATE",
-                 "FAULT_ON_FRACTION", "FAULT_CONTROL", "CODE_ON", "CODE_OFF", "LAYER_MULTIPLIER"):
+                 "FAULT_ON_FRACTION", "FAULT_CONTROL", "CODE_ON", "CODE_OFF", "LAYER_ADC_SHIFT",
+                 "FAULT_WORDS", "LOAD_ADDRESS", "CAP_CODE_WORDS"):
         lookup(name)
-    assert lookup("LAYER_MULTIPLIER").width == 15  # the PE's multiplier is 15 bits
+    assert lookup("LAYER_ADC_SHIFT").width == 5  # the contract's adc_shift <= 31 on the fabric
+    assert max(r.offset for r in REGISTERS) < 1 << regmap.ADDR_BITS
 
 
 def test_invalid_offsets_have_no_register():
