@@ -43,6 +43,29 @@ Fault generator: ``FAULT_CONTROL.GENERATE`` runs the xorshift32 generator seeded
 whole fault memory. ``STATUS.GEN_BUSY`` is set while either runs; ``ENABLE`` applies the
 map when cells are read.
 
+Commands and errors (what the RTL and the model backend both do)
+-----------------------------------------------------------------
+* ``CONTROL.START`` latches the ``LAYER_*`` registers and checks them: ``1 <= FAN_IN <=
+  CAP_MAX_FAN_IN``, ``COLUMNS``, ``NEURONS``, ``VECTORS >= 1``, ``CODE_BASE + ceil(COLUMNS /
+  COLUMN_LANES) * FAN_IN <= CAP_CODE_WORDS``, ``DESC_BASE + COLUMNS <= CAP_DESC_WORDS`` and
+  ``STREAM_TARGET == 0``; a failed check sets ``ERROR`` with ``ERROR_CODE = 1`` and starts
+  nothing. Otherwise ``BUSY`` is set, ``DONE``/``ERROR``/``ERROR_CODE`` cleared, and the
+  run consumes ``ceil(VECTORS / VECTOR_LANES) * FAN_IN`` input words and emits
+  ``ceil(VECTORS / VECTOR_LANES) * VECTOR_LANES * NEURONS`` output words; after the last
+  one is accepted ``BUSY`` drops and ``DONE`` is set. Descriptors that close fewer
+  neurons than ``NEURONS`` leave the run busy (the driver's timeout reports it).
+* The cycle counter counts every cycle with ``BUSY`` set; ``SOFT_RESET`` zeroes it.
+* ``START``, ``GENERATE`` or ``CLEAR`` while ``BUSY`` or ``GEN_BUSY``: ``ERROR`` with
+  ``ERROR_CODE = 3``, the command is ignored; ``GENERATE`` with ``FAULT_WORDS >
+  CAP_CODE_WORDS``: ``ERROR_CODE = 1``.
+* MM2S words are accepted for a run only while ``BUSY`` (with ``STREAM_TARGET = 0`` and
+  not busy the stream is held off); with ``STREAM_TARGET`` 1-3 and not busy, always.
+  Code words assemble from ``COLUMN_LANES / 2`` stream words; writing ``LOAD_ADDRESS``
+  restarts the assembly.
+* ``SOFT_RESET`` aborts a run and the fault generator, clears ``STATUS``, ``ERROR_CODE``,
+  the cycle counter and all stream state; memories and other registers keep their contents.
+* The model backend has no clock: its cycle counter stays 0.
+
 An access to an offset that :func:`by_offset` does not know answers ``SLVERR``; a
 write to a read-only register is ignored and also answers ``SLVERR``; a read of a
 write-only register answers ``OKAY`` with 0.
