@@ -35,7 +35,8 @@ A run (:func:`run_layer`)
     For every vector: the cell codes as read (fault map applied when enabled), then
     emulation steps 2-4 per tile of ``tile_rows`` rows, step 5 and 6 as the descriptors
     direct them (a running sum per slice restarted by ``first`` and averaged at ``last``;
-    a running neuron sum restarted after ``end`` and emitted at ``end``) and
+    a running neuron sum restarted after ``end`` and emitted at ``end``; ``end`` counts only
+    on a ``last`` beat, where every mapping puts it) and
     ``to_accumulator``. With the words of a :class:`~remeco.models.mapping.MappedLayer`
     this equals :func:`remeco.models.emulation.emulate_matvec` followed by
     ``to_accumulator`` (``tests/models/test_fabric.py``).
@@ -421,14 +422,14 @@ def run_layer(
         if s >= fmt.n_slices:
             raise ValueError(f"descriptor {col} names slice {s}, the format has {fmt.n_slices}")
         sums[s] = (0 if d["first"][col] else sums[s]) + y[:, col]
-        if d["last"][col]:
-            a = average_copies(sums[s], int(d["k"][col]))
-            neuron_sum = (0 if fresh else neuron_sum) + (a << (s * fmt.slice_bits))
-            fresh = False
-        if d["end"][col]:
+        if not d["last"][col]:
+            continue
+        a = average_copies(sums[s], int(d["k"][col]))
+        neuron_sum = (0 if fresh else neuron_sum) + (a << (s * fmt.slice_bits))
+        fresh = bool(d["end"][col])
+        if fresh:
             z = (neuron_sum << adc_shift) - (x_sum << offset_shift)
             out.append(to_accumulator(z, fmt.code_frac))
-            fresh = True
     if len(out) != neurons:
         raise ValueError(f"the descriptors close {len(out)} neurons, the run expects {neurons}")
     return np.stack(out, axis=1) if out else np.zeros((v, 0), dtype=np.int64)
