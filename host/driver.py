@@ -1,63 +1,105 @@
-"""Synchronous, PYNQ-style host driver of the accelerator, written once over a small device.
+"""Synchronous host driver of the accelerator top (register map 2.0), written once over a small device.
 
-The driver (:class:`Accelerator`) only talks to a :class:`Device`: 32-bit register reads
-and writes at the offsets of :mod:`remeco.rtl.regmap` (the AXI4-Lite slave) and two
-DMA-like calls, :meth:`Device.send` (MM2S, words into the fabric) and
-:meth:`Device.receive` (S2MM, words out of it). :meth:`Device.configure` stands for
-loading the overlay: the processing elements are elaborated for the mapped network (the
-layer shapes and ADC shifts are elaboration parameters of :class:`remeco.rtl.pe.PE`).
+Work split (see :mod:`remeco.rtl.regmap`)
+    The fabric runs one layer *run* at a time: the crossbar product with run-time
+    stuck-at faults, ADC, shift-and-add, copy averaging, slice recombination and offset
+    correction (:func:`remeco.models.fabric.run_layer`), returning every neuron's int32
+    accumulator. The host does the rest of
+    :meth:`remeco.models.nn.QuantizedNetwork.forward_int` with the fabric as its
+    ``matmul``: im2col, bias, ReLU, requantization, pooling, layer sequencing, and the
+    committee average (:func:`remeco.models.emulation.round_shift`), exactly as
+    :func:`remeco.models.network.infer` does.
 
-Backends, chosen by name (:func:`make_device`):
+Device (:class:`Device`)
+    What the driver needs from a backend: 32-bit AXI4-Lite ``read``/``write`` at the
+    offsets of :mod:`remeco.rtl.regmap` (:class:`BusError` on ``SLVERR``) and one DMA call,
+    ``stream(words, receive)``, which arms an S2MM receive of ``receive`` words, sends
+    ``words`` on MM2S and returns what came back (:class:`TimeoutError` if either side
+    does not complete). Stream word formats and memory layouts: :mod:`remeco.models.fabric`.
 
-``"model"``  :class:`ModelDevice`: the registers emulated in Python, the layer computed
-             with :func:`remeco.models.emulation.emulate_matvec` on the (faulty) cell
-             codes: the bit-exact contract, so :meth:`Accelerator.infer` equals
-             ``remeco.models.network.infer(..., executor="emulation")``.
-``"sim"``    Verilated RTL through a cocotb bridge (not available yet).
-``"board"``  a PYNQ board (not available yet).
+Backends, by name (:func:`make_device`)
+    ``"model"``  :class:`ModelDevice`, the accelerator top emulated in NumPy by the rules
+                 of the regmap docstring; bit-exact with ``network.infer(executor="emulation")``.
+    ``"sim"``    the Verilated RTL (:meth:`remeco.host.sim.SimDevice.for_fabric`).
+    ``"board"``  a PYNQ board (:class:`remeco.host.board.PynqDevice`).
 
-Work split (see :mod:`remeco.rtl.regmap`): the host does im2col, bias, ReLU,
-requantization, pooling, layer sequencing and committee averaging
-(:meth:`remeco.models.nn.QuantizedNetwork.forward_int` with the fabric as its
-``matmul``); the fabric runs one layer slot at a time and returns the neurons'
-accumulators. Every wait polls ``STATUS`` and raises :class:`TimeoutError` after
-``timeout`` seconds.
+:class:`Accelerator` reads the capacities (``CAP_*``) back, places every layer of every
+committee copy in the fabric's memories (:func:`remeco.models.fabric.plan_memory`),
+loads codes and column descriptors, injects faults on chip (or loads explicit fault
+maps) and runs inference. Every wait polls ``STATUS`` against a deadline and raises
+:class:`TimeoutError` naming what it waited for; a command the fabric rejects raises
+:class:`AcceleratorError` with its ``ERROR_CODE``.
+
+This module imports NumPy only (no torch), so it runs on a board image.
 
 Example::
 
-    acc = Accelerator("model")
-    acc.load(mapped, chip)
-    acc.inject_faults(seed=7, rate=0.01, on_fraction=0.5)
-    logits = acc.infer(images)
-    print(acc.cycles)
+    from remeco.host.driver import Accelerator
+    from remeco.models.fabric import FabricConfig
+
+    with Accelerator("model", cfg=FabricConfig(fmt=mapped.fmt)) as acc:
+        acc.load(mapped, chip)
+        acc.inject_faults(seed=7, rate=0.01)
+        logits = acc.infer(images)
+        maps = acc.fault_maps(seed=7, rate=0.01)  # reproduce the faulty chip offline
 """
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import time
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..models.emulation import emulate_matvec, round_shift, to_accumulator
-from ..models.fault_lfsr import THRESHOLD_ONE, apply_fault_map, generate_fault_map, rate_threshold
-from ..models.network import MappedNetwork, ProgrammedNetwork
+from ..models.emulation import EmulationFormat, round_shift
+from ..models.fabric import (
+    FabricConfig,
+    LayerPlacement,
+    MemoryPlan,
+    descriptor_words,
+    layer_code_words,
+    memory_fault_map,
+    output_words,
+    pack_codes,
+    pack_faults,
+    pack_inputs,
+    plan_memory,
+    run_layer,
+    unpack_codes,
+    unpack_faults,
+    unpack_outputs,
+)
+from ..models.fault_lfsr import THRESHOLD_ONE, rate_threshold
 from ..rtl import regmap
-from ..rtl.regmap import STREAM_CODES, STREAM_FAULTS, STREAM_INPUTS, by_offset, lookup
+from ..rtl.regmap import STREAM_CODES, STREAM_DESCRIPTORS, STREAM_FAULTS, STREAM_INPUTS, by_offset, lookup
+
+if TYPE_CHECKING:
+    from ..models.network import MappedNetwork, ProgrammedNetwork
 
 __all__ = [
     "BACKENDS",
+    "MAX_RUN_WORDS",
     "BusError",
+    "AcceleratorError",
     "Device",
     "ModelDevice",
     "make_device",
     "Accelerator",
-    "expected_fault_maps",
 ]
 
 BACKENDS = ("model", "sim", "board")
+#: Largest input or output word count of one run; :meth:`Accelerator.run_layer` splits above it.
+MAX_RUN_WORDS = 1 << 22
 
 _MASK32 = 0xFFFFFFFF
+# What this driver speaks; captured at import so a device is compared with it.
+_ID_VALUE = regmap.ID_VALUE
+_VERSION_MAJOR = regmap.VERSION_VALUE >> 16
+# models.network imports torch; the driver only recognises its classes, so it looks them up lazily.
+_NETWORK_MODULE = __name__.rsplit(".", 2)[0] + ".models.network"
+_ERROR_MEANINGS = {1: "bad run description", 2: "load beyond a memory", 3: "command while busy"}
 
 
 def _off(name: str) -> int:
@@ -68,257 +110,370 @@ def _bit(register: str, name: str) -> int:
     return lookup(register).field(name).mask
 
 
-def _signed32(value: int) -> int:
-    value &= _MASK32
-    return value - (1 << 32) if value & 0x80000000 else value
+def _is_int(v: object) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, np.integer))
+
+
+def _signed(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
 
 
 class BusError(RuntimeError):
-    """An AXI4-Lite access answered ``SLVERR`` (unknown offset or wrong direction)."""
+    """An AXI4-Lite access answered ``SLVERR`` (unknown offset, or a write to a read-only register)."""
+
+
+class AcceleratorError(RuntimeError):
+    """The accelerator set ``STATUS.ERROR``; :attr:`code` is its ``ERROR_CODE``."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @runtime_checkable
 class Device(Protocol):
-    """What the driver needs from a backend."""
-
-    def configure(self, mapped: MappedNetwork) -> None:
-        """Load the overlay for a mapped network (one layer slot per copy and layer)."""
-
-    def write(self, offset: int, value: int) -> None:
-        """32-bit register write (``BusError`` on ``SLVERR``)."""
+    """What the driver needs from a backend (model, simulator, board)."""
 
     def read(self, offset: int) -> int:
-        """32-bit register read (``BusError`` on ``SLVERR``)."""
+        """32-bit AXI4-Lite read (:class:`BusError` on ``SLVERR``)."""
 
-    def send(self, words: np.ndarray) -> None:
-        """MM2S DMA transfer of 32-bit words to ``STREAM_TARGET``."""
+    def write(self, offset: int, value: int) -> None:
+        """32-bit AXI4-Lite write (:class:`BusError` on ``SLVERR``)."""
 
-    def receive(self, count: int) -> np.ndarray:
-        """S2MM DMA transfer of ``count`` 32-bit words (uint32); ``TimeoutError`` if
-        the fabric does not deliver them."""
+    def stream(self, words: np.ndarray, receive: int = 0, *, timeout: float = 10.0) -> np.ndarray:
+        """One DMA round: arm an S2MM receive of ``receive`` words, send ``words`` (uint32,
+        may be empty) on MM2S, return the received uint32 words; :class:`TimeoutError` if
+        the round does not complete within ``timeout`` seconds."""
+
+    def close(self) -> None:
+        """Release the backend."""
+
+
+# -- the model backend ------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Run:
+    """A run's ``LAYER_*`` registers and fault settings as latched at ``START``, and its progress."""
+
+    fan_in: int
+    columns: int
+    neurons: int
+    code_base: int
+    desc_base: int
+    adc_shift: int
+    vectors: int
+    faults: bool
+    code_on: int
+    code_off: int
+    groups_left: int
+    pending: np.ndarray  # input words of the group being received
+    stuck: str = ""  # why the run can never finish (the hardware would stay busy)
 
 
 class ModelDevice:
-    """The accelerator's registers and streams emulated on the bit-exact model.
+    """The accelerator top emulated in NumPy, by the rules of the :mod:`remeco.rtl.regmap` docstring.
 
-    Cycle counter: an *estimate* (one cycle per register access and per stream word, and
-    ``vectors * row_tiles * col_tiles * input_bits`` per layer run), not the RTL count.
+    A run's outputs are :func:`remeco.models.fabric.run_layer` of the memory contents,
+    computed as soon as a group of ``vector_lanes`` vectors has arrived. The model has
+    no clock: ``GEN_BUSY`` is never seen set and the cycle counter stays 0. A stream
+    round that cannot complete raises :class:`TimeoutError` at once (nothing would
+    change while waiting), naming the cause.
+
+    Where the regmap docstring is silent the model follows the RTL
+    (:mod:`remeco.rtl.top`): while ``BUSY`` every MM2S word is a run input whatever
+    ``STREAM_TARGET`` says; ``ENABLE``, ``CODE_ON`` and ``CODE_OFF`` are latched at
+    ``START``; ``SOFT_RESET`` together with ``START`` only resets; ``CLEAR`` together
+    with ``GENERATE`` only clears; a load word beyond a memory still advances
+    ``LOAD_ADDRESS``; input bytes use their low ``input_bits``.
+
+    Parameters
+    ----------
+    cfg:
+        Elaboration parameters (``CAP_*`` registers, memory sizes, numeric format).
+
+    Members
+    -------
+    code_memory:
+        ``(code_words, column_lanes)`` int32 cell codes.
+    fault_memory:
+        ``(code_words, column_lanes)`` uint8 fault entries (0..3).
+    desc_memory:
+        ``(desc_words,)`` uint32 column descriptors.
     """
 
-    def __init__(self) -> None:
-        self._slots: list = []  # (MappedLayer, adc_shift)
-        self._fmt = None
-        self._regs = {r.offset: r.reset for r in regmap.REGISTERS}
-        self._codes: list[np.ndarray | None] = []
-        self._faults: list[np.ndarray] = []
-        self._inputs: list[np.ndarray] = []
-        self._out = np.zeros(0, dtype=np.uint32)
-        self._cycles = 0
-        self._latched_hi = 0
-
-    # -- overlay ------------------------------------------------------------------
-    def configure(self, mapped: MappedNetwork) -> None:
-        if not isinstance(mapped, MappedNetwork):
-            raise ValueError(f"mapped must be a MappedNetwork, got {type(mapped).__name__}")
-        copies = 1 << mapped.plan.committee_log2
-        self._fmt = mapped.fmt
-        self._slots = [(layer, shift) for _ in range(copies) for layer, shift in zip(mapped.layers, mapped.adc_shifts)]
-        self._codes = [None] * len(self._slots)
-        self._faults = [
-            np.zeros((m.row_tiles, m.col_tiles, self._fmt.rows, self._fmt.cols), dtype=np.uint8) for m, _ in self._slots
-        ]
+    def __init__(self, cfg: FabricConfig = FabricConfig()) -> None:
+        if not isinstance(cfg, FabricConfig):
+            raise ValueError(f"cfg must be a FabricConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        lanes = cfg.column_lanes
+        self.code_memory = np.zeros((cfg.code_words, lanes), dtype=np.int32)
+        self.fault_memory = np.zeros((cfg.code_words, lanes), dtype=np.uint8)
+        self.desc_memory = np.zeros(cfg.desc_words, dtype=np.uint32)
+        self._regs = {r.name: r.reset for r in regmap.REGISTERS if r.access == "rw"}
+        self._closed = False
+        self._cycles_hi = 0
         self._soft_reset()
-        self._regs = {r.offset: r.reset for r in regmap.REGISTERS}
-        self._cycles = 0
 
-    # -- registers ----------------------------------------------------------------
+    # -- registers --------------------------------------------------------------------
     def _soft_reset(self) -> None:
-        self._inputs = []
+        self._busy = self._done = self._error = False
+        self._error_code = 0
+        self._pair = np.zeros(0, dtype=np.int64)  # stream words of the code word being assembled
+        self._run: _Run | None = None
         self._out = np.zeros(0, dtype=np.uint32)
-        self._regs[_off("STATUS")] = 0
-        self._regs[_off("ERROR_CODE")] = 0
-        self._cycles = 0
-
-    def _status(self, **bits: int) -> None:
-        word = self._regs[_off("STATUS")]
-        for name, on in bits.items():
-            mask = _bit("STATUS", name)
-            word = (word | mask) if on else (word & ~mask)
-        self._regs[_off("STATUS")] = word
 
     def _fail(self, code: int) -> None:
-        self._regs[_off("ERROR_CODE")] = code
-        self._status(BUSY=0, DONE=1, ERROR=1)
+        self._error, self._error_code = True, code
+
+    def _register(self, offset: int) -> regmap.Register:
+        if self._closed:
+            raise RuntimeError("device is closed")
+        if not _is_int(offset):
+            raise ValueError(f"offset must be an integer, got {offset!r}")
+        reg = by_offset(int(offset))
+        if reg is None:
+            raise BusError(f"SLVERR: no register at offset {int(offset):#x}")
+        return reg
+
+    def read(self, offset: int) -> int:
+        """32-bit register read; ``BusError`` for an unknown offset, 0 for a write-only register."""
+        reg = self._register(offset)
+        if reg.access == "wo":
+            return 0
+        cfg = self.cfg
+        name = reg.name
+        if name == "STATUS":
+            return int(self._busy) | int(self._done) << 1 | int(self._error) << 2  # GEN_BUSY: never seen
+        if name == "CYCLES_LO":
+            self._cycles_hi = 0  # no clock: the counter stays 0
+            return 0
+        fixed = {
+            "ID": regmap.ID_VALUE,
+            "VERSION": regmap.VERSION_VALUE,
+            "ERROR_CODE": self._error_code,
+            "CYCLES_HI": self._cycles_hi,
+            "CAP_CODE_WORDS": cfg.code_words,
+            "CAP_DESC_WORDS": cfg.desc_words,
+            "CAP_COLUMN_LANES": cfg.column_lanes,
+            "CAP_VECTOR_LANES": cfg.vector_lanes,
+            "CAP_MAX_FAN_IN": cfg.max_fan_in,
+            "CAP_TILE_ROWS": cfg.fmt.rows,
+        }
+        value = fixed[name] if name in fixed else self._regs[name]
+        return int(value) & reg.mask
 
     def write(self, offset: int, value: int) -> None:
-        reg = by_offset(offset)
-        if reg is None:
-            raise BusError(f"SLVERR: no register at offset {offset:#x}")
-        if reg.access == "ro":
-            raise BusError(f"SLVERR: register {reg.name} at {offset:#x} is read-only")
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= _MASK32:
+        """32-bit register write; ``BusError`` for an unknown offset or a read-only register."""
+        reg = self._register(offset)
+        if not _is_int(value) or not 0 <= value <= _MASK32:
             raise ValueError(f"value must be a 32-bit unsigned integer, got {value!r}")
-        self._cycles += 1
+        if reg.access == "ro":
+            raise BusError(f"SLVERR: register {reg.name} at {reg.offset:#x} is read-only (write ignored)")
         value = int(value) & reg.mask
         if reg.name == "CONTROL":
             if value & _bit("CONTROL", "SOFT_RESET"):
-                self._soft_reset()
-            if value & _bit("CONTROL", "START"):
-                self._run()
+                self._soft_reset()  # wins over a START in the same write
+            elif value & _bit("CONTROL", "START"):
+                self._start()
             return
         if reg.name == "FAULT_CONTROL":
-            if value & _bit("FAULT_CONTROL", "CLEAR"):
-                for f in self._faults:
-                    f[...] = 0
-            if value & _bit("FAULT_CONTROL", "GENERATE"):
-                self._generate()
-            value &= _bit("FAULT_CONTROL", "ENABLE")
-        self._regs[offset] = value
-
-    def read(self, offset: int) -> int:
-        reg = by_offset(offset)
-        if reg is None:
-            raise BusError(f"SLVERR: no register at offset {offset:#x}")
-        if reg.access == "wo":
-            raise BusError(f"SLVERR: register {reg.name} at {offset:#x} is write-only")
-        self._cycles += 1
-        name = reg.name
-        if name == "CYCLES_LO":
-            self._latched_hi = (self._cycles >> 32) & _MASK32
-            return self._cycles & _MASK32
-        if name == "CYCLES_HI":
-            return self._latched_hi
-        if name == "LAYER_COUNT":
-            return len(self._slots)
-        slot = self._selected()
-        if name.startswith("LAYER_") and name in _LAYER_INFO:
-            return 0 if slot is None else _LAYER_INFO[name](*self._slots[slot], self._fmt)
-        return self._regs[offset]
-
-    def _selected(self) -> int | None:
-        s = self._regs[_off("LAYER")]
-        return s if s < len(self._slots) else None
-
-    # -- streams ------------------------------------------------------------------
-    def send(self, words: np.ndarray) -> None:
-        w = np.asarray(words)
-        if w.ndim != 1 or not np.issubdtype(w.dtype, np.integer):
-            raise ValueError(f"words must be a 1-D integer array, got {w.dtype} {w.shape}")
-        w = w.astype(np.int64) & _MASK32
-        self._cycles += len(w)
-        target = self._regs[_off("STREAM_TARGET")]
-        slot = self._selected()
-        if target == STREAM_INPUTS:
-            self._inputs.append(w)
+            self._regs["FAULT_CONTROL"] = value & _bit("FAULT_CONTROL", "ENABLE")  # commands self-clear
+            generate = bool(value & _bit("FAULT_CONTROL", "GENERATE"))
+            clear = bool(value & _bit("FAULT_CONTROL", "CLEAR"))
+            if generate or clear:
+                self._fault_command(generate, clear)
             return
-        if slot is None:
-            self._fail(3)
-            return
-        m, _ = self._slots[slot]
-        shape = (m.row_tiles, m.col_tiles, self._fmt.rows, self._fmt.cols)
-        if len(w) != int(np.prod(shape)):
-            self._fail(2)
-            return
-        if target == STREAM_CODES:
-            self._codes[slot] = np.where(w >= 1 << 31, w - (1 << 32), w).reshape(shape)
-        elif target == STREAM_FAULTS:
-            self._faults[slot] = (w & 3).astype(np.uint8).reshape(shape)
-        else:
-            self._fail(2)
+        self._regs[reg.name] = value
+        if reg.name == "LOAD_ADDRESS":
+            self._pair = np.zeros(0, dtype=np.int64)
 
-    def receive(self, count: int) -> np.ndarray:
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
-            raise ValueError(f"count must be a non-negative integer, got {count!r}")
-        if count > len(self._out):
-            raise TimeoutError(f"S2MM transfer of {count} words did not complete: the fabric produced {len(self._out)}")
-        out, self._out = self._out[:count], self._out[count:]
-        self._cycles += count
-        return out.copy()
-
-    # -- the fabric -----------------------------------------------------------------
-    def _run(self) -> None:
-        self._status(BUSY=1, DONE=0, ERROR=0)
-        self._regs[_off("ERROR_CODE")] = 0
-        slot = self._selected()
-        if slot is None:
-            self._inputs = []
+    def _fault_command(self, generate: bool, clear: bool) -> None:
+        if self._busy:
             return self._fail(3)
-        if self._codes[slot] is None:
-            self._inputs = []
+        words = self._regs["FAULT_WORDS"]
+        if generate and words > self.cfg.code_words:
             return self._fail(1)
-        m, adc_shift = self._slots[slot]
-        x = np.concatenate(self._inputs) if self._inputs else np.zeros(0, dtype=np.int64)
-        self._inputs = []
-        vectors = self._regs[_off("LAYER_VECTORS")]
-        if len(x) != vectors * m.fan_in:
-            return self._fail(2)
-        codes = self._codes[slot]
-        if self._regs[_off("FAULT_CONTROL")] & _bit("FAULT_CONTROL", "ENABLE"):
-            codes = apply_fault_map(
-                codes, self._faults[slot],
-                _signed32(self._regs[_off("CODE_ON")]), _signed32(self._regs[_off("CODE_OFF")]),
-            )
-        fmt = self._fmt
-        if np.any(x >= 1 << fmt.input_bits):
-            return self._fail(2)
-        z = emulate_matvec(x.reshape(vectors, m.fan_in), m, codes, adc_shift)
-        acc = to_accumulator(z, fmt.code_frac).astype(np.int64)
-        self._out = np.concatenate([self._out, (acc.reshape(-1) & _MASK32).astype(np.uint32)])
-        self._cycles += vectors * m.row_tiles * m.col_tiles * fmt.input_bits
-        self._status(BUSY=0, DONE=1)
-
-    def _generate(self) -> None:
-        if not self._slots:
+        if clear:
+            self.fault_memory[...] = 0
             return
-        maps = expected_fault_maps(
-            [m for m, _ in self._slots], self._fmt, self._regs[_off("FAULT_SEED")],
-            min(self._regs[_off("FAULT_RATE")], THRESHOLD_ONE),
-            min(self._regs[_off("FAULT_ON_FRACTION")], THRESHOLD_ONE),
+        rate = min(self._regs["FAULT_RATE"], THRESHOLD_ONE)  # a threshold above 65536 is "always" too
+        on = min(self._regs["FAULT_ON_FRACTION"], THRESHOLD_ONE)
+        self.fault_memory[:words] = memory_fault_map(self._regs["FAULT_SEED"], rate, on, words, self.cfg)
+
+    def _start(self) -> None:
+        if self._busy:
+            return self._fail(3)
+        cfg, r = self.cfg, self._regs
+        k, p, n, v = r["LAYER_FAN_IN"], r["LAYER_COLUMNS"], r["LAYER_NEURONS"], r["LAYER_VECTORS"]
+        blocks = -(-p // cfg.column_lanes)
+        ok = (
+            1 <= k <= cfg.max_fan_in
+            and p >= 1
+            and n >= 1
+            and v >= 1
+            and r["LAYER_CODE_BASE"] + blocks * k <= cfg.code_words
+            and r["LAYER_DESC_BASE"] + p <= cfg.desc_words
+            and r["STREAM_TARGET"] == STREAM_INPUTS
         )
-        self._faults = maps
-        self._cycles += sum(f.size for f in maps)
+        if not ok:
+            return self._fail(1)
+        bits = cfg.fmt.code_bits
+        self._busy, self._done, self._error, self._error_code = True, False, False, 0
+        self._run = _Run(
+            fan_in=k, columns=p, neurons=n, code_base=r["LAYER_CODE_BASE"], desc_base=r["LAYER_DESC_BASE"],
+            adc_shift=r["LAYER_ADC_SHIFT"], vectors=v,
+            faults=bool(r["FAULT_CONTROL"] & _bit("FAULT_CONTROL", "ENABLE")),
+            code_on=_signed(r["CODE_ON"], bits), code_off=_signed(r["CODE_OFF"], bits),
+            groups_left=-(-v // cfg.vector_lanes), pending=np.zeros(0, dtype=np.int64),
+        )
+        self._out = np.zeros(0, dtype=np.uint32)
+
+    # -- streams ----------------------------------------------------------------------
+    def stream(self, words: np.ndarray, receive: int = 0, *, timeout: float = 10.0) -> np.ndarray:
+        """One DMA round (see :class:`Device`); ``TimeoutError`` naming the cause if it cannot complete."""
+        if self._closed:
+            raise RuntimeError("device is closed")
+        w = np.asarray(words)
+        if w.ndim != 1 or (w.size and not np.issubdtype(w.dtype, np.integer)):
+            raise ValueError(f"words must be a 1-D integer array, got {w.dtype} {w.shape}")
+        w = w.astype(np.int64)
+        if w.size and (w.min() < 0 or w.max() > _MASK32):
+            raise ValueError("words must be 32-bit unsigned integers")
+        if not _is_int(receive) or receive < 0:
+            raise ValueError(f"receive must be a non-negative integer, got {receive!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        held, why_held = self._accept(w)
+        got, self._out = self._out[: int(receive)], self._out[int(receive) :]
+        self._settle()
+        if held:
+            raise TimeoutError(f"MM2S transfer incomplete: {held} of {len(w)} words held off ({why_held})")
+        if len(got) < receive:
+            raise TimeoutError(f"S2MM transfer incomplete: {len(got)} of {receive} words received ({self._why_silent()})")
+        return got.astype(np.uint32)
+
+    def _why_silent(self) -> str:
+        run = self._run
+        if run is None:
+            return "no run is busy"
+        if run.stuck:
+            return f"the run stays busy: {run.stuck}"
+        missing = run.groups_left * run.fan_in - len(run.pending)
+        return f"the run still waits for {missing} input words"
+
+    def _settle(self) -> None:
+        run = self._run
+        if run is not None and not run.stuck and run.groups_left == 0 and not len(self._out):
+            self._busy, self._done, self._run = False, True, None
+
+    def _accept(self, w: np.ndarray) -> tuple[int, str]:
+        """Take MM2S words; return how many are held off and why."""
+        if not len(w):
+            return 0, ""
+        if self._busy:
+            run = self._run
+            need = run.groups_left * run.fan_in - len(run.pending)
+            self._feed(w[:need])
+            return max(len(w) - need, 0), f"the run took the {need} input words it still needed"
+        target = self._regs["STREAM_TARGET"]
+        if target == STREAM_INPUTS:
+            return len(w), "STREAM_TARGET=0 and no run is busy"
+        cfg = self.cfg
+        if target == STREAM_CODES:
+            words = np.concatenate([self._pair, w])
+            n = len(words) // cfg.words_per_code_word
+            cut = n * cfg.words_per_code_word
+            self._pair = words[cut:]
+            self._store(self.code_memory, unpack_codes(words[:cut], cfg))
+        elif target == STREAM_FAULTS:
+            self._store(self.fault_memory, unpack_faults(w, cfg))
+        else:
+            self._store(self.desc_memory, w)
+        return 0, ""
+
+    def _store(self, memory: np.ndarray, rows: np.ndarray) -> None:
+        """Write ``rows`` from ``LOAD_ADDRESS`` on; words beyond the memory are dropped (``ERROR_CODE = 2``)."""
+        n = len(rows)
+        if not n:
+            return
+        start = self._regs["LOAD_ADDRESS"]
+        addr = (start + np.arange(n, dtype=np.int64)) & _MASK32
+        inside = addr < len(memory)
+        memory[addr[inside]] = rows[inside]
+        if not inside.all():
+            self._fail(2)
+        self._regs["LOAD_ADDRESS"] = (start + n) & _MASK32
+
+    def _feed(self, w: np.ndarray) -> None:
+        """Input words of the busy run: every complete group of vectors is computed at once."""
+        run, cfg = self._run, self.cfg
+        words = np.concatenate([run.pending, w])
+        groups = len(words) // run.fan_in
+        run.pending = words[groups * run.fan_in :]
+        run.groups_left -= groups
+        if not groups or run.stuck:
+            return
+        vl = cfg.vector_lanes
+        lanes = words[: groups * run.fan_in].reshape(groups, run.fan_in, 1) >> (8 * np.arange(vl, dtype=np.int64))
+        x = (lanes & ((1 << cfg.fmt.input_bits) - 1)).transpose(0, 2, 1).reshape(groups * vl, run.fan_in)
+        blocks = -(-run.columns // cfg.column_lanes)
+        code = slice(run.code_base, run.code_base + blocks * run.fan_in)
+        try:
+            acc = run_layer(
+                x, self.code_memory[code], self.fault_memory[code] if run.faults else None,
+                self.desc_memory[run.desc_base : run.desc_base + run.columns],
+                run.neurons, run.adc_shift, cfg, run.code_on, run.code_off,
+            )
+        except ValueError as exc:  # descriptors that never close the run: the hardware stays busy
+            run.stuck = str(exc)
+            return
+        out = (acc.reshape(groups, vl, run.neurons).transpose(0, 2, 1).reshape(-1) & _MASK32).astype(np.uint32)
+        self._out = np.concatenate([self._out, out])
+
+    def close(self) -> None:
+        """Release the model (later accesses raise ``RuntimeError``)."""
+        self._closed = True
 
 
-_LAYER_INFO = {
-    "LAYER_FAN_IN": lambda m, s, fmt: m.fan_in,
-    "LAYER_NEURONS": lambda m, s, fmt: m.neurons,
-    "LAYER_ROW_TILES": lambda m, s, fmt: m.row_tiles,
-    "LAYER_COL_TILES": lambda m, s, fmt: m.col_tiles,
-    "LAYER_ADC_SHIFT": lambda m, s, fmt: s,
-}
-
-
-def expected_fault_maps(layers, fmt, seed: int, rate: int, on: int) -> list[np.ndarray]:
-    """The maps the on-chip generator writes for layer slots ``layers`` (in slot order).
-
-    One :func:`~remeco.models.fault_lfsr.generate_fault_map` run over all tiles of all
-    slots (the generator state continues from slot to slot), split per slot into
-    ``(row_tiles, col_tiles, rows, cols)``.
-    """
-    counts = [m.row_tiles * m.col_tiles for m in layers]
-    flat = generate_fault_map(int(seed), int(rate), int(on), sum(counts), fmt.rows, fmt.cols)
-    out, start = [], 0
-    for m, n in zip(layers, counts):
-        out.append(flat[start : start + n].reshape(m.row_tiles, m.col_tiles, fmt.rows, fmt.cols))
-        start += n
-    return out
-
-
-def make_device(backend: str) -> Device:
-    """A device for a backend name (see :data:`BACKENDS`)."""
+def make_device(backend: str, **kwargs) -> Device:
+    """A device for a backend name in :data:`BACKENDS`; ``kwargs`` go to its constructor."""
     if backend == "model":
-        return ModelDevice()
+        return ModelDevice(**kwargs)
     if backend == "sim":
-        raise ValueError(
-            "backend 'sim' is not available yet: the Verilated AXI top and its cocotb bridge "
-            "are not built; use backend 'model'"
-        )
+        from .sim import SimDevice
+
+        return SimDevice.for_fabric(**kwargs)
     if backend == "board":
-        raise ValueError(
-            "backend 'board' is not available yet: no PYNQ overlay (.bit/.hwh) of the AXI top "
-            "exists; use backend 'model'"
-        )
+        from .board import PynqDevice
+
+        return PynqDevice(**kwargs)
     raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+
+
+# -- the driver -------------------------------------------------------------------------
+
+
+def _network_class(name: str):
+    module = sys.modules.get(_NETWORK_MODULE)
+    return getattr(module, name, None)
+
+
+def _check_instance(arg: str, value: object, cls_name: str) -> None:
+    cls = _network_class(cls_name)
+    if cls is None or not isinstance(value, cls):
+        raise ValueError(f"{arg} must be a {cls_name}, got {type(value).__name__}")
+
+
+def _to_tiles(words: np.ndarray, mapped, cfg: FabricConfig) -> np.ndarray:
+    """Inverse of :func:`~remeco.models.fabric.layer_code_words`: memory words -> tile layout (padding 0)."""
+    fmt = mapped.fmt
+    k, p, lanes = mapped.fan_in, mapped.physical_columns, cfg.column_lanes
+    blocks = -(-p // lanes)
+    full = np.zeros((mapped.row_tiles * fmt.rows, mapped.col_tiles * fmt.cols), dtype=words.dtype)
+    full[:k, :p] = words.reshape(blocks, k, lanes).transpose(1, 0, 2).reshape(k, blocks * lanes)[:, :p]
+    return full.reshape(mapped.row_tiles, fmt.rows, mapped.col_tiles, fmt.cols).transpose(0, 2, 1, 3).copy()
 
 
 class Accelerator:
@@ -327,29 +482,83 @@ class Accelerator:
     Parameters
     ----------
     device:
-        A :class:`Device` or a backend name for :func:`make_device` (default ``"model"``).
+        A :class:`Device`, or a backend name for :func:`make_device` (default ``"model"``).
     timeout:
-        Seconds any wait on ``STATUS`` may take before ``TimeoutError``.
+        Seconds any wait (``STATUS`` polls, stream rounds) may take before ``TimeoutError``.
+    device_kwargs:
+        Passed to :func:`make_device` with a backend name, e.g. ``cfg=FabricConfig(...)``.
+
+    Members
+    -------
+    device:
+        The device.
+    config:
+        :class:`~remeco.models.fabric.FabricConfig` from the ``CAP_*`` registers; its
+        ``fmt`` holds only the tile rows until :meth:`load` puts the network's format in.
+    mapped, programmed, plan:
+        The loaded network, chip instance and :class:`~remeco.models.fabric.MemoryPlan`
+        (``None`` before :meth:`load`).
     """
 
-    def __init__(self, device: Device | str = "model", *, timeout: float = 10.0) -> None:
-        if isinstance(device, str):
-            device = make_device(device)
-        for method in ("configure", "write", "read", "send", "receive"):
-            if not callable(getattr(device, method, None)):
-                raise ValueError(f"device must implement {method}(), got {type(device).__name__}")
+    def __init__(self, device: Device | str = "model", *, timeout: float = 10.0, **device_kwargs) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        owned = isinstance(device, str)
+        if owned:
+            device = make_device(device, **device_kwargs)
+        elif device_kwargs:
+            raise ValueError(f"device_kwargs {sorted(device_kwargs)} only apply with a backend name")
+        for method in ("read", "write", "stream", "close"):
+            if not callable(getattr(device, method, None)):
+                raise ValueError(f"device must implement {method}(), got {type(device).__name__}")
         self.device = device
         self.timeout = float(timeout)
         self.mapped: MappedNetwork | None = None
-        ident = device.read(_off("ID"))
-        if ident != regmap.ID_VALUE:
-            raise RuntimeError(f"device ID is {ident:#010x}, expected {regmap.ID_VALUE:#010x} (not a remeco accelerator)")
+        self.programmed: ProgrammedNetwork | None = None
+        self.plan: MemoryPlan | None = None
+        try:
+            self.config = self._identify()
+        except BaseException:
+            if owned:
+                device.close()
+            raise
 
-    # -- helpers ------------------------------------------------------------------
+    def _identify(self) -> FabricConfig:
+        dev = self.device
+        ident = dev.read(_off("ID"))
+        if ident != _ID_VALUE:
+            raise RuntimeError(f"device ID is {ident:#010x}, expected {_ID_VALUE:#010x} ('RMCO'): not a remeco accelerator")
+        version = dev.read(_off("VERSION"))
+        if version >> 16 != _VERSION_MAJOR:
+            raise RuntimeError(
+                f"the accelerator has register map {version >> 16}.{version & 0xFFFF}, this driver speaks "
+                f"{_VERSION_MAJOR}.x: rebuild the bitstream or use the driver of that version"
+            )
+        caps = {name: dev.read(_off(f"CAP_{name.upper()}")) for name in
+                ("code_words", "desc_words", "column_lanes", "vector_lanes", "max_fan_in", "tile_rows")}
+        rows = caps.pop("tile_rows")
+        try:
+            placeholder = EmulationFormat(rows=rows, cols=rows, input_bits=min(8, 32 // max(caps["vector_lanes"], 1)))
+            return FabricConfig(fmt=placeholder, **caps)
+        except ValueError as exc:
+            raise RuntimeError(f"the accelerator reports capacities the driver cannot use ({exc}): {caps}") from exc
+
+    # -- plumbing ---------------------------------------------------------------------
+    def __enter__(self) -> Accelerator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the device."""
+        self.device.close()
+
+    def _write(self, name: str, value: int) -> None:
+        self.device.write(_off(name), int(value) & _MASK32)
+
     def _wait(self, mask: int, value: int, what: str) -> int:
-        """Poll ``STATUS`` until ``status & mask == value``; ``TimeoutError`` after ``timeout``."""
+        """Poll ``STATUS`` until ``status & mask == value``; ``TimeoutError`` naming ``what`` after ``timeout``."""
         deadline = time.monotonic() + self.timeout
         while True:
             status = self.device.read(_off("STATUS"))
@@ -359,62 +568,122 @@ class Accelerator:
                 raise TimeoutError(f"timed out after {self.timeout:g} s waiting for {what} (STATUS={status:#x})")
 
     def _check_error(self, what: str) -> None:
-        status = self.device.read(_off("STATUS"))
-        if status & _bit("STATUS", "ERROR"):
+        if self.device.read(_off("STATUS")) & _bit("STATUS", "ERROR"):
             code = self.device.read(_off("ERROR_CODE"))
-            raise RuntimeError(f"{what} failed: accelerator ERROR_CODE={code}")
+            meaning = _ERROR_MEANINGS.get(code, "unknown")
+            raise AcceleratorError(f"{what} failed: ERROR_CODE={code} ({meaning})", code)
+
+    def _stream(self, words: np.ndarray, receive: int, what: str) -> np.ndarray:
+        try:
+            return self.device.stream(words, receive, timeout=self.timeout)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{what}: {exc}") from exc
 
     def _require_loaded(self) -> MappedNetwork:
         if self.mapped is None:
             raise RuntimeError("no network loaded: call load(mapped, programmed) first")
         return self.mapped
 
-    # -- API ----------------------------------------------------------------------
+    def _clear_fault_memory(self) -> None:
+        self._write("FAULT_CONTROL", _bit("FAULT_CONTROL", "CLEAR"))
+        self._wait(_bit("STATUS", "GEN_BUSY"), 0, "the fault-map clear")
+        self._check_error("clearing the fault map")
+
+    def _placements(self):
+        for c, row in enumerate(self.plan.layers):
+            for i, place in enumerate(row):
+                yield c, i, place
+
+    # -- API --------------------------------------------------------------------------
     @property
     def cycles(self) -> int:
-        """The 64-bit cycle counter (``CYCLES_LO`` latches ``CYCLES_HI``)."""
-        lo = self.device.read(_off("CYCLES_LO"))
+        """The 64-bit cycle counter: cycles spent in runs since the last :meth:`reset`."""
+        lo = self.device.read(_off("CYCLES_LO"))  # latches the high word
         hi = self.device.read(_off("CYCLES_HI"))
         return (hi << 32) | lo
 
     def reset(self) -> None:
-        """Soft reset: status, cycle counter and stream state."""
-        self.device.write(_off("CONTROL"), _bit("CONTROL", "SOFT_RESET"))
+        """Soft reset: abort a run, clear status, error, cycle counter and stream state."""
+        self._write("CONTROL", _bit("CONTROL", "SOFT_RESET"))
 
     def load(self, mapped: MappedNetwork, programmed: ProgrammedNetwork) -> None:
-        """Configure the fabric for ``mapped`` and write the cell codes of chip ``programmed``."""
-        if not isinstance(mapped, MappedNetwork):
-            raise ValueError(f"mapped must be a MappedNetwork, got {type(mapped).__name__}")
-        if not isinstance(programmed, ProgrammedNetwork):
-            raise ValueError(f"programmed must be a ProgrammedNetwork, got {type(programmed).__name__}")
-        copies = 1 << mapped.plan.committee_log2
-        if len(programmed.codes) != copies or any(len(c) != len(mapped.layers) for c in programmed.codes):
-            raise ValueError(
-                f"programmed has {len(programmed.codes)} copies of {[len(c) for c in programmed.codes]} layers, "
-                f"mapped needs {copies} copies of {len(mapped.layers)} layers"
-            )
+        """Place every (copy, layer) of ``mapped`` in the fabric and load the codes of chip ``programmed``.
+
+        Writes codes and column descriptors, clears the fault map (faults off) and sets
+        ``FAULT_WORDS`` to the code words used. ``ValueError`` if the network does not fit.
+        """
+        _check_instance("mapped", mapped, "MappedNetwork")
+        _check_instance("programmed", programmed, "ProgrammedNetwork")
         fmt = mapped.fmt
+        if fmt.rows != self.config.fmt.rows:
+            raise ValueError(
+                f"mapped: the network's tiles have {fmt.rows} rows, the fabric converts "
+                f"CAP_TILE_ROWS={self.config.fmt.rows} rows together"
+            )
+        try:
+            cfg = dataclasses.replace(self.config, fmt=fmt)
+        except ValueError as exc:
+            raise ValueError(f"mapped: the network's format does not fit the fabric: {exc}") from exc
+        copies = 1 << mapped.plan.committee_log2
+        plan = plan_memory(mapped.layers, mapped.adc_shifts, copies, cfg)
+        for m in mapped.layers:
+            for name, v in (("columns", m.physical_columns), ("neurons", m.neurons)):
+                width = lookup(f"LAYER_{name.upper()}").width
+                if v >= 1 << width:
+                    raise ValueError(f"mapped: a layer has {v} {name}, LAYER_{name.upper()} holds {width} bits")
+        shape = [len(c) for c in programmed.codes]
+        if shape != [len(mapped.layers)] * copies:
+            raise ValueError(
+                f"programmed has copies of {shape} layers, mapped needs {copies} copies of {len(mapped.layers)} layers"
+            )
+        code_words = []
         for c, codes in enumerate(programmed.codes):
             for i, (m, code) in enumerate(zip(mapped.layers, codes)):
                 want = (m.row_tiles, m.col_tiles, fmt.rows, fmt.cols)
                 if np.shape(code) != want:
-                    raise ValueError(f"programmed copy {c} layer {i} codes have shape {np.shape(code)}, expected {want}")
-        dev = self.device
-        dev.configure(mapped)
-        self.mapped = None
-        count = dev.read(_off("LAYER_COUNT"))
-        if count != copies * len(mapped.layers):
-            raise RuntimeError(f"the fabric has {count} layer slots, the network needs {copies * len(mapped.layers)}")
+                    raise ValueError(f"programmed copy {c} layer {i}: codes have shape {np.shape(code)}, expected {want}")
+                try:
+                    code_words.append(pack_codes(layer_code_words(code, m, cfg), cfg))
+                except ValueError as exc:
+                    raise ValueError(f"programmed copy {c} layer {i}: {exc}") from exc
+        self.mapped = self.programmed = self.plan = None
         self.reset()
-        dev.write(_off("FAULT_CONTROL"), _bit("FAULT_CONTROL", "CLEAR"))
-        dev.write(_off("STREAM_TARGET"), STREAM_CODES)
-        for c, codes in enumerate(programmed.codes):
-            for i, code in enumerate(codes):
-                dev.write(_off("LAYER"), c * len(mapped.layers) + i)
-                dev.send((np.asarray(code, dtype=np.int64).reshape(-1) & _MASK32).astype(np.uint32))
-                self._check_error(f"loading the codes of copy {c} layer {i}")
-        dev.write(_off("STREAM_TARGET"), STREAM_INPUTS)
-        self.mapped = mapped
+        self.config, self.plan = cfg, plan
+        self._write("STREAM_TARGET", STREAM_CODES)
+        for (c, i, place), words in zip(self._placements(), code_words):
+            self._write("LOAD_ADDRESS", place.code_base)
+            self._stream(words, 0, f"loading the codes of copy {c} layer {i}")
+            self._check_error(f"loading the codes of copy {c} layer {i}")
+        self._write("STREAM_TARGET", STREAM_DESCRIPTORS)
+        for c, i, place in self._placements():
+            self._write("LOAD_ADDRESS", place.desc_base)
+            self._stream(descriptor_words(mapped.layers[i]), 0, f"loading the descriptors of copy {c} layer {i}")
+            self._check_error(f"loading the descriptors of copy {c} layer {i}")
+        self._write("STREAM_TARGET", STREAM_INPUTS)
+        self._clear_fault_memory()
+        self._write("FAULT_WORDS", plan.code_words)
+        self._check_error("loading the network")
+        self.mapped, self.programmed = mapped, programmed
+
+    def _thresholds(self, seed: int, rate: float, on_fraction: float) -> tuple[int, int, int]:
+        if not _is_int(seed) or not 0 <= seed <= _MASK32:
+            raise ValueError(f"seed must be a 32-bit unsigned integer, got {seed!r}")
+        out = [int(seed)]
+        for name, p in (("rate", rate), ("on_fraction", on_fraction)):
+            if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) or not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+            out.append(rate_threshold(p))
+        return tuple(out)
+
+    def _stuck_codes(self, code_on: int | None, code_off: int | None) -> None:
+        fmt = self._require_loaded().fmt
+        codes = {"code_on": (fmt.levels - 1) << fmt.code_frac if code_on is None else code_on,
+                 "code_off": 0 if code_off is None else code_off}
+        for name, v in codes.items():
+            if not _is_int(v) or not fmt.code_min <= v <= fmt.code_max:
+                raise ValueError(f"{name} must be an integer in [{fmt.code_min}, {fmt.code_max}], got {v!r}")
+        self._write("CODE_ON", codes["code_on"])
+        self._write("CODE_OFF", codes["code_off"])
 
     def inject_faults(
         self,
@@ -425,87 +694,136 @@ class Accelerator:
         code_on: int | None = None,
         code_off: int | None = None,
     ) -> None:
-        """Generate stuck-at faults on chip with the on-chip LFSR and enable them.
+        """Generate stuck-at faults with the on-chip generator and enable them.
 
         Parameters
         ----------
         seed:
-            32-bit generator seed.
+            32-bit generator seed (0 acts as 1).
         rate, on_fraction:
             Probabilities in ``[0, 1]``: fault rate and stuck-on share of the faults
-            (thresholds :func:`~remeco.models.fault_lfsr.rate_threshold`).
+            (:func:`~remeco.models.fault_lfsr.rate_threshold`).
         code_on, code_off:
             Codes read from stuck cells; default the ideal top and bottom levels
             ``(levels - 1) << code_frac`` and ``0``.
         """
-        mapped = self._require_loaded()
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= _MASK32:
-            raise ValueError(f"seed must be a 32-bit unsigned integer, got {seed!r}")
-        thresholds = {}
-        for name, p in (("rate", rate), ("on_fraction", on_fraction)):
-            if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) or not 0.0 <= p <= 1.0:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
-            thresholds[name] = rate_threshold(p)
-        fmt = mapped.fmt
-        codes = {"code_on": (fmt.levels - 1) << fmt.code_frac if code_on is None else code_on,
-                 "code_off": 0 if code_off is None else code_off}
-        for name, v in codes.items():
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not fmt.code_min <= v <= fmt.code_max:
-                raise ValueError(f"{name} must be an integer in [{fmt.code_min}, {fmt.code_max}], got {v!r}")
-        dev = self.device
-        dev.write(_off("FAULT_SEED"), int(seed))
-        dev.write(_off("FAULT_RATE"), thresholds["rate"])
-        dev.write(_off("FAULT_ON_FRACTION"), thresholds["on_fraction"])
-        dev.write(_off("CODE_ON"), int(codes["code_on"]) & _MASK32)
-        dev.write(_off("CODE_OFF"), int(codes["code_off"]) & _MASK32)
-        dev.write(_off("FAULT_CONTROL"), _bit("FAULT_CONTROL", "GENERATE") | _bit("FAULT_CONTROL", "ENABLE"))
+        seed, rate_t, on_t = self._thresholds(seed, rate, on_fraction)
+        self._stuck_codes(code_on, code_off)
+        self._write("FAULT_SEED", seed)
+        self._write("FAULT_RATE", rate_t)
+        self._write("FAULT_ON_FRACTION", on_t)
+        self._write("FAULT_WORDS", self.plan.code_words)
+        self._write("FAULT_CONTROL", _bit("FAULT_CONTROL", "GENERATE") | _bit("FAULT_CONTROL", "ENABLE"))
         self._wait(_bit("STATUS", "GEN_BUSY"), 0, "the fault generator")
+        self._check_error("generating the fault map")
+
+    def fault_maps(self, seed: int, rate: float, on_fraction: float = 0.5) -> list[list[np.ndarray]]:
+        """The maps :meth:`inject_faults` produces on chip, ``maps[copy][layer]`` in tile layout.
+
+        Each is ``(row_tiles, col_tiles, rows, cols)`` uint8 of ``{0, 1, 3}`` (padding 0),
+        so ``network.infer`` on ``apply_fault_map(codes, map, code_on, code_off)``
+        reproduces the faulty chip.
+        """
+        self._require_loaded()
+        seed, rate_t, on_t = self._thresholds(seed, rate, on_fraction)
+        words = memory_fault_map(seed, rate_t, on_t, self.plan.code_words, self.config)
+        maps = [[None] * len(row) for row in self.plan.layers]
+        for c, i, place in self._placements():
+            block = words[place.code_base : place.code_base + place.code_words]
+            maps[c][i] = _to_tiles(block, self.mapped.layers[i], self.config)
+        return maps
+
+    def load_fault_maps(self, maps, *, code_on: int | None = None, code_off: int | None = None) -> None:
+        """Write explicit fault maps ``maps[copy][layer]`` (tile layout, entries ``{0, 1, 3}``) and enable them.
+
+        ``code_on`` and ``code_off`` as in :meth:`inject_faults`.
+        """
+        mapped = self._require_loaded()
+        cfg = self.config
+        shape = [len(row) for row in maps] if isinstance(maps, (list, tuple)) else None
+        if shape != [len(row) for row in self.plan.layers]:
+            raise ValueError(f"maps must be maps[copy][layer] for {len(self.plan.layers)} copies of {len(mapped.layers)} layers")
+        words = []
+        for c, i, _ in self._placements():
+            m = mapped.layers[i]
+            f = np.asarray(maps[c][i])
+            want = (m.row_tiles, m.col_tiles, cfg.fmt.rows, cfg.fmt.cols)
+            if f.shape != want or not np.issubdtype(f.dtype, np.integer):
+                raise ValueError(f"maps[{c}][{i}] must be an integer array of shape {want}, got {f.dtype} {f.shape}")
+            if not np.isin(f, (0, 1, 3)).all():
+                raise ValueError(f"maps[{c}][{i}] entries must be 0 (healthy), 1 (stuck off) or 3 (stuck on)")
+            words.append(pack_faults(layer_code_words(f, m, cfg), cfg))
+        self._stuck_codes(code_on, code_off)
+        self._write("STREAM_TARGET", STREAM_FAULTS)
+        for (c, i, place), w in zip(self._placements(), words):
+            self._write("LOAD_ADDRESS", place.code_base)
+            self._stream(w, 0, f"loading the fault map of copy {c} layer {i}")
+            self._check_error(f"loading the fault map of copy {c} layer {i}")
+        self._write("STREAM_TARGET", STREAM_INPUTS)
+        self._write("FAULT_CONTROL", _bit("FAULT_CONTROL", "ENABLE"))
 
     def clear_faults(self) -> None:
-        """Zero every fault map and disable fault application."""
-        self._require_loaded()
-        self.device.write(_off("FAULT_CONTROL"), _bit("FAULT_CONTROL", "CLEAR"))
+        """Zero the fault map and stop applying it."""
+        self._clear_fault_memory()
 
-    def run_layer(self, slot: int, rows: np.ndarray) -> np.ndarray:
-        """Run layer slot ``slot`` on input vectors ``rows`` ``(R, fan_in)``: int64 accumulators ``(R, neurons)``."""
+    def run_layer(self, copy: int, layer: int, rows: np.ndarray) -> np.ndarray:
+        """Layer ``layer`` of committee copy ``copy`` on inputs ``rows`` ``(R, fan_in)``: int64 ``(R, neurons)``.
+
+        Rows are split into runs of at most :data:`MAX_RUN_WORDS` input and output words.
+        """
         mapped = self._require_loaded()
-        m = mapped.layers[slot % len(mapped.layers)]
+        copies, n_layers = len(self.plan.layers), len(mapped.layers)
+        if not _is_int(copy) or not 0 <= copy < copies:
+            raise ValueError(f"copy must be in [0, {copies}), got {copy!r}")
+        if not _is_int(layer) or not 0 <= layer < n_layers:
+            raise ValueError(f"layer must be in [0, {n_layers}), got {layer!r}")
+        place: LayerPlacement = self.plan.layers[copy][layer]
         x = np.asarray(rows)
-        if x.ndim != 2 or x.shape[1] != m.fan_in or not np.issubdtype(x.dtype, np.integer):
-            raise ValueError(f"rows must be integer (R, {m.fan_in}), got {x.dtype} {x.shape}")
-        if x.size and (x.min() < 0 or x.max() >= 1 << mapped.fmt.input_bits):
-            raise ValueError(f"rows must be in [0, {(1 << mapped.fmt.input_bits) - 1}]")
-        dev = self.device
-        dev.write(_off("LAYER"), slot)
-        dev.write(_off("LAYER_VECTORS"), x.shape[0])
-        dev.send(x.reshape(-1).astype(np.uint32))
-        dev.write(_off("CONTROL"), _bit("CONTROL", "START"))
-        self._wait(_bit("STATUS", "DONE"), _bit("STATUS", "DONE"), f"layer slot {slot}")
-        self._check_error(f"layer slot {slot}")
-        words = dev.receive(x.shape[0] * m.neurons)
-        return np.asarray(words, dtype=np.uint32).view(np.int32).astype(np.int64).reshape(x.shape[0], m.neurons)
+        top = (1 << self.config.fmt.input_bits) - 1
+        if x.ndim != 2 or x.shape[1] != place.fan_in or not np.issubdtype(x.dtype, np.integer):
+            raise ValueError(f"rows must be an integer (R, {place.fan_in}) array, got {x.dtype} {x.shape}")
+        if x.size and (x.min() < 0 or x.max() > top):
+            raise ValueError(f"rows must be in [0, {top}]")
+        vl = self.config.vector_lanes
+        per_run = vl * max(1, min(MAX_RUN_WORDS // place.fan_in, MAX_RUN_WORDS // (vl * place.neurons)))
+        out = [np.zeros((0, place.neurons), dtype=np.int64)]
+        for lo in range(0, len(x), per_run):
+            out.append(self._run(copy, layer, place, x[lo : lo + per_run]))
+        return np.concatenate(out)
+
+    def _run(self, copy: int, layer: int, place: LayerPlacement, x: np.ndarray) -> np.ndarray:
+        what = f"the run of copy {copy} layer {layer}"
+        for name, value in (
+            ("LAYER_FAN_IN", place.fan_in), ("LAYER_COLUMNS", place.columns), ("LAYER_NEURONS", place.neurons),
+            ("LAYER_CODE_BASE", place.code_base), ("LAYER_DESC_BASE", place.desc_base),
+            ("LAYER_ADC_SHIFT", place.adc_shift), ("LAYER_VECTORS", len(x)),
+        ):
+            self._write(name, value)
+        self._write("CONTROL", _bit("CONTROL", "START"))
+        self._check_error(f"starting {what}")
+        cfg = self.config
+        words = self._stream(pack_inputs(x, cfg), output_words(len(x), place.neurons, cfg), what)
+        self._wait(_bit("STATUS", "DONE") | _bit("STATUS", "BUSY"), _bit("STATUS", "DONE"), what)
+        return unpack_outputs(words, len(x), place.neurons, cfg)
 
     def infer(self, images: np.ndarray, *, batch_size: int = 100) -> np.ndarray:
-        """int32 logits ``(N, classes)`` of uint8 images ``(N, C, H, W)``.
+        """int32 logits ``(N, classes)`` of uint8 images ``(N, C, H, W)``, as ``network.infer`` computes them.
 
-        The host runs the integer network layer by layer with the fabric as its
-        crossbar product; committee copies are averaged as in
-        :func:`remeco.models.network.infer`.
+        Every committee copy runs the integer network with the fabric as its crossbar
+        product; the copies' logits are averaged with ``round_shift``.
         """
         mapped = self._require_loaded()
         net = mapped.network
         x = np.asarray(images)
         if x.dtype != np.uint8 or x.ndim != 4 or tuple(x.shape[1:]) != tuple(net.input_shape):
             raise ValueError(f"images must be uint8 of shape (N, {tuple(net.input_shape)}), got {x.dtype} {x.shape}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if not _is_int(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        n_layers = len(mapped.layers)
         outputs = []
-        for c in range(1 << mapped.plan.committee_log2):
+        for c in range(len(self.plan.layers)):
 
             def matmul(index, layer, rows, c=c):
-                return self.run_layer(c * n_layers + index, rows)
+                return self.run_layer(c, index, rows)
 
             outputs.append(net.forward_int(x, batch_size=int(batch_size), matmul=matmul).astype(np.int64))
-        total = np.sum(outputs, axis=0)
-        return round_shift(total, mapped.plan.committee_log2).astype(np.int32)
+        return round_shift(np.sum(outputs, axis=0), mapped.plan.committee_log2).astype(np.int32)
