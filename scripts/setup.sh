@@ -36,3 +36,19 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.remeco-setup-*
     touch "$stamp"
 fi
+
+# Board environment (.venv-board): pynq 4.0 pins numpy<2 and setuptools<=80, so it gets its
+# own venv with the pinned pynq stack and our package without its dependencies (the board
+# backend, regmap and fabric need only numpy). tests/host/test_board.py runs
+# tests/board_env/check_board.py in it: PynqDevice against pynq's own Overlay, MMIO,
+# allocate and AxiDMA driver on a simulated Zynq.
+[ -x .venv-board/bin/python ] || "$PY" -m venv .venv-board
+# .gitignore lists .venv/ only; keep this venv out of git from inside.
+[ -f .venv-board/.gitignore ] || echo '*' > .venv-board/.gitignore
+board_stamp=.venv-board/.remeco-setup-$(cat pyproject.toml tests/board_env/requirements.txt | sha256sum | cut -c1-16)
+if [ ! -f "$board_stamp" ]; then
+    .venv-board/bin/python -m pip install -q --disable-pip-version-check -r tests/board_env/requirements.txt
+    .venv-board/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+    rm -f .venv-board/.remeco-setup-*
+    touch "$board_stamp"
+fi
