@@ -1,0 +1,292 @@
+"""PynqDevice against the real pynq package on a simulated Zynq; run in .venv-board.
+
+Run by ``tests/host/test_board.py`` (``.venv-board/bin/python tests/board_env/check_board.py``);
+the file name keeps the main pytest run (numpy 2, no pynq) from collecting it. Every check
+runs, and the last line printed is a JSON summary ``{"ok": ..., "checks": {name: "ok" |
+error}, ...}``; the exit status is 0 only if all passed.
+
+The simulated device (:mod:`sim_zynq`) enters pynq through ``pynq.Device``'s probe
+mechanism, so ``pynq.Overlay`` parses ``tests/host/board_fixtures/remeco.hwh``, binds
+pynq's own ``AxiDMA`` driver, and :class:`remeco.host.board.PynqDevice` runs unmodified.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = HERE.parent / "host" / "board_fixtures"
+BITFILE = FIXTURES / "remeco.bit"
+sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+import pynq  # noqa: E402
+import pynq.lib.dma  # noqa: E402
+
+import sim_zynq  # noqa: E402  (registers SimZynqDevice with pynq before any device is probed)
+from remeco.host import board  # noqa: E402
+from remeco.host.board import DmaError, PynqDevice  # noqa: E402
+from remeco.rtl import regmap  # noqa: E402
+
+OFF = {r.name: r.offset for r in regmap.REGISTERS}
+SOFT_RESET = regmap.field_value("CONTROL", SOFT_RESET=1)
+RNG = np.random.default_rng(2026)
+CHECKS: dict[str, str] = {}
+INFO: dict[str, object] = {}
+
+
+def check(fn):
+    """Run ``fn`` now and record its outcome under its name."""
+    try:
+        fn()
+        CHECKS[fn.__name__] = "ok"
+    except Exception as exc:  # noqa: BLE001 - every failure is reported, none stops the run
+        CHECKS[fn.__name__] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+    return fn
+
+
+def expect(exc_type, fn, *needles):
+    """``fn()`` must raise ``exc_type`` whose message contains every needle."""
+    try:
+        fn()
+    except exc_type as exc:
+        for needle in needles:
+            assert needle in str(exc), f"{needle!r} not in {exc!r}"
+        return exc
+    raise AssertionError(f"expected {exc_type.__name__}")
+
+
+def words(n: int) -> np.ndarray:
+    return RNG.integers(0, 1 << 32, size=n, dtype=np.uint64).astype(np.uint32)
+
+
+SIM: sim_zynq.SimZynqDevice = None  # set by the discovery check
+DEV: PynqDevice = None
+
+
+@check
+def discovery():
+    global SIM
+    found = pynq.Device.devices
+    assert found and isinstance(found[0], sim_zynq.SimZynqDevice), f"pynq found {found}"
+    SIM = pynq.Device.active_device
+    assert SIM is found[0]
+
+
+@check
+def pynq_plain_download_on_zynq7000():
+    # Recorded, not required: what pynq 4.0.0 itself does with a Zynq-7000 .hwh (see board.py).
+    try:
+        pynq.Overlay(str(BITFILE))
+        INFO["plain_overlay_download"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        INFO["plain_overlay_download"] = f"{type(exc).__name__}: {exc}"
+    INFO["clock_dict_frequency_from_pynq"] = pynq.Overlay(str(BITFILE), download=False).clock_dict[0]["frequency"]
+
+
+@check
+def open_downloads_and_binds():
+    global DEV
+    before = SIM.downloads
+    DEV = PynqDevice(BITFILE)
+    assert SIM.downloads == before + 1, "the bitstream was not downloaded"
+    assert SIM.bit_header["part"] == "7z020clg400"
+    assert abs(SIM.fclk_mhz(0) - 100.0) < 1e-9, f"FCLK0 is {SIM.fclk_mhz(0)} MHz"
+    assert pynq.Clocks.fclk0_mhz == 100.0
+    assert type(DEV._dma) is pynq.lib.dma.DMA
+    assert type(DEV._send).__name__ == "_SDMAChannel" and type(DEV._recv).__name__ == "_SDMAChannel"
+    assert {"remeco_0", "axi_dma_0", "processing_system7_0"} <= set(DEV.overlay.ip_dict)
+    assert DEV.overlay.ip_dict["remeco_0"]["phys_addr"] == 0x43C0_0000
+    INFO["dma_buffer_max_bytes"] = DEV._dma.buffer_max_size
+
+
+@check
+def satisfies_the_driver_protocol():
+    # The Device protocol of remeco.host.driver, checked by signature (not through the driver,
+    # which may change around it): read, write, stream(words, receive=0, *, timeout=10.0), close.
+    import inspect
+
+    for name in ("read", "write", "stream", "close"):
+        assert callable(getattr(DEV, name, None)), name
+    params = inspect.signature(DEV.stream).parameters
+    assert list(params) == ["words", "receive", "timeout"]
+    assert params["receive"].default == 0 and params["timeout"].default == 10.0
+    assert params["timeout"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+@check
+def registers():
+    assert DEV.read(OFF["ID"]) == regmap.ID_VALUE
+    assert DEV.read(OFF["VERSION"]) == regmap.VERSION_VALUE
+    DEV.write(OFF["FAULT_SEED"], 0xDEADBEEF)
+    assert DEV.read(OFF["FAULT_SEED"]) == 0xDEADBEEF
+    DEV.write(OFF["FAULT_RATE"], 0xFFFFFFFF)  # 17 implemented bits
+    assert DEV.read(OFF["FAULT_RATE"]) == 0x1FFFF
+    assert DEV.read(OFF["CONTROL"]) == 0  # write-only: the bus answers 0
+    expect(ValueError, lambda: DEV.write(OFF["FAULT_SEED"], 1 << 32), "32-bit")
+    expect(ValueError, lambda: DEV.read("0"), "integer")
+
+
+@check
+def bus_errors_refused_before_the_bus():
+    from remeco.host.driver import BusError
+
+    seen = SIM.accel.accesses
+    for offset in (0xFC, 0x1C, 0x100, 0x10000, 2):
+        err = expect(BusError, lambda o=offset: DEV.read(o), "SLVERR")
+        assert isinstance(err, RuntimeError)
+        expect(BusError, lambda o=offset: DEV.write(o, 1), "SLVERR")
+    for name in ("ID", "VERSION", "STATUS", "CAP_CODE_WORDS"):
+        expect(BusError, lambda n=name: DEV.write(OFF[n], 0), "read-only")
+    assert SIM.accel.accesses == seen, "a refused access reached the bus"
+    # and the simulated bus itself would have aborted: the refusal matters
+    expect(sim_zynq.SimDataAbort, lambda: DEV._mmio.read(0xFC))
+
+
+@check
+def echo_round_trips():
+    DEV.write(OFF["STREAM_TARGET"], regmap.STREAM_INPUTS)
+    for n in (1, 5, 64, 65, 1000, 3000, 17):  # > the 64-word FIFO: needs S2MM armed first
+        sent = words(n)
+        got = DEV.stream(sent, n)
+        assert got.dtype == np.uint32 and got.shape == (n,), (got.dtype, got.shape)
+        assert np.array_equal(got, sent), f"echo of {n} words differs"
+    assert DEV.stream(np.zeros(0, dtype=np.uint32), 0).shape == (0,)
+    assert SIM.memory.live == 2, f"{SIM.memory.live} live buffers (one tx, one rx expected)"
+
+
+@check
+def large_round():
+    n = 1 << 15
+    sent = words(n)
+    start = time.perf_counter()
+    got = DEV.stream(sent, n)
+    INFO["echo_32k_words_s"] = round(time.perf_counter() - start, 3)
+    assert np.array_equal(got, sent)
+
+
+@check
+def returned_words_are_a_copy():
+    DEV.write(OFF["STREAM_TARGET"], regmap.STREAM_INPUTS)
+    first = DEV.stream(np.arange(8, dtype=np.uint32), 8)
+    DEV.stream(np.arange(100, 108, dtype=np.uint32), 8)
+    assert np.array_equal(first, np.arange(8)), "a reused buffer changed an earlier result"
+
+
+@check
+def load_stream_mm2s_only():
+    DEV.write(OFF["STREAM_TARGET"], regmap.STREAM_CODES)
+    DEV.write(OFF["LOAD_ADDRESS"], 100)
+    sent = words(300)
+    got = DEV.stream(sent, 0)
+    assert got.shape == (0,)
+    assert DEV.read(OFF["LOAD_ADDRESS"]) == 400
+    stored = SIM.accel.loaded[regmap.STREAM_CODES]
+    assert [stored[100 + i] for i in range(300)] == [int(w) for w in sent]
+
+
+@check
+def s2mm_timeout_names_the_channel_and_recovers():
+    DEV.write(OFF["STREAM_TARGET"], regmap.STREAM_CODES)  # the stand-in sends nothing back
+    start = time.perf_counter()
+    expect(TimeoutError, lambda: DEV.stream(words(4), 4, timeout=0.2), "S2MM", "4 words", "0.2 s")
+    assert time.perf_counter() - start < 2.0
+    DEV.write(OFF["STREAM_TARGET"], regmap.STREAM_INPUTS)
+    sent = words(100)
+    assert np.array_equal(DEV.stream(sent, 100), sent), "no clean round after the S2MM timeout"
+
+
+@check
+def mm2s_timeout_names_the_channel_and_recovers():
+    DEV.write(OFF["STREAM_TARGET"], regmap.STREAM_INPUTS)
+    # nothing armed to drain the echo: the 64-word FIFO fills and MM2S stalls
+    expect(TimeoutError, lambda: DEV.stream(words(200), 0, timeout=0.2), "MM2S", "200 words")
+    DEV.write(OFF["CONTROL"], SOFT_RESET)  # the driver's job: clear the accelerator's stream state
+    sent = words(100)
+    assert np.array_equal(DEV.stream(sent, 100), sent), "no clean round after the MM2S timeout"
+
+
+@check
+def short_and_long_packets():
+    DEV.write(OFF["STREAM_TARGET"], regmap.STREAM_INPUTS)
+    expect(DmaError, lambda: DEV.stream(words(10), 20, timeout=1.0), "10 of 20 words", "TLAST")
+    expect(DmaError, lambda: DEV.stream(words(20), 10, timeout=1.0), "S2MM", "DMAIntErr")
+    DEV.write(OFF["CONTROL"], SOFT_RESET)
+    sent = words(30)
+    assert np.array_equal(DEV.stream(sent, 30), sent)
+
+
+@check
+def argument_checks():
+    expect(ValueError, lambda: DEV.stream(np.zeros((2, 2), dtype=np.uint32), 0), "1-D")
+    expect(ValueError, lambda: DEV.stream(np.array([-1]), 0), "32-bit")
+    expect(ValueError, lambda: DEV.stream(np.array([1 << 32]), 0), "32-bit")
+    expect(ValueError, lambda: DEV.stream(np.array([1.0]), 0), "integer")
+    expect(ValueError, lambda: DEV.stream(words(1), -1), "receive")
+    expect(ValueError, lambda: DEV.stream(words(1), 1, timeout=0), "timeout")
+    limit = DEV._dma.buffer_max_size // 4
+    expect(ValueError, lambda: DEV.stream(np.zeros(0, dtype=np.uint32), limit + 1), "exceeds")
+
+
+@check
+def close_frees_buffers():
+    DEV.close()
+    assert SIM.memory.live == 0, f"{SIM.memory.live} buffers still allocated after close()"
+    assert SIM.memory.freed == SIM.memory.allocated
+    expect(RuntimeError, lambda: DEV.read(0), "closed")
+    expect(RuntimeError, lambda: DEV.stream(words(1), 1), "closed")
+    DEV.close()  # idempotent
+
+
+@check
+def reopen_without_download():
+    before = SIM.downloads
+    with PynqDevice(str(BITFILE), download=False) as dev:
+        assert SIM.downloads == before
+        assert dev.read(OFF["ID"]) == regmap.ID_VALUE
+        dev.write(OFF["STREAM_TARGET"], regmap.STREAM_INPUTS)
+        sent = words(50)
+        assert np.array_equal(dev.stream(sent, 50), sent)
+    assert SIM.memory.live == 0
+
+
+@check
+def open_errors():
+    expect(ValueError, lambda: PynqDevice(BITFILE, ip_name="nope", download=False), "'nope'", "remeco_0")
+    expect(ValueError, lambda: PynqDevice(BITFILE, dma_name="remeco_0", download=False), "not an AXI DMA")
+    with tempfile.TemporaryDirectory() as tmp:
+        lone = Path(tmp) / "remeco.bit"
+        shutil.copy(BITFILE, lone)
+        expect(FileNotFoundError, lambda: PynqDevice(lone), ".hwh")
+    expect(FileNotFoundError, lambda: PynqDevice(FIXTURES / "absent.bit"), "does not exist")
+
+
+@check
+def dma_configuration_checks():
+    good = {"type": "xilinx.com:ip:axi_dma:7.1", "parameters": {
+        "c_include_sg": "0", "c_micro_dma": "0", "c_include_mm2s": "1", "c_include_s2mm": "1",
+        "c_m_axis_mm2s_tdata_width": "32", "c_s_axis_s2mm_tdata_width": "32"}}
+    board._check_dma("d", good)
+    for key, value, needle in (("c_include_sg", "1", "scatter-gather"), ("c_include_s2mm", "0", "S2MM"),
+                               ("c_m_axis_mm2s_tdata_width", "64", "64 bits")):
+        bad = {**good, "parameters": {**good["parameters"], key: value}}
+        expect(ValueError, lambda b=bad: board._check_dma("d", b), needle)
+
+
+def main() -> int:
+    ok = all(v == "ok" for v in CHECKS.values())
+    for name, result in CHECKS.items():
+        print(f"{name}: {result}")
+    print(json.dumps({"ok": ok, "checks": {k: v.splitlines()[0] for k, v in CHECKS.items()},
+                      "pynq": pynq.__version__, "numpy": np.__version__, "info": INFO}))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
