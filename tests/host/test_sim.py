@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -270,6 +271,7 @@ def test_simulator_crash_is_reported(verilator):
     assert str(log) in str(err.value) and log.exists()
     assert dev.closed
     dev.close()
+    shutil.rmtree(log.parent)  # kept for the user after a failure; not needed here
 
 
 def test_hung_simulator_is_killed(verilator, monkeypatch):
@@ -282,6 +284,7 @@ def test_hung_simulator_is_killed(verilator, monkeypatch):
         with pytest.raises(TimeoutError, match="did not answer a read request"):
             dev.read(ID)
         assert dev.closed and _gone(pid)
+        shutil.rmtree(dev.log.parent)
     finally:
         if not _gone(pid, 0):
             os.kill(pid, signal.SIGKILL)
@@ -295,3 +298,4 @@ def test_waves(verilator):
         np.testing.assert_array_equal(dev.stream([1, 2, 3], receive=3), [2, 3, 4])
         waves = dev.waves
     assert waves.exists() and waves.stat().st_size > 0 and dev.log is not None
+    shutil.rmtree(waves.parent)
