@@ -260,6 +260,7 @@ class ModelDevice:
             "CAP_VECTOR_LANES": cfg.vector_lanes,
             "CAP_MAX_FAN_IN": cfg.max_fan_in,
             "CAP_TILE_ROWS": cfg.fmt.rows,
+            "CAP_FORMAT": cfg.format_word(),
         }
         value = fixed[name] if name in fixed else self._regs[name]
         return int(value) & reg.mask
@@ -494,7 +495,7 @@ class Accelerator:
         The device.
     config:
         :class:`~remeco.models.fabric.FabricConfig` from the ``CAP_*`` registers; its
-        ``fmt`` holds only the tile rows until :meth:`load` puts the network's format in.
+        ``fmt`` is the numeric format the fabric was built for (``CAP_TILE_ROWS``, ``CAP_FORMAT``; ``cols = rows``).
     mapped, programmed, plan:
         The loaded network, chip instance and :class:`~remeco.models.fabric.MemoryPlan`
         (``None`` before :meth:`load`).
@@ -535,11 +536,11 @@ class Accelerator:
                 f"{_VERSION_MAJOR}.x: rebuild the bitstream or use the driver of that version"
             )
         caps = {name: dev.read(_off(f"CAP_{name.upper()}")) for name in
-                ("code_words", "desc_words", "column_lanes", "vector_lanes", "max_fan_in", "tile_rows")}
-        rows = caps.pop("tile_rows")
+                ("code_words", "desc_words", "column_lanes", "vector_lanes", "max_fan_in", "tile_rows", "format")}
+        rows, word = caps.pop("tile_rows"), caps.pop("format")
         try:
-            placeholder = EmulationFormat(rows=rows, cols=rows, input_bits=min(8, 32 // max(caps["vector_lanes"], 1)))
-            return FabricConfig(fmt=placeholder, **caps)
+            fmt, max_k = FabricConfig.format_from_word(word, rows)
+            return FabricConfig(fmt=fmt, max_copies_log2=max_k, **caps)
         except ValueError as exc:
             raise RuntimeError(f"the accelerator reports capacities the driver cannot use ({exc}): {caps}") from exc
 
@@ -615,10 +616,12 @@ class Accelerator:
         _check_instance("mapped", mapped, "MappedNetwork")
         _check_instance("programmed", programmed, "ProgrammedNetwork")
         fmt = mapped.fmt
-        if fmt.rows != self.config.fmt.rows:
+        built = dataclasses.replace(self.config.fmt, cols=fmt.cols)  # the fabric is tile-width agnostic
+        if fmt != built:
+            diff = {k: (v, getattr(built, k)) for k, v in fmt.to_dict().items() if getattr(built, k) != v}
             raise ValueError(
-                f"mapped: the network's tiles have {fmt.rows} rows, the fabric converts "
-                f"CAP_TILE_ROWS={self.config.fmt.rows} rows together"
+                "mapped: the network's numeric format differs from the one the fabric was built for "
+                "(CAP_TILE_ROWS / CAP_FORMAT): " + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items())
             )
         try:
             cfg = dataclasses.replace(self.config, fmt=fmt)

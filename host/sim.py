@@ -380,6 +380,15 @@ class SimDevice:
             path.write_text(text)
         return cls.from_verilog(path, toplevel, **kwargs)
 
+    @classmethod
+    def for_fabric(cls, cfg=None, **kwargs) -> "SimDevice":
+        """The accelerator top (:class:`remeco.rtl.top.AcceleratorTop`) for ``cfg``
+        (default :class:`remeco.models.fabric.FabricConfig`), Verilated and running."""
+        from ..models.fabric import FabricConfig
+        from ..rtl.top import TOP_NAME, AcceleratorTop
+
+        return cls.from_component(AcceleratorTop(cfg if cfg is not None else FabricConfig()), TOP_NAME, **kwargs)
+
     # -- state -----------------------------------------------------------------------
     @property
     def closed(self) -> bool:

@@ -147,6 +147,29 @@ class FabricConfig:
         """Stream words per code-memory word."""
         return self.column_lanes // 2
 
+    def format_word(self) -> int:
+        """The ``CAP_FORMAT`` register value (:mod:`remeco.rtl.regmap` field layout)."""
+        from ..rtl.regmap import field_value
+
+        f = self.fmt
+        return field_value(
+            "CAP_FORMAT", INPUT_BITS=f.input_bits, CODE_BITS=f.code_bits, CODE_FRAC=f.code_frac,
+            ADC_BITS=f.adc_bits, SLICE_BITS=f.slice_bits, N_SLICES=f.n_slices, MAX_COPIES_LOG2=self.max_copies_log2,
+        )
+
+    @staticmethod
+    def format_from_word(word: int, rows: int) -> tuple[EmulationFormat, int]:
+        """``(fmt, max_copies_log2)`` from ``CAP_FORMAT`` and ``CAP_TILE_ROWS`` (``cols = rows``:
+        the fabric does not depend on the tile width)."""
+        from ..rtl.regmap import field_get
+
+        g = lambda name: field_get("CAP_FORMAT", name, word)  # noqa: E731
+        fmt = EmulationFormat(
+            rows=rows, cols=rows, slice_bits=g("SLICE_BITS"), n_slices=g("N_SLICES"), input_bits=g("INPUT_BITS"),
+            code_bits=g("CODE_BITS"), code_frac=g("CODE_FRAC"), adc_bits=g("ADC_BITS"),
+        )
+        return fmt, g("MAX_COPIES_LOG2")
+
     def to_dict(self) -> dict:
         """Plain-data view (JSON-friendly)."""
         d = asdict(self)

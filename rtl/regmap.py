@@ -92,6 +92,7 @@ __all__ = [
     "lookup",
     "by_offset",
     "field_value",
+    "field_get",
     "to_markdown",
     "to_c_header",
     "main",
@@ -193,6 +194,15 @@ REGISTERS: tuple[Register, ...] = (
     Register("CAP_VECTOR_LANES", 0x2C, "ro", 8, 0, "Input vectors computed at once"),
     Register("CAP_MAX_FAN_IN", 0x30, "ro", 16, 0, "Largest LAYER_FAN_IN (input buffer depth)"),
     Register("CAP_TILE_ROWS", 0x34, "ro", 16, 0, "Rows of a crossbar tile (rows converted together)"),
+    Register("CAP_FORMAT", 0x38, "ro", 30, 0, "Numeric format the fabric was built for", (
+        Field("INPUT_BITS", 0, 4, "bits of an input activation"),
+        Field("CODE_BITS", 4, 5, "bits of a cell code"),
+        Field("CODE_FRAC", 9, 4, "fractional bits of a cell code"),
+        Field("ADC_BITS", 13, 5, "ADC resolution"),
+        Field("SLICE_BITS", 18, 4, "bits per device (weight slice)"),
+        Field("N_SLICES", 22, 4, "slices per weight"),
+        Field("MAX_COPIES_LOG2", 26, 4, "largest k of 2**k averaged copies"),
+    )),
     Register("LAYER_FAN_IN", 0x40, "rw", 16, 0, "Inputs per vector K of the run, 1..CAP_MAX_FAN_IN"),
     Register("LAYER_COLUMNS", 0x44, "rw", 16, 0, "Physical columns P of the layer (all copies, slices)"),
     Register("LAYER_NEURONS", 0x48, "rw", 16, 0, "Neurons N of the layer (outputs per vector)"),
@@ -276,6 +286,12 @@ def field_value(register: str, **fields: int) -> int:
             raise ValueError(f"{register}.{name} must fit {f.width} bits, got {value}")
         word |= int(value) << f.lsb
     return word
+
+
+def field_get(register: str, field: str, word: int) -> int:
+    """The value of ``field`` in a word of ``register``."""
+    f = lookup(register).field(field)
+    return (int(word) & f.mask) >> f.lsb
 
 
 def _md(text: str) -> str:

@@ -139,6 +139,7 @@ class AcceleratorTop(wiring.Component):
             regs.cap_vector_lanes.eq(VL),
             regs.cap_max_fan_in.eq(cfg.max_fan_in),
             regs.cap_tile_rows.eq(rows),
+            regs.cap_format.eq(cfg.format_word()),
         ]
         with m.If(regs.cycles_lo_read):
             m.d.sync += cycles_hi.eq(cycles[32:])
@@ -242,8 +243,6 @@ class AcceleratorTop(wiring.Component):
                     gen_lane.eq(0),
                     gen_state.eq(Mux(seed == 0, 1, seed)),
                     gen_last.eq(Mux(clear_cmd, cfg.code_words, regs.fault_words)),
-                    error.eq(0),
-                    error_code.eq(0),
                 ]
 
         # -- run parameters, latched at START ------------------------------------------

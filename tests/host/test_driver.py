@@ -525,10 +525,10 @@ def test_load_errors_name_what_does_not_fit(setup):
         Accelerator("model", cfg=FabricConfig(fmt=FMT, desc_words=500)).load(mapped, chip)
     with pytest.raises(ValueError, match="fan-in 256"):
         Accelerator("model", cfg=FabricConfig(fmt=FMT, max_fan_in=200)).load(mapped, chip)
-    with pytest.raises(ValueError, match="mapped: the network's tiles have 64 rows.*CAP_TILE_ROWS=128"):
+    with pytest.raises(ValueError, match="mapped: the network's numeric format differs.*CAP_FORMAT.*rows 64 vs 128"):
         Accelerator("model").load(mapped, chip)
     narrow = FabricConfig(fmt=EmulationFormat(rows=64, input_bits=4), vector_lanes=8)
-    with pytest.raises(ValueError, match="mapped: the network's format does not fit the fabric.*vector_lanes"):
+    with pytest.raises(ValueError, match="mapped: the network's numeric format differs.*input_bits 8 vs 4"):
         Accelerator("model", cfg=narrow).load(mapped, chip)
     base_mapped, _ = nets["base"]
     with pytest.raises(ValueError, match="programmed has copies of \\[5, 5\\] layers"):

@@ -23,6 +23,7 @@ from remeco.models.fabric import (
     unpack_faults,
     unpack_outputs,
 )
+from remeco.rtl.regmap import lookup
 from remeco.models.fault_lfsr import FAULT_OFF, FAULT_ON, apply_fault_map, rate_threshold, xorshift32
 from remeco.models.mapping import map_layer
 from remeco.models.periphery import column_descriptors
@@ -247,3 +248,11 @@ def test_fabric_config_plain_data():
     assert cfg.words_per_code_word == 4
     d = cfg.to_dict()
     assert d["column_lanes"] == 8 and d["fmt"] == FMT.to_dict()
+
+
+def test_format_word_round_trips_through_cap_format():
+    fmt = EmulationFormat(rows=32, cols=32, slice_bits=3, n_slices=3, input_bits=6, code_bits=12, code_frac=5, adc_bits=10)
+    cfg = FabricConfig(fmt=fmt, max_copies_log2=5)
+    back, k = FabricConfig.format_from_word(cfg.format_word(), 32)
+    assert back == fmt and k == 5
+    assert FabricConfig().format_word() < 1 << lookup("CAP_FORMAT").width
