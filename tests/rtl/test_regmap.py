@@ -91,3 +91,12 @@ def test_regmap_does_not_import_amaranth():
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not any("amaranth" in n for n in names)
+
+
+def test_committed_docs_are_generated_from_the_table():
+    """docs/regmap.md and docs/regmap.h are what `python -m remeco.rtl.regmap docs` writes."""
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    assert (docs / "regmap.md").read_text() == regmap.to_markdown(), "regenerate: python -m remeco.rtl.regmap docs"
+    assert (docs / "regmap.h").read_text() == regmap.to_c_header(), "regenerate: python -m remeco.rtl.regmap docs"
