@@ -216,6 +216,14 @@ def main() -> None:
     print(f"  {'ideal float PyTorch, 1 thread':<26} {f1:10.0f} {100 * float_acc:8.2f} %")
     print(f"  {'ideal float PyTorch, ' + str(cores) + ' thr':<26} {fall:10.0f}")
     print(f"\nratio emulation ({cores} workers) / ideal float PyTorch ({cores} threads): {pool_rate / fall:.4f}")
+    # The emulation converts every input bit plane of every weight slice separately (the
+    # ADC is non-linear per plane), so it does at least input_bits * n_slices times the
+    # multiply-adds of the ideal network, with the same GEMM kernels: an upper bound.
+    fmt = mapped.fmt
+    work = fmt.input_bits * fmt.n_slices
+    print(f"work bound: >= {work}x the ideal network's MACs per pair ({fmt.input_bits} input bit planes x "
+          f"{fmt.n_slices} slices), so at most ~{fall / work:,.0f} pairs/s on this machine with float GEMMs "
+          f"(target {TARGET_PAIRS:,}: {TARGET_PAIRS / (fall / work):.1f}x above that bound)")
     if args.aihwkit_python:
         try:
             ai = _aihwkit_rate(args.aihwkit_python, tm.network, x, y, 2)
