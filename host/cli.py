@@ -40,7 +40,7 @@ def command(name: str, help: str):
 
 def _load_commands() -> None:
     # Imported for their registration side effect; kept here so `remeco --help` lists all.
-    from remeco.host import demo, dse, network_cli, reproduce, rtl_cli  # noqa: F401
+    from remeco.host import demo, dse, network_cli, reproduce, rtl_cli, run_cli  # noqa: F401
 
 
 def build_parser() -> argparse.ArgumentParser:

