@@ -8,9 +8,10 @@ equal those of the ``model`` backend and of ``network.infer(executor="emulation"
 the faulty codes.
 
 Measured on the 2-core machine: Verilator build of the default top 92 s (cold, once per
-source text), simulator start 12-17 s, 0.22 s per image (base) and 0.33 s (layer
-averaging), on-chip fault generation 5-11 s (the driver's STATUS polls advance the
-clock a few cycles each).
+source text; 120 s with other test jobs running), simulator start 12-17 s, 0.22 s per
+image (base) and 0.33 s (layer averaging), on-chip fault generation 5-11 s (the driver's
+STATUS polls advance the clock a few cycles each). The default tests take about 3
+minutes of one worker including the build; the slow one about 19 minutes.
 """
 
 from __future__ import annotations
