@@ -288,7 +288,11 @@ class AcceleratorTop(wiring.Component):
         with m.If(busy):
             m.d.comb += self.s_axis.tready.eq(a_active & from_stream & ~(pass_last & reserved))
         with m.Else():
-            m.d.comb += self.s_axis.tready.eq(loading & ~((target == regmap.STREAM_FAULTS) & gen_busy))
+            # held off while the generator owns the fault memory, and in the cycle a new
+            # LOAD_ADDRESS takes effect (the word assembly restarts then)
+            m.d.comb += self.s_axis.tready.eq(
+                loading & ~((target == regmap.STREAM_FAULTS) & gen_busy) & ~regs.load_address_written
+            )
         m.d.comb += [
             code_rd.addr.eq(a_addr),
             fault_rd.addr.eq(a_addr),
