@@ -5,12 +5,13 @@ the model's expected outputs) comes from an ``.npz`` file written by the caller,
 C++ harness of the same script can run exactly the same traffic. Python stays out of the
 inner loop: the clock toggles in the simulator's GPI layer (``clock = "gpi"``, the
 default, as in every bench, see :func:`remeco.tb.common.start_clock`; ``"py"`` is cocotb's
-coroutine clock), the input source and the output sink are full rate, so they sleep
-while the PE computes and wake only per beat.
+coroutine clock) or, built with ``run_bench(hdl_clock=True)``, in the HDL (then
+``clock`` is ignored); the input source and the output sink are full rate, so they
+sleep while the PE computes and wake only per beat.
 
 Parameters: ``stimulus`` (path of the ``.npz``), ``result`` (path of the JSON written at
-the end), ``clock``, ``period_ns``; for the ``floor`` test ``floor_cycles``. Run one test
-at a time (``testcase``): each writes ``result``.
+the end), ``clock``, ``period_ns`` (10 with the HDL clock); for the ``floor`` test
+``floor_cycles``. Run one test at a time (``testcase``): each writes ``result``.
 
 The timed phase starts when the first input beat is offered and ends when the last
 output beat has moved; the JSON holds its simulated cycles, its wall seconds and the
@@ -24,11 +25,10 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from .common import Comparison, bench_params
+from .common import Comparison, bench_params, start_clock
 from .stream import StreamSink, StreamSource
 
 #: Settings (static input ports) stored in the stimulus, in this order.
@@ -43,7 +43,7 @@ async def throughput(dut):
     p = bench_params()
     period = int(p.get("period_ns", 10))
     stim = np.load(p["stimulus"])
-    Clock(dut.clk, period, unit="ns", impl=p.get("clock", "gpi")).start()
+    start_clock(dut, period, impl=p.get("clock", "gpi"))
     for name in PROGRAM + ("x", "gen", "fault"):
         getattr(dut, f"{name}__valid").value = 0
     dut.o__ready.value = 0
@@ -89,7 +89,7 @@ async def floor(dut):
 
     p = bench_params()
     period = int(p.get("period_ns", 10))
-    Clock(dut.clk, period, unit="ns", impl=p.get("clock", "gpi")).start()
+    start_clock(dut, period, impl=p.get("clock", "gpi"))
     for name in PROGRAM + ("x", "gen", "fault"):
         getattr(dut, f"{name}__valid").value = 0
     dut.o__ready.value = 1

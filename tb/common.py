@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-__all__ = ["bench_params", "record_stats", "start_clock", "reset", "Comparison"]
+__all__ = ["bench_params", "record_stats", "hdl_clock_period", "start_clock", "sampled", "reset", "Comparison"]
 
 
 def bench_params() -> dict:
@@ -28,17 +28,46 @@ def record_stats(test: str, vectors: int, mismatches: int) -> None:
             fh.write(json.dumps({"test": test, "vectors": int(vectors), "mismatches": int(mismatches)}) + "\n")
 
 
+def hdl_clock_period() -> int | None:
+    """The period (ns) of the clock the HDL generates, or ``None`` when the bench drives it.
+
+    Set by ``run_bench(hdl_clock=True)`` (:func:`remeco.tb.runner.hdl_clock_testbench`).
+    """
+    value = os.environ.get("REMECO_HDL_CLOCK")
+    return int(value) if value else None
+
+
 def start_clock(dut, period_ns: int = 10, impl: str = "gpi") -> None:
     """Start the ``clk`` of an Amaranth top level (a simulator-side clock).
 
     ``impl="gpi"`` toggles the clock in cocotb's C++ layer (no Python per half period);
     ``"py"`` is cocotb's coroutine clock. Both drive the same edges: the benches only
     write inputs after a rising edge, and their writes are applied after the design has
-    evaluated that edge either way.
+    evaluated that edge either way. When the clock is in the HDL (:func:`hdl_clock_period`)
+    there is nothing to start; ``period_ns`` must then be the HDL clock's.
     """
+    period = hdl_clock_period()
+    if period is not None:
+        if period_ns != period:
+            raise ValueError(f"the HDL clock runs at {period} ns, the bench asked for {period_ns} ns")
+        return
     from cocotb.clock import Clock
 
     Clock(dut.clk, period_ns, unit="ns", impl=impl).start()
+
+
+def sampled(dut, name: str):
+    """The handle to read output ``name`` with in a rising-edge callback: the value the edge sampled.
+
+    With the bench's own (GPI or Python) clock that is the port itself: cocotb runs edge
+    callbacks before the design evaluates the edge. With the clock in the HDL, Verilator
+    runs them after it, so the testbench keeps a copy registered on the edge
+    (``<name>`` + :data:`remeco.tb.runner.SAMPLED_SUFFIX`). Wait for changes
+    (``RisingEdge(dut.<name>)``) on the port itself.
+    """
+    if hdl_clock_period() is None:
+        return getattr(dut, name)
+    return getattr(dut, f"{name}__sampled")
 
 
 async def reset(dut, cycles: int = 2, component=None) -> None:

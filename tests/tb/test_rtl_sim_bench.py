@@ -1,4 +1,4 @@
-"""bench/rtl_sim.py end to end on a few vectors (slow: three Verilator builds)."""
+"""bench/rtl_sim.py end to end on a few vectors (slow: four Verilator builds)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ def test_rtl_sim_bench_small(capsys):
     # every driver's outputs are compared with the model inside (a mismatch exits)
     assert mod.main(["--vectors", "6", "--repeat", "1", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    rows = {r["driver"].split(" (")[0] if r["driver"].startswith("cocotb (") else r["driver"]: r for r in doc["rows"]}
-    assert set(rows) == {"cocotb", "cocotb floor (no Python)", "C++ loop, same model", "C++ loop, plain model"}
-    # the same traffic takes the same number of cycles in cocotb and in the C++ loop
-    assert abs(rows["cocotb"]["cycles"] - rows["C++ loop, same model"]["cycles"]) <= 2
+    rows = {r["driver"]: r for r in doc["rows"]}
+    assert set(rows) == {"cocotb (gpi clock)", "cocotb floor (gpi clock, no Python)", "cocotb (hdl clock)",
+                         "cocotb floor (hdl clock, no Python)", "C++ loop, same model", "C++ loop, plain model"}
+    # the same traffic takes the same number of cycles in cocotb (either clock) and in the C++ loop
+    for clock in ("gpi", "hdl"):
+        assert abs(rows[f"cocotb ({clock} clock)"]["cycles"] - rows["C++ loop, same model"]["cycles"]) <= 2
     assert rows["C++ loop, same model"]["cycles"] == rows["C++ loop, plain model"]["cycles"]
     assert all(r["rate"] > 0 for r in rows.values())
