@@ -10,7 +10,8 @@ from the on-chip generator and from host writes.
 Parameters: the format fields ``rows``, ``cols``, ``slice_bits``, ``n_slices``,
 ``input_bits``, ``code_bits``, ``code_frac``, ``adc_bits``; ``fan_in``, ``neurons``,
 ``col_tiles``, ``adc_shift``, ``max_copies_log2``, ``layers``, ``vectors`` (per layer and
-phase), ``seed``, ``valid_prob``, ``ready_prob``.
+phase), ``stream_vectors`` (per layer, a last phase at full rate; optional), ``seed``,
+``valid_prob``, ``ready_prob``.
 """
 
 from __future__ import annotations
@@ -167,14 +168,22 @@ class PEBench:
         self.fault.send(self.pay["fault"].pack(tile=t, row=r, col=c, kind=k) for t, r, c, k in entries)
         await self._drain(self.fault)
 
-    async def run(self, x: np.ndarray) -> list[int]:
-        """Send input vectors, return their outputs (``neurons`` per vector)."""
+    async def run(self, x: np.ndarray, full_rate: bool = False) -> list[int]:
+        """Send input vectors, return their outputs (``neurons`` per vector).
+
+        ``full_rate``: no idle cycles on ``x``, no backpressure on ``o`` (the stream
+        models then sleep while the PE computes: Python runs per beat, not per cycle).
+        """
+        probs = self.x.prob, self.o.prob
+        if full_rate:
+            self.x.prob = self.o.prob = 1.0
         base = self.o.count
         self.x.send(int(v) for v in x.reshape(-1))
         n_out = x.shape[0] * self.p["neurons"]
         per_vec = self.p["col_tiles"] * (-(-self.p["fan_in"] // self.p["rows"])) * self.p["input_bits"] * self.p["cols"]
         await self.o.wait_for(base + n_out, timeout_cycles=20 * (per_vec + self.p["fan_in"] + 50) * x.shape[0])
         await ClockCycles(self.dut.clk, 4)
+        self.x.prob, self.o.prob = probs
         return self.pay["o"].unpack_many(self.o.words()[base:])
 
 
@@ -219,6 +228,14 @@ async def random_layers(dut):
         x = random_inputs(rng, max(2, p["vectors"] // 2), p["fan_in"], fmt.input_bits)
         want = layer.outputs(x, fmap, code_on, code_off, mult, shift, False)
         cmp.check(f"layer {li} host faults", want.reshape(-1), await tb.run(x))
+
+        # The bulk of the outputs: a long run at full rate, with faults, logits on every other layer.
+        if p.get("stream_vectors", 0):
+            final = li % 2 == 1
+            dut.last_layer.value = int(final)
+            x = random_inputs(rng, p["stream_vectors"], p["fan_in"], fmt.input_bits)
+            want = layer.outputs(x, fmap, code_on, code_off, mult, shift, final)
+            cmp.check(f"layer {li} host faults, full rate", want.reshape(-1), await tb.run(x, full_rate=True))
     cmp.finish("random_layers")
 
 

@@ -3,6 +3,8 @@
 :func:`bench_specs` turns a :class:`VerifyParams` (numeric format + layer shape) into the
 parameter set of each bench, in one place; the pytest files under ``tests/rtl`` and
 :func:`verify` (behind ``remeco verify``, :mod:`remeco.host.rtl_cli`) both run these specs.
+At the default :attr:`VerifyParams.vectors` every bench compares at least 10,000 outputs
+with its model.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ class VerifyParams(LayerParams):
     Attributes
     ----------
     vectors:
-        Scale of the random stimulus (ADC and requantizer vectors; the other benches
-        draw about as many input beats).
+        Scale of the random stimulus: every bench compares at least about this many
+        outputs with its model (ADC and requantizer vectors; crossbar column sums,
+        shift-and-add ``y`` values, averaged slices, combined ``z``, PE outputs).
     seed:
         Seed of every bench's stimulus.
     valid_prob, ready_prob:
@@ -62,6 +65,8 @@ class BenchSpec:
     top: str
     params: dict
     simulator: str = "verilator"
+    #: Run with the clock in the HDL (``run_bench(hdl_clock=True)``) when the simulator is Verilator.
+    hdl_clock: bool = False
 
     def design(self):
         """The Amaranth component under test (built by the bench module's ``design``)."""
@@ -69,7 +74,8 @@ class BenchSpec:
 
     def run(self, waves: bool = True) -> BenchResult:
         """Build and run the bench; see :func:`remeco.tb.runner.run_bench`."""
-        return run_bench(self.bench, self.design(), top=self.top, params=self.params, simulator=self.simulator, waves=waves)
+        return run_bench(self.bench, self.design(), top=self.top, params=self.params, simulator=self.simulator,
+                         waves=waves, hdl_clock=self.hdl_clock and self.simulator == "verilator")
 
 
 def bench_specs(vp: VerifyParams | None = None) -> dict[str, BenchSpec]:
@@ -82,7 +88,6 @@ def bench_specs(vp: VerifyParams | None = None) -> dict[str, BenchSpec]:
         "input_bits": fmt.input_bits, "code_frac": fmt.code_frac, "adc_bits": fmt.adc_bits,
     }
     tiles = -(-vp.fan_in // fmt.rows)
-    beats_per_job = tiles * fmt.input_bits * fmt.cols
     specs = {
         "crossbar": BenchSpec("crossbar", "remeco.tb.bench_crossbar", "crossbar", {
             **common, "rows": fmt.rows, "cols": fmt.cols, "tiles": 6, "code_bits": fmt.code_bits,
@@ -94,28 +99,32 @@ def bench_specs(vp: VerifyParams | None = None) -> dict[str, BenchSpec]:
         }),
         "shift_add": BenchSpec("shift_add", "remeco.tb.bench_shift_add", "shift_add", {
             **common, "adc_bits": fmt.adc_bits, "input_bits": fmt.input_bits, "cols": fmt.cols,
-            "y_width": w["y"], "tiles": tiles, "jobs": max(8, -(-4 * vp.vectors // beats_per_job)),
+            # one y per column and job
+            "y_width": w["y"], "tiles": tiles, "jobs": max(8, -(-vp.vectors // fmt.cols)),
         }),
         "averager": BenchSpec("averager", "remeco.tb.bench_averager", "averager", {
             **common, "y_width": w["y"], "n_slices": fmt.n_slices, "slice_bits": fmt.slice_bits,
             "max_copies_log2": vp.max_copies_log2, "neurons": vp.neurons,
-            # a layer has about neurons * n_slices * 2**(k_max / 2) columns
-            "layers": max(6, vp.vectors // max(1, vp.neurons * fmt.n_slices * (1 << (vp.max_copies_log2 // 2)))),
+            # one averaged value per (neuron, slice) of a layer
+            "layers": max(6, -(-vp.vectors // (vp.neurons * fmt.n_slices))),
         }),
         "combine": BenchSpec("combine", "remeco.tb.bench_combine", "combine", {
             **common, **fmt_fields, "fan_in": vp.fan_in, "adc_shift": vp.adc_shift,
-            "max_copies_log2": vp.max_copies_log2, "neurons": max(60, vp.vectors // fmt.n_slices),
+            "max_copies_log2": vp.max_copies_log2, "neurons": max(60, vp.vectors),
         }),
         "requant": BenchSpec("requant", "remeco.tb.bench_requant", "requant", {
             **common, "z_width": w["z"], "code_frac": fmt.code_frac, "vectors": vp.vectors,
         }),
     }
     pe_col_tiles = vp.col_tiles  # enough for the largest plan
+    pe_layers = 4
     specs["pe"] = BenchSpec("pe", "remeco.tb.bench_pe", "pe", {
         **common, **fmt_fields, "cols": fmt.cols, "code_bits": fmt.code_bits,
         "fan_in": vp.fan_in, "neurons": vp.neurons, "col_tiles": pe_col_tiles, "adc_shift": vp.adc_shift,
-        "max_copies_log2": vp.max_copies_log2, "layers": 4, "vectors": max(4, vp.vectors // 1000),
-    })
+        "max_copies_log2": vp.max_copies_log2, "layers": pe_layers, "vectors": max(4, vp.vectors // 1000),
+        # most outputs come from a full-rate phase per layer, which the HDL clock makes cheap
+        "stream_vectors": -(-vp.vectors // (pe_layers * vp.neurons)),
+    }, hdl_clock=True)
     return specs
 
 
