@@ -1,13 +1,16 @@
 """``remeco rtl generate``, ``remeco rtl report`` and ``remeco verify``: the hardware engineer's commands.
 
 * ``remeco rtl generate --out DIR`` writes the Verilog of every block and the PE plus a
-  manifest (:func:`remeco.rtl.verilog.generate`), optionally lint-checked by Verilator.
+  manifest (:func:`remeco.rtl.verilog.generate`), optionally lint-checked by Verilator;
+  ``--top`` adds the accelerator top ``remeco_top.v`` at the default
+  :class:`~remeco.models.fabric.FabricConfig` (:func:`remeco.rtl.top.generate_top`).
 * ``remeco rtl report`` synthesises every block and the PE with Yosys for the 7 series
   and prints LUT / FF / BRAM / DSP and the share of the PYNQ-Z1/Z2's xc7z020
   (:func:`remeco.rtl.resources.report`).
 * ``remeco verify`` runs the cocotb equivalence benches (RTL == emulation model, bit
-  for bit) and prints one row per component; the exit status is 1 if any output
-  differed or a bench failed.
+  for bit) and prints one row per component, the accelerator top last
+  (:mod:`remeco.tb.verification`); the exit status is 1 if any output differed or a
+  bench failed.
 
 All three take the same layer parameters (numeric format + layer shape,
 :class:`remeco.rtl.verilog.LayerParams`); the defaults are the small layer the test
@@ -56,13 +59,13 @@ def layer_params(args: argparse.Namespace, cls=LayerParams, **extra):
     return cls(fmt=fmt, **{k: getattr(args, k) for k in _LAYER_FIELDS}, **extra)
 
 
-def _components(text: list[str] | None) -> tuple[str, ...] | None:
+def _components(text: list[str] | None, known: tuple[str, ...] = COMPONENT_NAMES) -> tuple[str, ...] | None:
     if not text:
         return None
     names = tuple(n for part in text for n in part.split(",") if n)
-    bad = [n for n in names if n not in COMPONENT_NAMES]
+    bad = [n for n in names if n not in known]
     if bad:
-        raise UserError(f"unknown component(s) {', '.join(bad)}; choose from {', '.join(COMPONENT_NAMES)}")
+        raise UserError(f"unknown component(s) {', '.join(bad)}; choose from {', '.join(known)}")
     return names
 
 
@@ -80,6 +83,9 @@ def _add_rtl(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory (created)")
     g.add_argument("--prefix", default="remeco_", help="module name prefix (default remeco_)")
     g.add_argument("--lint", action="store_true", help="lint every file with Verilator (the project's waivers)")
+    g.add_argument("--top", action="store_true",
+                   help="also write remeco_top.v, the accelerator top at the default FabricConfig "
+                        "(its own format and sizes, not the layer parameters; the name takes no --prefix)")
     g.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     add_layer_arguments(g)
 
@@ -102,6 +108,8 @@ def _generate(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} exists and is not a directory")
     files = generate(args.out, lp, prefix=args.prefix)
+    if args.top:
+        files.append(_generate_top(args.out))
     lint_results = {}
     if args.lint:
         for f in files:
@@ -121,6 +129,31 @@ def _generate(args: argparse.Namespace) -> int:
             if not res["clean"]:
                 print(f"--- {name}\n{res['messages']}", file=sys.stderr)
     return 0 if all(r["clean"] for r in lint_results.values()) else 1
+
+
+def _generate_top(out: Path) -> Path:
+    """``remeco_top.v`` at the default :class:`FabricConfig`, and its entry in ``manifest.json``."""
+    from amaranth.hdl import Value
+
+    from remeco.models.fabric import FabricConfig
+    from remeco.rtl.top import AcceleratorTop, generate_top
+
+    cfg = FabricConfig()
+    path = generate_top(out, cfg)
+    comp = AcceleratorTop(cfg)  # for its signature only: generate_top elaborated its own
+    comp._MustUse__used = True
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["modules"][path.stem] = {
+        "file": path.name,
+        "fabric": cfg.to_dict(),
+        "ports": {
+            "__".join(map(str, p)): {"flow": m.flow.value, "width": len(Value.cast(v))}
+            for p, m, v in comp.signature.flatten(comp)
+        },
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -180,7 +213,7 @@ def _run_rtl(args: argparse.Namespace) -> int:
 
 
 def _add_verify(p: argparse.ArgumentParser) -> None:
-    from remeco.tb.verification import VerifyParams
+    from remeco.tb.verification import COMPONENTS, VerifyParams
 
     d = VerifyParams()
     p.add_argument("--vectors", type=int, default=d.vectors, help=f"stimulus scale (default {d.vectors})")
@@ -190,26 +223,32 @@ def _add_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ready-prob", type=float, default=d.ready_prob,
                    help=f"probability of ready per cycle (default {d.ready_prob})")
     p.add_argument("--components", nargs="+", metavar="NAME",
-                   help=f"only these ({', '.join(COMPONENT_NAMES)}; default all)")
+                   help=f"only these ({', '.join(COMPONENTS)}; default all; top: the accelerator top at a "
+                        "small FabricConfig of the layer's format, fan-in and k)")
     p.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
     p.add_argument("--waves", action="store_true", help="record a waveform of every bench run")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     add_layer_arguments(p)
 
 
-@command("verify", "RTL == emulation model, bit for bit: run the cocotb benches of every block and the PE.")(_add_verify)
+@command("verify", "RTL == emulation model, bit for bit: run the cocotb benches of every block, the PE and "
+                   "the accelerator top.")(_add_verify)
 def _run_verify(args: argparse.Namespace) -> int:
     from remeco.tb import verify
     from remeco.tb.runner import simulator_available
-    from remeco.tb.verification import VerifyParams
+    from remeco.tb.verification import COMPONENTS, VerifyParams
 
     vp = layer_params(args, VerifyParams, vectors=args.vectors, seed=args.seed,
                       valid_prob=args.valid_prob, ready_prob=args.ready_prob)
-    names = _components(args.components)
+    names = _components(args.components, COMPONENTS)
     if not simulator_available(args.simulator):
         raise UserError(f"simulator {args.simulator} is not installed")
     results: list = []
     rows = verify(vp, names, simulator=args.simulator, waves=args.waves, results=results)
+    if names is None and "top" not in (r[0] for r in rows):
+        why = "its bench runs on Verilator only" if args.simulator != "verilator" else \
+            "the accelerator top does not support this numeric format (FabricConfig)"
+        print(f"note: no top row: {why}", file=sys.stderr)
     ok = all(vectors > 0 and mismatches == 0 for _, vectors, mismatches, _ in rows)
     for res in results:  # what failed, where its log (and waveform) is
         if not res.passed:

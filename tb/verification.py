@@ -4,7 +4,9 @@
 parameter set of each bench, in one place; the pytest files under ``tests/rtl`` and
 :func:`verify` (behind ``remeco verify``, :mod:`remeco.host.rtl_cli`) both run these specs.
 At the default :attr:`VerifyParams.vectors` every bench compares at least 10,000 outputs
-with its model.
+with its model. The last row is the accelerator top (:class:`remeco.rtl.top.AcceleratorTop`)
+at a small :class:`~remeco.models.fabric.FabricConfig` of the same numeric format
+(:func:`top_config`), driven through its AXI4-Lite and AXI4-Stream ports.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import importlib
 import time
 from dataclasses import dataclass, replace
 
+from ..models.fabric import FabricConfig
+from ..rtl.top import TOP_NAME
 from ..rtl.verilog import LayerParams
-from .runner import BenchResult, run_bench
+from .runner import SIMULATORS, BenchResult, run_bench
 
-__all__ = ["VerifyParams", "BenchSpec", "bench_specs", "verify", "COMPONENTS"]
+__all__ = ["VerifyParams", "BenchSpec", "bench_specs", "top_config", "verify", "COMPONENTS"]
 
-#: Components in datapath order (the names of the rows :func:`verify` returns).
-COMPONENTS = ("crossbar", "adc", "shift_add", "averager", "combine", "requant", "pe")
+#: Components in datapath order, then the accelerator top (the names of the rows :func:`verify` returns).
+COMPONENTS = ("crossbar", "adc", "shift_add", "averager", "combine", "requant", "pe", "top")
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,8 @@ class VerifyParams(LayerParams):
     vectors:
         Scale of the random stimulus: every bench compares at least about this many
         outputs with its model (ADC and requantizer vectors; crossbar column sums,
-        shift-and-add ``y`` values, averaged slices, combined ``z``, PE outputs).
+        shift-and-add ``y`` values, averaged slices, combined ``z``, PE outputs, top
+        accumulators).
     seed:
         Seed of every bench's stimulus.
     valid_prob, ready_prob:
@@ -67,6 +72,8 @@ class BenchSpec:
     simulator: str = "verilator"
     #: Run with the clock in the HDL (``run_bench(hdl_clock=True)``) when the simulator is Verilator.
     hdl_clock: bool = False
+    #: Simulators the bench passes on.
+    simulators: tuple[str, ...] = SIMULATORS
 
     def design(self):
         """The Amaranth component under test (built by the bench module's ``design``)."""
@@ -78,8 +85,32 @@ class BenchSpec:
                          waves=waves, hdl_clock=self.hdl_clock and self.simulator == "verilator")
 
 
+def top_config(vp: VerifyParams | None = None) -> FabricConfig:
+    """The :class:`FabricConfig` of the ``top`` row: ``vp``'s numeric format, fan-in (at
+    least a tile and a row: the bench's layers reach that) and largest ``k``; 4 column
+    lanes, 2 vector lanes and memories just deep enough for the bench's random layers
+    (every rule of the top at a size that simulates in seconds)."""
+    vp = vp or VerifyParams()
+    lanes = 4
+    fan_in = max(vp.fan_in, vp.fmt.rows + 1)
+    # the bench's layers: up to 3 * lanes - 1 neurons, every slice copied 2**k times
+    blocks = -(-(3 * lanes - 1) * vp.fmt.n_slices * (1 << vp.max_copies_log2) // lanes)
+    return FabricConfig(fmt=vp.fmt, column_lanes=lanes, vector_lanes=2, code_words=_TOP_LAYERS * blocks * fan_in,
+                        desc_words=_TOP_LAYERS * blocks * lanes, max_fan_in=fan_in,
+                        max_copies_log2=vp.max_copies_log2)
+
+
+# Layers the top's bench places in its memories; its runs draw 1..16 vectors of a random layer.
+_TOP_LAYERS = 5
+_TOP_MAX_VECTORS = 16
+
+
 def bench_specs(vp: VerifyParams | None = None) -> dict[str, BenchSpec]:
-    """The bench of every component for ``vp`` (default :class:`VerifyParams`)."""
+    """The bench of every component for ``vp`` (default :class:`VerifyParams`).
+
+    ``"top"`` is left out when :func:`top_config` rejects ``vp``'s format (e.g. code
+    words wider than the fabric's 16 bits).
+    """
     vp = vp or VerifyParams()
     fmt, w = vp.fmt, vp.widths()
     common = {"seed": vp.seed, "valid_prob": vp.valid_prob, "ready_prob": vp.ready_prob}
@@ -125,6 +156,17 @@ def bench_specs(vp: VerifyParams | None = None) -> dict[str, BenchSpec]:
         # most outputs come from a full-rate phase per layer, which the HDL clock makes cheap
         "stream_vectors": -(-vp.vectors // (pe_layers * vp.neurons)),
     }, hdl_clock=True)
+    try:
+        top_cfg = top_config(vp)
+    except ValueError:
+        return specs  # a format the fabric cannot hold (see FabricConfig): no top row
+    # A run compares vectors x neurons accumulators, about 8.5 x 6 on average. Verilator
+    # only: on Icarus cocotbext-axi's S2MM sink samples an X tvalid right after the reset
+    # (the bench leaves the bus inputs undriven until its bus models start).
+    specs["top"] = BenchSpec("top", "remeco.tb.bench_top", TOP_NAME, {
+        "cfg": top_cfg.to_dict(), "layers": _TOP_LAYERS, "runs": max(20, -(-vp.vectors // 25)),
+        "max_vectors": _TOP_MAX_VECTORS, "seed": vp.seed, "pause": round(1.0 - min(vp.valid_prob, vp.ready_prob), 3),
+    }, simulators=("verilator",))
     return specs
 
 
@@ -137,14 +179,25 @@ def verify(
 ) -> list[tuple[str, int, int, float]]:
     """Run the benches; one row ``(component, vectors, mismatches, seconds)`` per component.
 
+    ``components`` defaults to every entry of :func:`bench_specs` that runs on ``simulator``
+    (the top: Verilator only, and only when its format fits the fabric); asking for one
+    that cannot run raises ``ValueError``.
+
     ``seconds`` is wall time including the (cached) build. A bench that fails without
     a mismatch count (a crash, a timeout, a protocol error) reports ``mismatches = -1``.
     With ``results``, each run's :class:`~remeco.tb.runner.BenchResult` (messages, log
     and waveform paths) is appended to it.
     """
     specs = bench_specs(vp)
+    if components and "top" in components and "top" not in specs:
+        top_config(vp)  # raises ValueError saying why the top cannot take this format
+    if not components:
+        components = tuple(n for n, spec in specs.items() if simulator in spec.simulators)
+    unsupported = [n for n in components if simulator not in specs[n].simulators]
+    if unsupported:
+        raise ValueError(f"the bench of {', '.join(unsupported)} does not run on {simulator}")
     rows = []
-    for name in components or tuple(specs):
+    for name in components:
         spec = replace(specs[name], simulator=simulator)
         t0 = time.monotonic()
         res = spec.run(waves=waves)

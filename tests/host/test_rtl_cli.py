@@ -34,6 +34,7 @@ def _one_line_error(capsys, argv: list[str], word: str) -> None:
         (["verify", "--ready-prob", "1.5"], "ready_prob"),
         (["verify", "--components", "nothing"], "nothing"),
         (["verify", "--max-copies-log2", "9"], "max_copies_log2"),
+        (["verify", "--components", "top", "--code-bits", "17"], "code_bits"),
     ],
 )
 def test_bad_parameters_exit_2_with_one_line(capsys, tmp_path, argv, word):
@@ -68,6 +69,24 @@ def test_generate_every_block_lint_clean(capsys, tmp_path):
 
 
 @pytest.mark.sim
+def test_generate_top(capsys, tmp_path):
+    from remeco.models.fabric import FabricConfig
+    from remeco.rtl.top import TOP_NAME
+
+    out = tmp_path / "v"
+    assert main(["rtl", "generate", "--out", str(out), "--top", "--lint", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    names = [p.split("/")[-1] for p in doc["files"]]
+    assert names == [f"remeco_{n}.v" for n in COMPONENT_NAMES] + [f"{TOP_NAME}.v"]
+    assert doc["lint"][f"{TOP_NAME}.v"]["clean"]
+    assert re.search(rf"^module {TOP_NAME}\(", (out / f"{TOP_NAME}.v").read_text(), re.M)
+    # the top is at the default FabricConfig, whatever the layer parameters
+    entry = json.loads((out / "manifest.json").read_text())["modules"][TOP_NAME]
+    assert entry["file"] == f"{TOP_NAME}.v" and entry["fabric"] == FabricConfig().to_dict()
+    assert entry["ports"]["s_axil__awaddr"]["flow"] == "In" and entry["ports"]["m_axis__tdata"]["width"] == 32
+
+
+@pytest.mark.sim
 def test_report_one_small_component(capsys, tmp_path):
     out = tmp_path / "r" / "report.json"
     assert main(["rtl", "report", "--components", "adc", "--json", "--out", str(out)]) == 0
@@ -99,14 +118,14 @@ def test_report_table_formats_rows(capsys, monkeypatch):
 
 @pytest.mark.sim
 def test_verify_summary_and_json(capsys):
-    argv = ["verify", "--components", "adc", "combine", "--vectors", "600", "--seed", "3"]
+    argv = ["verify", "--components", "adc", "combine", "top", "--vectors", "600", "--seed", "3"]
     assert main(argv + ["--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["passed"] is True
-    assert [r["component"] for r in doc["rows"]] == ["adc", "combine"]
+    assert [r["component"] for r in doc["rows"]] == ["adc", "combine", "top"]
     for r in doc["rows"]:
         assert r["vectors"] >= 300 and r["mismatches"] == 0 and r["seconds"] > 0
-    assert main(argv[:3] + argv[4:]) == 0  # adc only, as a table
+    assert main(argv[:3] + argv[5:]) == 0  # adc only, as a table
     out = capsys.readouterr().out
     assert re.search(r"adc\s+\d+\s+0\s+\d+\.\d", out) and "PASS" in out
 

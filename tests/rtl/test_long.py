@@ -22,6 +22,7 @@ def test_every_block_icarus():
     if not simulator_available("icarus"):
         pytest.skip("Icarus Verilog (iverilog) is not installed")
     rows = verify(VerifyParams(vectors=2_000, seed=12), simulator="icarus")
-    assert [r[0] for r in rows] == list(COMPONENTS)
+    # the accelerator top's bench runs on Verilator only (see tb.verification.bench_specs)
+    assert [r[0] for r in rows] == [c for c in COMPONENTS if c != "top"]
     for component, vectors, mismatches, _ in rows:
         assert vectors > 0 and mismatches == 0, component
