@@ -76,10 +76,14 @@ class AcceleratorTop(wiring.Component):
     """
 
     def __init__(self, cfg: FabricConfig = FabricConfig()) -> None:
-        if not isinstance(cfg, FabricConfig):
-            raise ValueError(f"cfg must be a FabricConfig, got {type(cfg).__name__}")
-        _log2_exact(cfg.column_lanes, "column_lanes")
-        _log2_exact(cfg.vector_lanes, "vector_lanes")
+        try:
+            if not isinstance(cfg, FabricConfig):
+                raise ValueError(f"cfg must be a FabricConfig, got {type(cfg).__name__}")
+            _log2_exact(cfg.column_lanes, "column_lanes")
+            _log2_exact(cfg.vector_lanes, "vector_lanes")
+        except ValueError:
+            self._MustUse__silence = True  # a refused configuration is not an unused design
+            raise
         self.cfg = cfg
         super().__init__({
             "s_axil": In(AxiLiteSignature(regmap.ADDR_BITS)),
