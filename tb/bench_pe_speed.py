@@ -136,7 +136,8 @@ async def player(dut):
                              f"{(get_sim_time('ns') - c0) // period} cycles")
     cycles = int(dut.play_cycles.value)
     bits = len(dut.o__payload)
-    words = [int(t, 16) for t in open(HdlPlayer.OUT_FILE).read().split() if not t.startswith(("//", "@"))]
+    with open(HdlPlayer.OUT_FILE) as fh:
+        words = [int(t, 16) for t in fh.read().split() if not t.startswith(("//", "@"))]
     got = [w - (1 << bits) if w >> (bits - 1) else w for w in words]
     with open(p["result"], "w") as fh:
         json.dump({"cycles": cycles, "seconds": t1 - t0, "outputs": got}, fh)
