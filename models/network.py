@@ -19,22 +19,30 @@ The walk of DESIGN.md for a whole network:
 Each layer's crossbar product ``z`` (units ``2**-code_frac``) is turned into integer
 accumulator units with ``round_shift(z, code_frac)``; bias, requantization, ReLU and
 pooling are then exactly those of the integer reference network
-(:meth:`remeco.models.nn.QuantizedNetwork.forward_int`), so an ideal crossbar with a
+(:meth:`remeco.models.quantized.QuantizedNetwork.forward_int`), so an ideal crossbar with a
 wide ADC reproduces the reference logits bit for bit.
+
+Everything here but programming (:func:`program_network`, which simulates the devices
+with SciPy) and the ``physics`` executor needs NumPy only: a mapped network and a chip
+instance's cell codes can be loaded and run without torch or SciPy (on a board, from a
+bundle: :mod:`remeco.host.bundle`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .chip import ChipParams, ProgrammedLayer, program_layer
 from .emulation import EmulationFormat, calibrate_adc_shift, emulate_matvec, round_shift, to_accumulator
 from .mapping import MappedLayer, map_layer
-from .nn import QuantizedNetwork
 from .physics import physics_matvec
+from .quantized import QuantizedNetwork
 from .redundancy import RedundancyPlan
+
+if TYPE_CHECKING:  # .chip simulates devices with SciPy; imported where a chip is programmed
+    from .chip import ChipParams, ProgrammedLayer
 
 __all__ = ["EXECUTORS", "MappedNetwork", "ProgrammedNetwork", "calibrate_adc_shifts", "map_network", "program_network", "infer"]
 
@@ -68,7 +76,18 @@ class MappedNetwork:
 
 @dataclass(frozen=True)
 class ProgrammedNetwork:
-    """One chip instance of a mapped network: ``copies[c][layer]`` for committee copy ``c``."""
+    """One chip instance of a mapped network, per committee copy ``c`` and layer.
+
+    Attributes
+    ----------
+    copies:
+        ``copies[c][layer]``: the programmed :class:`~remeco.models.chip.ProgrammedLayer`
+        (transfer matrices, for the ``physics`` executor); empty when only the codes are
+        known (a chip instance loaded from a bundle).
+    codes:
+        ``codes[c][layer]``: integer cell codes ``(row_tiles, col_tiles, rows, cols)``,
+        what the ``emulation`` executor and the accelerator use.
+    """
 
     copies: tuple[tuple[ProgrammedLayer, ...], ...]
     codes: tuple[tuple[np.ndarray, ...], ...]
@@ -163,6 +182,8 @@ def program_network(mapped: MappedNetwork, params: ChipParams, *, seed: int, ins
     Committee copy ``c`` uses layer keys ``c * 1000 + layer`` so that its tiles are
     physically different devices of the same chip instance.
     """
+    from .chip import program_layer
+
     copies, codes = [], []
     for c in range(1 << mapped.plan.committee_log2):
         progs = tuple(
@@ -199,6 +220,12 @@ def infer(
         Chip parameters (device range for the physics executor); default ``ChipParams()``.
     batch_size:
         Images per chunk.
+
+    Raises
+    ------
+    ValueError
+        For an unknown executor, no chip instance, or a ``physics`` run on a chip
+        instance known by its codes only.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
@@ -207,10 +234,18 @@ def infer(
         return net.forward_int(images, batch_size=batch_size)
     if programmed is None:
         raise ValueError(f"programmed (a chip instance) is required for executor {executor!r}")
-    device = (params or ChipParams()).device
+    device = None
+    if executor == "physics":
+        if len(programmed.copies) != len(programmed.codes):
+            raise ValueError("the physics executor needs the programmed layers (transfer matrices); "
+                             "this chip instance has its cell codes only")
+        from .chip import ChipParams
+
+        device = (params or ChipParams()).device
     fmt = mapped.fmt
     outputs = []
-    for c, (progs, codes) in enumerate(zip(programmed.copies, programmed.codes)):
+    for c, codes in enumerate(programmed.codes):
+        progs = programmed.copies[c] if device is not None else None
 
         def matmul(index, layer, rows, progs=progs, codes=codes):
             m = mapped.layers[index]

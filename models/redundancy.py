@@ -29,10 +29,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .sensitivity import Sensitivity
+if TYPE_CHECKING:  # sensitivity imports torch; a plan itself is plain data (loaded on a board)
+    from .sensitivity import Sensitivity
 
 __all__ = ["PLAN_NAMES", "RedundancyPlan", "make_plan", "copies_to_log2", "Trial", "reduce_plan"]
 
