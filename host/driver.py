@@ -30,7 +30,8 @@ maps) and runs inference. Every wait polls ``STATUS`` against a deadline and rai
 :class:`TimeoutError` naming what it waited for; a command the fabric rejects raises
 :class:`AcceleratorError` with its ``ERROR_CODE``.
 
-This module imports NumPy only (no torch), so it runs on a board image.
+This module and what it imports need NumPy only (no torch, no SciPy), so it runs on a board
+image; :mod:`remeco.models.network` is imported for its plain-data classes.
 
 Example::
 
@@ -47,9 +48,8 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -75,8 +75,7 @@ from ..models.fault_lfsr import THRESHOLD_ONE, rate_threshold
 from ..rtl import regmap
 from ..rtl.regmap import STREAM_CODES, STREAM_DESCRIPTORS, STREAM_FAULTS, STREAM_INPUTS, by_offset, lookup
 
-if TYPE_CHECKING:
-    from ..models.network import MappedNetwork, ProgrammedNetwork
+from ..models.network import MappedNetwork, ProgrammedNetwork
 
 __all__ = [
     "BACKENDS",
@@ -97,8 +96,6 @@ _MASK32 = 0xFFFFFFFF
 # What this driver speaks; captured at import so a device is compared with it.
 _ID_VALUE = regmap.ID_VALUE
 _VERSION_MAJOR = regmap.VERSION_VALUE >> 16
-# models.network imports torch; the driver only recognises its classes, so it looks them up lazily.
-_NETWORK_MODULE = __name__.rsplit(".", 2)[0] + ".models.network"
 _ERROR_MEANINGS = {1: "bad run description", 2: "load beyond a memory", 3: "command while busy"}
 
 
@@ -223,6 +220,7 @@ class ModelDevice:
         self._pair = np.zeros(0, dtype=np.int64)  # stream words of the code word being assembled
         self._run: _Run | None = None
         self._out = np.zeros(0, dtype=np.uint32)
+        self._out_left = 0  # output words of the run not yet taken by S2MM; TLAST on the last
 
     def _fail(self, code: int) -> None:
         self._error, self._error_code = True, code
@@ -330,10 +328,54 @@ class ModelDevice:
             groups_left=-(-v // cfg.vector_lanes), pending=np.zeros(0, dtype=np.int64),
         )
         self._out = np.zeros(0, dtype=np.uint32)
+        self._out_left = -(-v // cfg.vector_lanes) * cfg.vector_lanes * n
 
     # -- streams ----------------------------------------------------------------------
     def stream(self, words: np.ndarray, receive: int = 0, *, timeout: float = 10.0) -> np.ndarray:
         """One DMA round (see :class:`Device`); ``TimeoutError`` naming the cause if it cannot complete."""
+        w = self._check_words(words)
+        if not _is_int(receive) or receive < 0:
+            raise ValueError(f"receive must be a non-negative integer, got {receive!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        held, why_held = self._accept(w)
+        got, _ = self._take(int(receive))
+        if held:
+            raise TimeoutError(f"MM2S transfer incomplete: {held} of {len(w)} words held off ({why_held})")
+        if len(got) < receive:
+            raise TimeoutError(f"S2MM transfer incomplete: {len(got)} of {receive} words received ({self._why_silent()})")
+        return got.astype(np.uint32)
+
+    def send(self, words: np.ndarray) -> int:
+        """The MM2S side alone (``s_axis``): offer ``words``, return how many the top accepts.
+
+        The rest would be held off (``TREADY`` low) until something changes, e.g. a run
+        starts. With :meth:`receive` and :attr:`ready_words` this lets a bus model (the
+        simulated Zynq's AXI DMA in ``tests/board_env``) move words beat by beat;
+        :meth:`stream` is both sides at once.
+        """
+        w = self._check_words(words)
+        held, _ = self._accept(w)
+        return len(w) - held
+
+    def receive(self, count: int) -> tuple[np.ndarray, bool]:
+        """The S2MM side alone (``m_axis``): take up to ``count`` output words that are ready.
+
+        Returns the uint32 words and whether the last of them carries ``TLAST`` (the
+        run's last output word).
+        """
+        if self._closed:
+            raise RuntimeError("device is closed")
+        if not _is_int(count) or count < 0:
+            raise ValueError(f"count must be a non-negative integer, got {count!r}")
+        return self._take(int(count))
+
+    @property
+    def ready_words(self) -> int:
+        """Output words the top holds ready for S2MM (``TVALID`` while nonzero)."""
+        return len(self._out)
+
+    def _check_words(self, words: np.ndarray) -> np.ndarray:
         if self._closed:
             raise RuntimeError("device is closed")
         w = np.asarray(words)
@@ -342,18 +384,15 @@ class ModelDevice:
         w = w.astype(np.int64)
         if w.size and (w.min() < 0 or w.max() > _MASK32):
             raise ValueError("words must be 32-bit unsigned integers")
-        if not _is_int(receive) or receive < 0:
-            raise ValueError(f"receive must be a non-negative integer, got {receive!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        held, why_held = self._accept(w)
-        got, self._out = self._out[: int(receive)], self._out[int(receive) :]
+        return w
+
+    def _take(self, count: int) -> tuple[np.ndarray, bool]:
+        """Pop up to ``count`` output words; the run ends (``DONE``) once its last word is taken."""
+        got, self._out = self._out[:count], self._out[count:]
+        last = bool(len(got)) and self._out_left == len(got)
+        self._out_left = max(self._out_left - len(got), 0)
         self._settle()
-        if held:
-            raise TimeoutError(f"MM2S transfer incomplete: {held} of {len(w)} words held off ({why_held})")
-        if len(got) < receive:
-            raise TimeoutError(f"S2MM transfer incomplete: {len(got)} of {receive} words received ({self._why_silent()})")
-        return got.astype(np.uint32)
+        return got.astype(np.uint32), last
 
     def _why_silent(self) -> str:
         run = self._run
@@ -456,15 +495,9 @@ def make_device(backend: str, **kwargs) -> Device:
 # -- the driver -------------------------------------------------------------------------
 
 
-def _network_class(name: str):
-    module = sys.modules.get(_NETWORK_MODULE)
-    return getattr(module, name, None)
-
-
-def _check_instance(arg: str, value: object, cls_name: str) -> None:
-    cls = _network_class(cls_name)
-    if cls is None or not isinstance(value, cls):
-        raise ValueError(f"{arg} must be a {cls_name}, got {type(value).__name__}")
+def _check_instance(arg: str, value: object, cls: type) -> None:
+    if not isinstance(value, cls):
+        raise ValueError(f"{arg} must be a {cls.__name__}, got {type(value).__name__}")
 
 
 def _to_tiles(words: np.ndarray, mapped, cfg: FabricConfig) -> np.ndarray:
@@ -613,8 +646,8 @@ class Accelerator:
         Writes codes and column descriptors, clears the fault map (faults off) and sets
         ``FAULT_WORDS`` to the code words used. ``ValueError`` if the network does not fit.
         """
-        _check_instance("mapped", mapped, "MappedNetwork")
-        _check_instance("programmed", programmed, "ProgrammedNetwork")
+        _check_instance("mapped", mapped, MappedNetwork)
+        _check_instance("programmed", programmed, ProgrammedNetwork)
         fmt = mapped.fmt
         built = dataclasses.replace(self.config.fmt, cols=fmt.cols)  # the fabric is tile-width agnostic
         if fmt != built:
