@@ -4,17 +4,22 @@ Subcommands register themselves in :data:`COMMANDS` (name -> (help, add_argument
 so later layers add commands without touching the parser plumbing. Errors the user can
 fix (bad values, missing files) are printed as one line and exit with status 2; they are
 never shown as a traceback.
+
+A command module whose third-party dependency is not installed (torch, SciPy or Amaranth
+on a PYNQ board) is left out and named in ``remeco --help`` (:data:`UNAVAILABLE`), so
+the commands that need NumPy only (``remeco run --bundle``) still work there.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 
 from remeco import __version__
 
-__all__ = ["main", "COMMANDS", "UserError"]
+__all__ = ["main", "COMMANDS", "UNAVAILABLE", "UserError"]
 
 
 class UserError(Exception):
@@ -23,6 +28,9 @@ class UserError(Exception):
 
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: dict[str, Command] = {}
+#: Command modules left out because a package they import is missing: module -> package.
+UNAVAILABLE: dict[str, str] = {}
+_COMMAND_MODULES = ("demo", "dse", "network_cli", "reproduce", "rtl_cli", "run_cli")
 
 
 def command(name: str, help: str):
@@ -40,15 +48,28 @@ def command(name: str, help: str):
 
 def _load_commands() -> None:
     # Imported for their registration side effect; kept here so `remeco --help` lists all.
-    from remeco.host import demo, dse, network_cli, reproduce, rtl_cli, run_cli  # noqa: F401
+    for name in _COMMAND_MODULES:
+        module = f"remeco.host.{name}"
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            missing = (exc.name or "").split(".")[0]
+            if not missing or missing == "remeco":
+                raise  # our own code is broken: never hide that
+            UNAVAILABLE[module] = missing
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
     _load_commands()
+    epilog = None
+    if UNAVAILABLE:
+        missing = ", ".join(f"{m} (needs {p})" for m, p in sorted(UNAVAILABLE.items()))
+        epilog = f"Commands not available here, a package is missing: {missing}."
     parser = argparse.ArgumentParser(
         prog="remeco",
         description="Reliable memristor-crossbar accelerators: golden models, redundancy (ReMeCo), RTL verification.",
+        epilog=epilog,
     )
     parser.add_argument("--version", action="version", version=f"remeco {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

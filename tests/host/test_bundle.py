@@ -1,0 +1,233 @@
+"""Bundles (:mod:`remeco.host.bundle`): round trip bit for bit, and one clear error per bad file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from remeco.host.bundle import BUNDLE_VERSION, Bundle, BundleError, load_bundle, save_bundle
+from remeco.host.driver import Accelerator
+from remeco.host.run_cli import CALIBRATION_IMAGES
+from remeco.models.chip import ChipParams
+from remeco.models.emulation import EmulationFormat
+from remeco.models.fabric import FabricConfig
+from remeco.models.network import ProgrammedNetwork, calibrate_adc_shifts, infer, map_network, program_network
+from remeco.models.redundancy import make_plan
+
+FMT = EmulationFormat()
+PLANS = ("base", "committee", "layer_averaging")
+IMAGES = 24
+
+
+@pytest.fixture(scope="module")
+def fresh(lenet5_small, mnist5k):
+    """The session's LeNet-5 mapped under three plans, chip instances 0 and 1 of each: a Bundle."""
+    _, net = lenet5_small
+    train, test = mnist5k
+    shifts = calibrate_adc_shifts(net, FMT, train.images[:CALIBRATION_IMAGES])
+    sizes = [layer.out_features for layer in net.layers]
+    mapped = {p: map_network(net, make_plan(p, sizes, n_slices=FMT.n_slices), FMT, shifts) for p in PLANS}
+    chips = {(p, i): program_network(mapped[p], ChipParams(), seed=0, instance=i) for p in PLANS for i in (0, 1)}
+    return Bundle(mapped, chips, test.images[:IMAGES], test.labels[:IMAGES], {"seed": 0, "note": "test"})
+
+
+@pytest.fixture(scope="module")
+def saved(fresh, tmp_path_factory):
+    return save_bundle(tmp_path_factory.mktemp("bundle") / "lenet.npz", fresh)
+
+
+def test_round_trip_is_exact(fresh, saved):
+    back = load_bundle(saved)
+    assert back.network == fresh.network and back.fmt == fresh.fmt and back.adc_shifts == fresh.adc_shifts
+    assert back.plans == PLANS and back.info == {"seed": 0, "note": "test"}
+    assert back.instances("committee") == (0, 1)
+    np.testing.assert_array_equal(back.images, fresh.images)
+    np.testing.assert_array_equal(back.labels, fresh.labels)
+    assert back.images.dtype == np.uint8 and back.labels.dtype == np.int64
+    for p in PLANS:
+        a, b = fresh.mapped[p], back.mapped[p]
+        assert a.plan.committee_log2 == b.plan.committee_log2
+        for la, lb in zip(a.layers, b.layers):
+            for name in ("weights", "copies_log2", "col_neuron", "col_slice", "col_copy"):
+                np.testing.assert_array_equal(getattr(la, name), getattr(lb, name))
+        for i in (0, 1):
+            ca, cb = fresh.chip(p, i), back.chip(p, i)
+            assert cb.copies == () and len(cb.codes) == len(ca.codes) == 1 << a.plan.committee_log2
+            for xa, xb in zip(ca.codes, cb.codes):
+                for ya, yb in zip(xa, xb):
+                    assert ya.dtype == yb.dtype
+                    np.testing.assert_array_equal(ya, yb)
+
+
+@pytest.mark.parametrize("plan", PLANS)
+def test_loaded_bundle_gives_the_fresh_logits(fresh, saved, plan):
+    """Model backend with on-chip faults and the emulation executor: the loaded bundle == the mapped network."""
+    back = load_bundle(saved)
+    images = fresh.images
+    with Accelerator("model", cfg=FabricConfig(fmt=FMT)) as acc:
+        logits = []
+        for b in (fresh, back):
+            acc.load(b.mapped[plan], b.chip(plan, 1))
+            acc.inject_faults(3, 0.02, 0.838)
+            logits.append(acc.infer(images))
+    np.testing.assert_array_equal(logits[0], logits[1])
+    ideal = infer(fresh.mapped[plan], images, executor="emulation", programmed=fresh.chip(plan, 1))
+    np.testing.assert_array_equal(ideal, infer(back.mapped[plan], images, executor="emulation",
+                                               programmed=back.chip(plan, 1)))
+    assert not np.array_equal(ideal, logits[0]), "the faults changed nothing: the comparison proves little"
+
+
+def test_codes_only_chip_refuses_the_physics_executor(saved):
+    back = load_bundle(saved)
+    with pytest.raises(ValueError, match="cell codes only"):
+        infer(back.mapped["base"], back.images[:2], executor="physics", programmed=back.chip("base", 0))
+
+
+def test_lookups_name_what_the_bundle_has(saved):
+    back = load_bundle(saved)
+    with pytest.raises(ValueError, match="no plan 'msb'; it has base, committee, layer_averaging"):
+        back.chip("msb", 0)
+    with pytest.raises(ValueError, match="no chip instance 5 of plan 'base'; it has 0, 1"):
+        back.chip("base", 5)
+
+
+def test_runs_without_torch_or_scipy(saved, fresh, tmp_path):
+    """The board's import path in this environment: torch, SciPy and Amaranth blocked."""
+    with Accelerator("model", cfg=FabricConfig(fmt=FMT)) as acc:
+        acc.load(fresh.mapped["layer_averaging"], fresh.chip("layer_averaging", 0))
+        want = acc.infer(fresh.images[:8])
+    np.save(tmp_path / "want.npy", want)
+    code = f"""
+import sys
+for name in ("torch", "scipy", "amaranth"):
+    sys.modules[name] = None  # import -> ImportError
+import numpy as np
+from remeco.host.bundle import load_bundle
+from remeco.host.driver import Accelerator
+from remeco.host.run_cli import run
+b = load_bundle({str(saved)!r})
+with Accelerator("model") as acc:
+    acc.load(b.mapped["layer_averaging"], b.chip("layer_averaging", 0))
+    got = acc.infer(b.images[:8])
+assert (got == np.load({str(tmp_path / "want.npy")!r})).all()
+assert run("model", 8, bundle={str(saved)!r}, plan="layer_averaging")["images"] == 8
+print("ok", sorted(m for m in sys.modules if m.startswith("remeco.")))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.startswith("ok"), proc.stderr[-3000:]
+
+
+# -- bad files ------------------------------------------------------------------------------
+
+
+def _rewrite(src, dst, edit):
+    """Copy bundle ``src`` to ``dst`` with ``edit(arrays)`` applied."""
+    with np.load(src, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    edit(arrays)
+    np.savez(dst, **arrays)
+    return dst
+
+
+def _edit_meta(**changes):
+    def edit(arrays):
+        meta = json.loads(str(arrays["bundle.meta"][()]))
+        meta.update(changes)
+        arrays["bundle.meta"] = np.array(json.dumps(meta))
+
+    return edit
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_bundle(tmp_path / "absent.npz")
+
+
+def test_not_a_zip(tmp_path):
+    path = tmp_path / "text.npz"
+    path.write_text("hello")
+    with pytest.raises(BundleError, match=r"not an \.npz \(zip\) file"):
+        load_bundle(path)
+
+
+def test_truncated(saved, tmp_path):
+    path = tmp_path / "cut.npz"
+    path.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+    with pytest.raises(BundleError, match="truncated|not a readable bundle"):
+        load_bundle(path)
+
+
+def test_corrupted_member_fails_its_checksum(saved, tmp_path):
+    data = bytearray(saved.read_bytes())
+    with zipfile.ZipFile(saved) as z:
+        info = z.getinfo("images.npy")
+    # the middle of the compressed images: the zip's CRC-32 (or inflate) must catch it
+    at = info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2
+    data[at] ^= 0xFF
+    path = tmp_path / "flipped.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="not a readable bundle"):
+        load_bundle(path)
+
+
+def test_another_npz_is_not_a_bundle(fresh, tmp_path):
+    path = tmp_path / "network.npz"
+    fresh.network.save(path)
+    with pytest.raises(BundleError, match="not a remeco bundle .no bundle.meta"):
+        load_bundle(path)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"version": BUNDLE_VERSION + 1}, f"bundle version {BUNDLE_VERSION + 1}; this remeco reads version {BUNDLE_VERSION}"),
+    ({"version": None}, "bundle version None"),
+    ({"kind": "something"}, "not a remeco bundle .kind 'something'"),
+    ({"fmt": {**FMT.to_dict(), "rows": 64}}, r"copy 0 layer 0: codes must be integers \(1, 1, 64, 128\), got int64 \(1, 1, 128, 128\)"),
+    ({"adc_shifts": [0]}, "adc_shifts has 1 entries"),
+])
+def test_mismatched_metadata(saved, tmp_path, changes, message):
+    path = _rewrite(saved, tmp_path / "edited.npz", _edit_meta(**changes))
+    with pytest.raises(BundleError, match=message):
+        load_bundle(path)
+
+
+def test_missing_entry_is_named(saved, tmp_path):
+    path = _rewrite(saved, tmp_path / "short.npz", lambda a: a.pop("chip.1.0.1.3"))
+    with pytest.raises(BundleError, match="entry 'chip.1.0.1.3' is missing"):
+        load_bundle(path)
+
+
+def test_inconsistent_arrays(saved, tmp_path):
+    def shrink(arrays):
+        arrays["plan.0.2"] = arrays["plan.0.2"][:5]
+
+    with pytest.raises(BundleError, match=r"plan layer 2 has shape \(5, 2\)"):
+        load_bundle(_rewrite(saved, tmp_path / "bad.npz", shrink))
+
+    def bad_labels(arrays):
+        arrays["labels"] = arrays["labels"][:3]
+
+    with pytest.raises(BundleError, match=r"labels must be integers of shape \(24,\)"):
+        load_bundle(_rewrite(saved, tmp_path / "bad2.npz", bad_labels))
+
+
+def test_bundle_checks_its_parts(fresh):
+    base = fresh.mapped["base"]
+    chip = fresh.chip("base", 0)
+    args = (fresh.images, fresh.labels)
+    with pytest.raises(ValueError, match="the key must be the plan's name"):
+        Bundle({"other": base}, {("other", 0): chip}, *args)
+    with pytest.raises(ValueError, match="chips key"):
+        Bundle({"base": base}, {("msb", 0): chip}, *args)
+    with pytest.raises(ValueError, match="must hold 2 copies"):
+        Bundle({"committee": fresh.mapped["committee"]}, {("committee", 0): chip}, *args)
+    with pytest.raises(ValueError, match="codes must be integers"):
+        Bundle({"base": base}, {("base", 0): ProgrammedNetwork((), ((chip.codes[0][0],) * 5,))}, *args)
+    with pytest.raises(ValueError, match="images must be uint8"):
+        Bundle({"base": base}, {("base", 0): chip}, fresh.images.astype(np.int16), fresh.labels)
+    with pytest.raises(ValueError, match="JSON-serialisable"):
+        Bundle({"base": base}, {("base", 0): chip}, *args, info={"x": object()})
