@@ -1,17 +1,28 @@
 """PynqDevice against the real pynq package on a simulated Zynq; run in .venv-board.
 
-Run by ``tests/host/test_board.py`` (``.venv-board/bin/python tests/board_env/check_board.py``);
-the file name keeps the main pytest run (numpy 2, no pynq) from collecting it. Every check
-runs, and the last line printed is a JSON summary ``{"ok": ..., "checks": {name: "ok" |
-error}, ...}``; the exit status is 0 only if all passed.
+Run by ``tests/host/test_board.py`` (``.venv-board/bin/python tests/board_env/check_board.py
+[--bundle FILE --expected FILE]``); the file name keeps the main pytest run (numpy 2, no
+pynq) from collecting it. Every check runs, and the last line printed is a JSON summary
+``{"ok": ..., "checks": {name: "ok" | error}, ...}``; the exit status is 0 only if all passed.
 
 The simulated device (:mod:`sim_zynq`) enters pynq through ``pynq.Device``'s probe
 mechanism, so ``pynq.Overlay`` parses ``tests/host/board_fixtures/remeco.hwh``, binds
 pynq's own ``AxiDMA`` driver, and :class:`remeco.host.board.PynqDevice` runs unmodified.
+
+The first checks run the DMA path against the echo stand-in. With ``--bundle`` (a
+:mod:`remeco.host.bundle` file written by the main environment) and ``--expected`` (the
+main environment's model-backend logits for some cases, see ``tests/host/test_board.py``)
+the PL holds :class:`sim_zynq.ModelAccelerator` instead, and LeNet-5 runs end to end as on
+a board: ``Accelerator(PynqDevice(...))`` and ``remeco run --backend board --bundle``, in a
+process where torch (and SciPy, Amaranth) cannot be imported.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import importlib.util
+import io
 import json
 import shutil
 import sys
@@ -33,6 +44,13 @@ import sim_zynq  # noqa: E402  (registers SimZynqDevice with pynq before any dev
 from remeco.host import board  # noqa: E402
 from remeco.host.board import DmaError, PynqDevice  # noqa: E402
 from remeco.rtl import regmap  # noqa: E402
+
+_parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+_parser.add_argument("--bundle", type=Path, help="a bundle written by the main environment")
+_parser.add_argument("--expected", type=Path, help="the main environment's logits for the bundle cases (.npz)")
+ARGS = _parser.parse_args()
+if (ARGS.bundle is None) != (ARGS.expected is None):
+    _parser.error("--bundle and --expected go together")
 
 OFF = {r.name: r.offset for r in regmap.REGISTERS}
 SOFT_RESET = regmap.field_value("CONTROL", SOFT_RESET=1)
@@ -277,6 +295,98 @@ def dma_configuration_checks():
                                ("c_m_axis_mm2s_tdata_width", "64", "64 bits")):
         bad = {**good, "parameters": {**good["parameters"], key: value}}
         expect(ValueError, lambda b=bad: board._check_dma("d", b), needle)
+
+
+# -- LeNet-5 from a bundle on the accelerator model behind pynq's DMA ----------------------
+
+if ARGS.bundle is not None:
+    CASES: list[dict] = []
+    BUNDLE = None
+
+    @check
+    def torch_is_not_importable():
+        for name in ("torch", "scipy", "amaranth"):
+            assert importlib.util.find_spec(name) is None, f"{name} is importable in .venv-board"
+            assert name not in sys.modules
+
+    @check
+    def bundle_loads_with_numpy_only():
+        global BUNDLE
+        from remeco.host.bundle import load_bundle
+
+        with np.load(ARGS.expected, allow_pickle=False) as npz:
+            for index, case in enumerate(json.loads(str(npz["cases"][()]))):
+                CASES.append({**case, "logits": np.array(npz[f"logits.{index}"])})
+        BUNDLE = load_bundle(ARGS.bundle)
+        INFO["bundle"] = {"plans": list(BUNDLE.plans), "images": len(BUNDLE.images),
+                          "chips": sorted(f"{p}/{i}" for p, i in BUNDLE.chips)}
+        # the integer reference network itself runs here: forward_int, im2col, requantization
+        logits = BUNDLE.network.forward_int(BUNDLE.images)
+        INFO["bundle_software_accuracy"] = float((logits.argmax(1) == BUNDLE.labels).mean())
+
+    def _model_top():
+        from remeco.models.fabric import FabricConfig
+
+        SIM.accelerator = lambda: sim_zynq.ModelAccelerator(FabricConfig(fmt=BUNDLE.fmt))
+
+    @check
+    def lenet_on_the_accelerator_behind_pynq():
+        from remeco.host.driver import Accelerator
+
+        _model_top()
+        for case in CASES:
+            if case["via"] != "driver":
+                continue
+            start = time.perf_counter()
+            with Accelerator(PynqDevice(BITFILE), timeout=60.0) as acc:
+                assert isinstance(SIM.accel, sim_zynq.ModelAccelerator)
+                assert acc.config.fmt == BUNDLE.fmt
+                acc.load(BUNDLE.mapped[case["plan"]], BUNDLE.chip(case["plan"], case["instance"]))
+                acc.inject_faults(case["fault_seed"], case["rate"], case["on_fraction"])
+                got = acc.infer(BUNDLE.images[: case["images"]], batch_size=case["batch_size"])
+            words = SIM.accel.words_in + SIM.accel.words_out
+            INFO[f"driver_{case['plan']}"] = {"images": case["images"], "seconds": round(time.perf_counter() - start, 2),
+                                              "stream_words": words}
+            assert words > 0, "nothing went through the DMA"
+            assert got.dtype == np.int32 and got.shape == case["logits"].shape, (got.dtype, got.shape)
+            differ = int((got != case["logits"]).any(axis=1).sum())
+            assert differ == 0, f"{case['plan']}: {differ} of {len(got)} images' logits differ from the model backend's"
+        assert SIM.memory.live == 0, f"{SIM.memory.live} DMA buffers left allocated"
+
+    @check
+    def remeco_run_board_from_the_bundle():
+        from remeco.host import cli
+        from remeco.host.run_cli import logits_sha256
+
+        _model_top()
+        for case in CASES:
+            if case["via"] != "cli":
+                continue
+            argv = ["run", "--backend", "board", "--bitfile", str(BITFILE), "--bundle", str(ARGS.bundle),
+                    "--plan", case["plan"], "--instance", str(case["instance"]), "--images", str(case["images"]),
+                    "--faults", repr(case["rate"]), "--fault-seed", str(case["fault_seed"]),
+                    "--on-fraction", repr(case["on_fraction"]), "--batch-size", str(case["batch_size"]), "--json"]
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = cli.main(argv)
+            assert code == 0, f"remeco {' '.join(argv)} exited {code}: {err.getvalue()}"
+            result = json.loads(out.getvalue().strip().splitlines()[-1])
+            INFO[f"cli_{case['plan']}"] = result
+            assert result["logits_sha256"] == logits_sha256(case["logits"]), f"{result} != the model backend's logits"
+            assert result["backend"] == "board" and result["images"] == case["images"]
+        # the human-readable report too (its progress bar needs rich, which a board may lack)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            code = cli.main(["run", "--backend", "board", "--bitfile", str(BITFILE), "--bundle", str(ARGS.bundle),
+                             "--images", "2"])
+        assert code == 0 and "logits sha256" in out.getvalue(), out.getvalue()
+        INFO["unavailable_commands"] = dict(cli.UNAVAILABLE)
+        assert cli.UNAVAILABLE.get("remeco.host.network_cli") == "torch" and {"run", "bundle"} <= set(cli.COMMANDS)
+
+    @check
+    def torch_was_never_imported():
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "scipy", "amaranth"))
+        assert not heavy, f"imported: {heavy[:5]}"
 
 
 def main() -> int:

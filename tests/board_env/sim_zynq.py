@@ -33,14 +33,24 @@ What is simulated, and how faithfully:
 * **AXI DMA v7.1, direct-register mode** (:class:`AxiDmaSim`, PG021): DMACR (RS, Reset),
   DMASR (Halted, Idle, error bits, IOC_Irq write-1-to-clear), SA/DA, LENGTH starting a
   transfer, S2MM LENGTH updated to the bytes received at TLAST, TLAST on the last MM2S
-  beat, decode errors for unmapped buffer addresses. Time advances by
-  :data:`BEATS_PER_ACCESS` stream beats per register access, so transfers take several
-  polls.
-* **Accelerator stand-in** (:class:`EchoAccelerator`): the register file of
-  :mod:`remeco.rtl.regmap` (ID, VERSION, access rules, widths) with ``STREAM_TARGET``:
-  ``0`` echoes every MM2S word (and its TLAST) to S2MM through a 64-word FIFO that
-  back-pressures, other targets store the words at ``LOAD_ADDRESS`` (auto-incrementing);
-  ``CONTROL.SOFT_RESET`` empties the FIFO.
+  beat, decode errors for unmapped buffer addresses, DMAIntErr for a packet longer than
+  the S2MM buffer. Time advances by :data:`BEATS_PER_ACCESS` stream beats per channel
+  per register access, so transfers take several polls; the S2MM channel takes words
+  whenever the accelerator has some, so results that exist only after their MM2S
+  inputs arrived flow as they would on the board.
+* **The accelerator**, chosen by :attr:`SimZynqDevice.accelerator` (called at every
+  download), with the stream interface ``accept(words, last) -> taken`` (MM2S, the
+  rest back-pressured), ``emit(limit) -> (words, tlast)`` and ``ready()`` (S2MM):
+
+  - :class:`EchoAccelerator` (default), a stand-in: the register file of
+    :mod:`remeco.rtl.regmap` (ID, VERSION, access rules, widths) with ``STREAM_TARGET``
+    ``0`` echoing every MM2S word (and its TLAST) to S2MM through a 64-word FIFO that
+    back-pressures, other targets storing the words at ``LOAD_ADDRESS``
+    (auto-incrementing); ``CONTROL.SOFT_RESET`` empties the FIFO.
+  - :class:`ModelAccelerator`: the accelerator top itself as
+    :class:`remeco.host.driver.ModelDevice` models it (register map, runs, loads, fault
+    generator, stream rules), beat for beat through its ``send`` / ``receive`` sides;
+    SLVERR becomes :class:`SimDataAbort`.
 """
 
 from __future__ import annotations
@@ -53,6 +63,8 @@ import numpy as np
 import pynq
 from pynq.buffer import PynqBuffer
 
+from remeco.host.driver import BusError, ModelDevice
+from remeco.models.fabric import FabricConfig
 from remeco.rtl import regmap
 
 __all__ = [
@@ -61,6 +73,7 @@ __all__ = [
     "SimMemory",
     "AxiDmaSim",
     "EchoAccelerator",
+    "ModelAccelerator",
     "BEATS_PER_ACCESS",
     "write_dummy_bit",
 ]
@@ -148,13 +161,13 @@ class SimMemory:
                 return ddr, addr - phys
         raise _DecodeError(f"no memory at {addr:#x}")
 
-    def read_word(self, addr: int) -> int:
-        ddr, off = self._find(addr, 4)
-        return int(ddr[off:off + 4].view("<u4")[0])
+    def read_words(self, addr: int, count: int) -> np.ndarray:
+        ddr, off = self._find(addr, 4 * count)
+        return ddr[off:off + 4 * count].view("<u4").copy()
 
-    def write_word(self, addr: int, value: int) -> None:
-        ddr, off = self._find(addr, 4)
-        ddr[off:off + 4] = np.frombuffer(struct.pack("<I", value), dtype=np.uint8)
+    def write_words(self, addr: int, words: np.ndarray) -> None:
+        ddr, off = self._find(addr, 4 * len(words))
+        ddr[off:off + 4 * len(words)] = np.asarray(words, dtype="<u4").view(np.uint8)
 
 
 class EchoAccelerator:
@@ -189,23 +202,79 @@ class EchoAccelerator:
             return
         self.regs[offset] = value
 
-    def accept(self, word: int, last: bool) -> bool:
-        """Take one MM2S beat; ``False`` is back-pressure (TREADY low)."""
+    def accept(self, words: np.ndarray, last: bool) -> int:
+        """Take MM2S beats (``last``: the final one carries TLAST); return how many were
+        taken, the rest being back-pressure (TREADY low)."""
         target = self.regs[regmap.lookup("STREAM_TARGET").offset]
         if target == regmap.STREAM_INPUTS:
-            if len(self.fifo) >= ECHO_FIFO_DEPTH:
-                return False
-            self.fifo.append((word, last))
-            return True
+            taken = min(len(words), ECHO_FIFO_DEPTH - len(self.fifo))
+            for i in range(taken):
+                self.fifo.append((int(words[i]), last and i == len(words) - 1))
+            return taken
         addr_off = regmap.lookup("LOAD_ADDRESS").offset
-        address = self.regs[addr_off]
-        self.loaded.setdefault(target, {})[address] = word
-        self.regs[addr_off] = (address + 1) & 0xFFFFFFFF
-        return True
+        for word in words:
+            address = self.regs[addr_off]
+            self.loaded.setdefault(target, {})[address] = int(word)
+            self.regs[addr_off] = (address + 1) & 0xFFFFFFFF
+        return len(words)
 
-    def emit(self) -> tuple[int, bool] | None:
-        """The next S2MM beat, if any (not consumed)."""
-        return self.fifo[0] if self.fifo else None
+    def emit(self, limit: int) -> tuple[np.ndarray, bool]:
+        """Up to ``limit`` S2MM beats, up to and including a TLAST one, and whether it came."""
+        out = []
+        while self.fifo and len(out) < limit:
+            word, last = self.fifo.popleft()
+            out.append(word)
+            if last:
+                return np.array(out, dtype=np.uint32), True
+        return np.array(out, dtype=np.uint32), False
+
+    def ready(self) -> bool:
+        """An S2MM beat is waiting (TVALID)."""
+        return bool(self.fifo)
+
+
+class ModelAccelerator:
+    """The accelerator top behind ``remeco_axi`` as :class:`remeco.host.driver.ModelDevice` models it.
+
+    Parameters
+    ----------
+    cfg:
+        The top's elaboration parameters (its ``CAP_*`` registers).
+    """
+
+    def __init__(self, cfg: FabricConfig = FabricConfig()) -> None:
+        self.model = ModelDevice(cfg)
+        self.accesses = 0
+        self.words_in = self.words_out = 0
+
+    def read(self, offset: int) -> int:
+        self.accesses += 1
+        try:
+            return self.model.read(offset)
+        except BusError as exc:
+            raise SimDataAbort(str(exc)) from None
+
+    def write(self, offset: int, value: int) -> None:
+        self.accesses += 1
+        try:
+            self.model.write(offset, value)
+        except BusError as exc:
+            raise SimDataAbort(str(exc)) from None
+
+    def accept(self, words: np.ndarray, last: bool) -> int:
+        """MM2S beats: what the top takes (it ignores the input TLAST)."""
+        taken = self.model.send(words)
+        self.words_in += taken
+        return taken
+
+    def emit(self, limit: int) -> tuple[np.ndarray, bool]:
+        """S2MM beats the top has ready, TLAST on a run's last word."""
+        words, last = self.model.receive(limit)
+        self.words_out += len(words)
+        return words, last
+
+    def ready(self) -> bool:
+        return self.model.ready_words > 0
 
 
 class _Channel:
@@ -237,7 +306,7 @@ class _Channel:
 class AxiDmaSim:
     """AXI DMA v7.1 in direct-register (simple) mode between the DDR and the accelerator."""
 
-    def __init__(self, memory: SimMemory, accel: EchoAccelerator, length_width: int) -> None:
+    def __init__(self, memory: SimMemory, accel: EchoAccelerator | ModelAccelerator, length_width: int) -> None:
         self.memory, self.accel = memory, accel
         self.length_mask = (1 << length_width) - 1
         self.mm2s, self.s2mm = _Channel("MM2S"), _Channel("S2MM")
@@ -300,44 +369,48 @@ class AxiDmaSim:
             ch.dmasr &= ~0x2
 
     def tick(self, beats: int) -> None:
+        """Let each busy channel move up to ``beats`` words (MM2S first, then S2MM)."""
         if self._reset_countdown:
             self._reset_countdown -= 1
             return
-        mm2s, s2mm = self.mm2s, self.s2mm
-        for _ in range(beats):
-            moved = False
-            if mm2s.busy:
-                try:
-                    word = self.memory.read_word(mm2s.addr + mm2s.pos)
-                except _DecodeError:
-                    mm2s.fail(0x40)
-                else:
-                    last = mm2s.pos + 4 >= mm2s.length
-                    if self.accel.accept(word, last):
-                        moved = True
-                        mm2s.pos += 4
-                        if last:
-                            mm2s.complete()
-            if s2mm.busy:
-                beat = self.accel.emit()
-                if beat is not None:
-                    word, last = beat
-                    if s2mm.pos + 4 > s2mm.length:  # packet longer than the buffer
-                        s2mm.fail(0x10)
-                    else:
-                        try:
-                            self.memory.write_word(s2mm.addr + s2mm.pos, word)
-                        except _DecodeError:
-                            s2mm.fail(0x40)
-                        else:
-                            self.accel.fifo.popleft()
-                            moved = True
-                            s2mm.pos += 4
-                            if last:
-                                s2mm.length = s2mm.pos
-                                s2mm.complete()
-            if not moved:
-                break
+        if self.mm2s.busy:
+            self._tick_mm2s(beats)
+        if self.s2mm.busy:
+            self._tick_s2mm(beats)
+
+    def _tick_mm2s(self, beats: int) -> None:
+        ch = self.mm2s
+        count = min(beats, -(-(ch.length - ch.pos) // 4))
+        try:
+            words = self.memory.read_words(ch.addr + ch.pos, count)
+        except _DecodeError:
+            return ch.fail(0x40)
+        last = ch.pos + 4 * count >= ch.length
+        taken = self.accel.accept(words, last)
+        ch.pos += 4 * taken
+        if taken == count and last:
+            ch.complete()
+
+    def _tick_s2mm(self, beats: int) -> None:
+        ch = self.s2mm
+        room = (ch.length - ch.pos) // 4
+        if room <= 0:
+            if self.accel.ready():  # the packet goes on past the buffer
+                ch.fail(0x10)
+            return
+        words, last = self.accel.emit(min(beats, room))
+        if not len(words):
+            return
+        try:
+            self.memory.write_words(ch.addr + ch.pos, words)
+        except _DecodeError:
+            return ch.fail(0x40)
+        ch.pos += 4 * len(words)
+        if last:
+            ch.length = ch.pos
+            ch.complete()
+        elif ch.pos >= ch.length and self.accel.ready():
+            ch.fail(0x10)
 
 
 def write_dummy_bit(path: Path, design: str = "remeco_wrapper", part: str = "7z020clg400") -> None:
@@ -358,6 +431,9 @@ class SimZynqDevice(pynq.Device):
     """A PYNQ-Z2-like Zynq-7000 for pynq: PS clocks, DDR, and the PL the ``.hwh`` describes."""
 
     _probe_priority_ = 7
+    #: Makes the PL's accelerator at every download: :class:`EchoAccelerator` or, e.g.,
+    #: ``lambda: ModelAccelerator(cfg)``.
+    accelerator = EchoAccelerator
 
     @classmethod
     def _probe_(cls):
@@ -374,7 +450,7 @@ class SimZynqDevice(pynq.Device):
         self.slcr = dict(_SLCR_RESET)
         self.regions: list[tuple[int, int, object]] = []  # (base, size, handler) of the loaded PL
         self.dma: AxiDmaSim | None = None
-        self.accel: EchoAccelerator | None = None
+        self.accel: EchoAccelerator | ModelAccelerator | None = None
         self.downloads = 0
         self.bit_header: dict = {}
 
@@ -410,7 +486,7 @@ class SimZynqDevice(pynq.Device):
                 accel = ip
         if dma is None or accel is None:
             raise RuntimeError("the .hwh has no AXI DMA or no remeco_axi accelerator")
-        self.accel = EchoAccelerator()
+        self.accel = self.accelerator()
         self.dma = AxiDmaSim(self.memory, self.accel, dma[1])
         regions.append((dma[0]["phys_addr"], dma[0]["addr_range"], self.dma))
         regions.append((accel["phys_addr"], accel["addr_range"], self.accel))
