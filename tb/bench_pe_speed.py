@@ -49,23 +49,7 @@ async def throughput(dut):
     period = int(p.get("period_ns", 10))
     stim = np.load(p["stimulus"])
     start_clock(dut, period, impl=p.get("clock", "gpi"))
-    for name in PROGRAM + ("x", "gen", "fault"):
-        getattr(dut, f"{name}__valid").value = 0
-    dut.o__ready.value = 0
-    for name in SETTINGS:
-        getattr(dut, name).value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
-
-    sources = {name: StreamSource(dut, name, None, 1.0) for name in PROGRAM}
-    for name in PROGRAM:
-        sources[name].send(int(w) for w in stim[name])
-    while not all(s.idle for s in sources.values()):
-        await RisingEdge(dut.clk)
-    for name, value in zip(SETTINGS, stim["settings"]):
-        getattr(dut, name).value = int(value)
-    await ClockCycles(dut.clk, 2)
+    await _program(dut, stim, period)
 
     x = StreamSource(dut, "x", None, 1.0)
     o = StreamSink(dut, "o", None, 1.0)
