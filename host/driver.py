@@ -623,6 +623,16 @@ class Accelerator:
         self._wait(_bit("STATUS", "GEN_BUSY"), 0, "the fault-map clear")
         self._check_error("clearing the fault map")
 
+    def _load_memory(self, target: int, what: str, blocks) -> None:
+        """Stream ``(copy, layer, address, words)`` blocks to memory ``target``, then back to inputs."""
+        self._write("STREAM_TARGET", target)
+        for c, i, address, words in blocks:
+            self._write("LOAD_ADDRESS", address)
+            label = f"loading the {what} of copy {c} layer {i}"
+            self._stream(words, 0, label)
+            self._check_error(label)
+        self._write("STREAM_TARGET", STREAM_INPUTS)
+
     def _placements(self):
         for c, row in enumerate(self.plan.layers):
             for i, place in enumerate(row):
@@ -685,17 +695,10 @@ class Accelerator:
         self.mapped = self.programmed = self.plan = None
         self.reset()
         self.config, self.plan = cfg, plan
-        self._write("STREAM_TARGET", STREAM_CODES)
-        for (c, i, place), words in zip(self._placements(), code_words):
-            self._write("LOAD_ADDRESS", place.code_base)
-            self._stream(words, 0, f"loading the codes of copy {c} layer {i}")
-            self._check_error(f"loading the codes of copy {c} layer {i}")
-        self._write("STREAM_TARGET", STREAM_DESCRIPTORS)
-        for c, i, place in self._placements():
-            self._write("LOAD_ADDRESS", place.desc_base)
-            self._stream(descriptor_words(mapped.layers[i]), 0, f"loading the descriptors of copy {c} layer {i}")
-            self._check_error(f"loading the descriptors of copy {c} layer {i}")
-        self._write("STREAM_TARGET", STREAM_INPUTS)
+        self._load_memory(STREAM_CODES, "codes", (
+            (c, i, place.code_base, words) for (c, i, place), words in zip(self._placements(), code_words)))
+        self._load_memory(STREAM_DESCRIPTORS, "descriptors", (
+            (c, i, place.desc_base, descriptor_words(mapped.layers[i])) for c, i, place in self._placements()))
         self._clear_fault_memory()
         self._write("FAULT_WORDS", plan.code_words)
         self._check_error("loading the network")
@@ -790,12 +793,8 @@ class Accelerator:
                 raise ValueError(f"maps[{c}][{i}] entries must be 0 (healthy), 1 (stuck off) or 3 (stuck on)")
             words.append(pack_faults(layer_code_words(f, m, cfg), cfg))
         self._stuck_codes(code_on, code_off)
-        self._write("STREAM_TARGET", STREAM_FAULTS)
-        for (c, i, place), w in zip(self._placements(), words):
-            self._write("LOAD_ADDRESS", place.code_base)
-            self._stream(w, 0, f"loading the fault map of copy {c} layer {i}")
-            self._check_error(f"loading the fault map of copy {c} layer {i}")
-        self._write("STREAM_TARGET", STREAM_INPUTS)
+        self._load_memory(STREAM_FAULTS, "fault map", (
+            (c, i, place.code_base, w) for (c, i, place), w in zip(self._placements(), words)))
         self._write("FAULT_CONTROL", _bit("FAULT_CONTROL", "ENABLE"))
 
     def clear_faults(self) -> None:
