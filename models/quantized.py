@@ -293,7 +293,14 @@ class QuantizedLayer:
         """
         if not self.relu:
             return acc.astype(np.int32).reshape(n_images, -1)
-        codes = requantize(acc, self.multiplier, self.shift)
+        return self.arrange_outputs(requantize(acc, self.multiplier, self.shift), n_images)
+
+    def arrange_outputs(self, codes: np.ndarray, n_images: int) -> np.ndarray:
+        """Requantized uint8 ``(N * positions, out_features)`` -> the next layer's activations.
+
+        Dense: ``(N, out_features)``; conv: ``(N, C, H, W)`` after max pooling. Shared by
+        :meth:`output_from_acc` and the fast engine (:mod:`remeco.models.engine`).
+        """
         if self.kind == "dense":
             return codes.reshape(n_images, self.out_features)
         h, w = self.positions

@@ -1,0 +1,218 @@
+"""The fused integer kernel (``kernel.c``): building it, loading it, calling it.
+
+The kernel is plain C with AVX-512 VNNI intrinsics, compiled by the system C compiler
+into a shared library and called through :mod:`ctypes` (no Python headers, no build
+tool beyond ``cc``; ctypes releases the GIL for the call). ``scripts/setup.sh`` builds
+it (``python -m remeco.models.engine.native --build``); if it is missing it is built on
+first use. The library lives in ``$REMECO_KERNEL_DIR`` or, by default, beside this
+module (an editable install) or in the user cache when that folder is read-only; its
+file name carries a hash of the source and the compiler flags, so an edited kernel is
+never served stale.
+
+:func:`load` returns the loaded library or raises :class:`KernelUnavailable` with one
+line saying why (no compiler, a compiler error, a CPU without AVX-512 VNNI); callers
+fall back to the torch path (:mod:`remeco.models.engine.torch_ops`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["KernelUnavailable", "LayerStruct", "load", "build", "library_path", "SOURCE", "STATUS"]
+
+#: The kernel's C source.
+SOURCE = Path(__file__).with_name("kernel.c")
+#: Compiler flags (the target ISA is set per function in the source, so a CPU without
+#: VNNI can still load the library and be told so by ``remeco_cpu_supported``).
+CFLAGS = ("-O3", "-g", "-std=c11", "-fPIC", "-shared", "-fno-strict-aliasing")
+#: The ABI version the Python side expects (``remeco_kernel_abi`` in kernel.c).
+ABI = 2
+
+
+#: Kernel return codes (the enum in kernel.c) -> what they mean.
+STATUS = {1: "accumulator outside int32", 2: "out of memory", 3: "invalid layer description",
+          4: "an input value is wider than input_bits"}
+
+
+class KernelUnavailable(RuntimeError):
+    """The fused kernel cannot be used here; the message says why in one line."""
+
+
+class LayerStruct(ctypes.Structure):
+    """Mirror of ``remeco_layer_t`` in kernel.c (field order and types must match)."""
+
+    _fields_ = [
+        ("K", ctypes.c_int32),
+        ("rows", ctypes.c_int32),
+        ("row_tiles", ctypes.c_int32),
+        ("PB", ctypes.c_int32),
+        ("input_bits", ctypes.c_int32),
+        ("adc_shift", ctypes.c_int32),
+        ("adc_max", ctypes.c_int32),
+        ("N", ctypes.c_int32),
+        ("n_slices", ctypes.c_int32),
+        ("slice_bits", ctypes.c_int32),
+        ("code_frac", ctypes.c_int32),
+        ("mode", ctypes.c_int32),
+        ("weight_offset", ctypes.c_int64),
+        ("multiplier", ctypes.c_int64),
+        ("shift", ctypes.c_int32),
+        ("_pad", ctypes.c_int32),
+        ("w", ctypes.c_void_p),
+        ("tile_off", ctypes.c_void_p),
+        ("grp_start", ctypes.c_void_p),
+        ("grp_cols", ctypes.c_void_p),
+        ("grp_k", ctypes.c_void_p),
+        ("bias", ctypes.c_void_p),
+        ("conv", ctypes.c_int32),
+        ("C", ctypes.c_int32),
+        ("H", ctypes.c_int32),
+        ("W", ctypes.c_int32),
+        ("kernel", ctypes.c_int32),
+        ("stride", ctypes.c_int32),
+        ("padding", ctypes.c_int32),
+        ("Ho", ctypes.c_int32),
+        ("Wo", ctypes.c_int32),
+        ("pool", ctypes.c_int32),
+    ]
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _tag() -> str:
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode())
+    return digest.hexdigest()[:16]
+
+
+def _candidate_dirs() -> list[Path]:
+    env = os.environ.get("REMECO_KERNEL_DIR")
+    if env:
+        return [Path(env)]
+    cache = Path(os.environ.get("REMECO_CACHE") or Path.home() / ".cache" / "remeco") / "kernel"
+    return [Path(__file__).parent / "_build", cache]
+
+
+def library_path() -> Path | None:
+    """Path of an already built library for the current source, or None."""
+    name = f"remeco_kernel-{_tag()}.so"
+    for folder in _candidate_dirs():
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def build(verbose: bool = False) -> Path:
+    """Compile kernel.c (atomically: a temporary file renamed into place) and return its path.
+
+    Raises
+    ------
+    KernelUnavailable
+        No C compiler, the compile failed, or no folder is writable.
+    """
+    cc = _compiler()
+    if cc is None:
+        raise KernelUnavailable("no C compiler found (set CC or install gcc)")
+    name = f"remeco_kernel-{_tag()}.so"
+    errors = []
+    for folder in _candidate_dirs():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=folder)
+            os.close(fd)
+        except OSError as exc:
+            errors.append(f"{folder}: {exc.strerror or exc}")
+            continue
+        cmd = [cc, *CFLAGS, str(SOURCE), "-o", tmp]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            os.unlink(tmp)
+            first = next((line for line in done.stderr.splitlines() if "error" in line), done.stderr.strip()[:200])
+            raise KernelUnavailable(f"{cc} could not compile {SOURCE.name}: {first}")
+        if verbose:
+            print(" ".join(cmd), file=sys.stderr)
+        os.replace(tmp, folder / name)
+        return folder / name
+    raise KernelUnavailable("no writable folder for the kernel library: " + "; ".join(errors))
+
+
+_LIB: ctypes.CDLL | None = None
+_ERROR: str | None = None
+
+
+def load() -> ctypes.CDLL:
+    """The loaded kernel library (built first if needed); memoised per process.
+
+    Raises
+    ------
+    KernelUnavailable
+        With the one-line reason; the same reason is raised again on later calls.
+    """
+    global _LIB, _ERROR
+    if _LIB is not None:
+        return _LIB
+    if _ERROR is not None:
+        raise KernelUnavailable(_ERROR)
+    try:
+        if os.environ.get("REMECO_NO_KERNEL"):
+            raise KernelUnavailable("disabled by REMECO_NO_KERNEL")
+        path = library_path() or build()
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError as exc:
+            raise KernelUnavailable(f"cannot load {path}: {exc}") from None
+        if lib.remeco_kernel_abi() != ABI:
+            raise KernelUnavailable(f"{path} has another ABI version")
+        if not lib.remeco_cpu_supported():
+            raise KernelUnavailable("this CPU lacks AVX-512 VNNI (the fused kernel's instructions)")
+        for name in ("remeco_layer_rows", "remeco_layer_images"):
+            fn = getattr(lib, name)
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.POINTER(LayerStruct), ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                           ctypes.POINTER(ctypes.c_int64)]
+    except KernelUnavailable as exc:
+        _ERROR = str(exc)
+        raise
+    _LIB = lib
+    return lib
+
+
+def pointer(array: np.ndarray) -> int:
+    """Address of a C-contiguous array's data (the caller keeps the array alive)."""
+    if not array.flags.c_contiguous:
+        raise ValueError("kernel arrays must be C-contiguous")
+    return array.ctypes.data
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m remeco.models.engine.native --build``: build (if needed) and report."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Build the fused crossbar kernel.")
+    ap.add_argument("--build", action="store_true", help="compile kernel.c now (even if a library exists)")
+    args = ap.parse_args(argv)
+    try:
+        path = build() if args.build else (library_path() or build())
+        load()
+    except KernelUnavailable as exc:
+        print(f"remeco kernel: not available ({exc}); the engine will use its torch path", file=sys.stderr)
+        return 0
+    print(f"remeco kernel: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
