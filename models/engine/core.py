@@ -32,7 +32,7 @@ import numpy as np
 
 from ..emulation import round_shift
 from . import native
-from .layout import column_groups, native_supported, pack_codes, tile_codes
+from .layout import amx_columns, amx_split, column_groups, native_supported, pack_codes, pack_codes_amx, tile_codes
 
 __all__ = ["ENGINES", "PATHS", "Engine", "PreparedChip", "infer", "resolve_path"]
 
@@ -82,9 +82,13 @@ def resolve_path(path: str, mapped=None) -> str:
 class _NativeLayer:
     """One layer of one chip instance, ready for the kernel (keeps its arrays alive)."""
 
-    def __init__(self, mapped_layer, quantized_layer, adc_shift: int, codes: np.ndarray, groups) -> None:
+    def __init__(self, mapped_layer, quantized_layer, adc_shift: int, codes: np.ndarray, groups, amx=None) -> None:
         fmt = mapped_layer.fmt
-        self.packed, self.tile_off = pack_codes(mapped_layer, codes)
+        self.amx = amx is not None
+        if self.amx:
+            self.packed, self.tile_off = pack_codes_amx(mapped_layer, codes, amx, amx_split(fmt))
+        else:
+            self.packed, self.tile_off = pack_codes(mapped_layer, codes)
         self.groups = groups
         self.bias = np.ascontiguousarray(quantized_layer.bias, dtype=np.int32)
         self.neurons = mapped_layer.neurons
@@ -105,8 +109,16 @@ class _NativeLayer:
         s.weight_offset = fmt.weight_offset
         s.multiplier = int(quantized_layer.multiplier) if self.relu else 0
         s.shift = int(quantized_layer.shift) if self.relu else 0
-        s.w = native.pointer(self.packed)
-        s.tile_off = native.pointer(self.tile_off)
+        if self.amx:
+            self.columns = amx
+            s.split, s.Npad = amx_split(fmt), amx.npad
+            s.wa, s.wa_off = native.pointer(self.packed), native.pointer(self.tile_off)
+            s.ep_k, s.ep_half = native.pointer(amx.k), native.pointer(amx.half)
+            s.n_extra = len(amx.ex_col)
+            s.ex_dst, s.ex_col = native.pointer(amx.ex_dst), native.pointer(amx.ex_col)
+        else:
+            s.w = native.pointer(self.packed)
+            s.tile_off = native.pointer(self.tile_off)
         s.grp_start = native.pointer(groups.start)
         s.grp_cols = native.pointer(groups.cols)
         s.grp_k = native.pointer(groups.k)
@@ -135,9 +147,11 @@ class _NativeLayer:
             out = np.empty((n, *self.output_shape), dtype=np.uint8)
             call = lib.remeco_layer_images
         else:
-            x = self.q.input_rows(x)
+            x = np.ascontiguousarray(self.q.input_rows(x))
             out = np.empty((len(x), self.neurons), dtype=np.uint8 if self.relu else np.int32)
             call = lib.remeco_layer_rows
+        if self.amx:
+            call = lib.remeco_layer_images_amx
         bad = ctypes.c_int64(-1)
         status = call(ctypes.byref(self.struct), x.ctypes.data, n if self.images else len(x), out.ctypes.data,
                       ctypes.byref(bad))
@@ -180,15 +194,29 @@ class Engine:
         the kernel cannot run here) or ``"torch"``.
     device:
         Torch device for the torch path (``"cpu"``, ``"cuda"``, ...); default CPU.
+    isa:
+        Native path only: ``"amx"`` (AMX-INT8 tiles), ``"vnni"`` (AVX-512 VNNI) or None
+        (default: AMX where the CPU and the operating system offer it). Both give the
+        same logits; asking for ``"amx"`` where it cannot run is a ``ValueError``.
     """
 
-    def __init__(self, mapped, path: str = "native", device: str | None = None) -> None:
+    def __init__(self, mapped, path: str = "native", device: str | None = None, isa: str | None = None) -> None:
         self.mapped = mapped
         self.path = resolve_path(path, mapped)
         self.device = device
         if device not in (None, "cpu") and self.path == "native":
             self.path = "torch"  # an explicit device asks for the torch path
         self._groups = [column_groups(layer) for layer in mapped.layers]
+        if isa not in (None, "amx", "vnni"):
+            raise ValueError(f"isa must be 'amx', 'vnni' or None, got {isa!r}")
+        self.isa = None
+        if self.path == "native":
+            fits = all(amx_split(layer.fmt) is not None for layer in mapped.layers)
+            if isa == "amx" and not (native.amx_available() and fits):
+                raise ValueError("the AMX-INT8 path cannot run here (CPU, operating system or code width)")
+            self.isa = isa or ("amx" if native.amx_available() and fits else "vnni")
+        self._amx = ([amx_columns(layer, g) for layer, g in zip(mapped.layers, self._groups)]
+                     if self.isa == "amx" else [None] * len(mapped.layers))
 
     def prepare(self, codes) -> PreparedChip:
         """Prepare a chip instance: ``codes[c][layer]`` as in
@@ -201,9 +229,9 @@ class Engine:
                 raise ValueError(f"chip has {len(per_layer)} layers, the network {len(self.mapped.layers)}")
             if self.path == "native":
                 layers = tuple(
-                    _NativeLayer(m, q, shift, c, g)
-                    for m, q, shift, c, g in zip(self.mapped.layers, net.layers, self.mapped.adc_shifts, per_layer,
-                                                 self._groups)
+                    _NativeLayer(m, q, shift, c, g, a)
+                    for m, q, shift, c, g, a in zip(self.mapped.layers, net.layers, self.mapped.adc_shifts, per_layer,
+                                                    self._groups, self._amx)
                 )
             else:
                 from .torch_ops import TorchLayer

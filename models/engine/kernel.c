@@ -20,8 +20,12 @@
  * Built by remeco.models.engine.native (gcc -O3 -shared); no Python headers, called
  * through ctypes, which releases the GIL for the call.
  */
+#define _GNU_SOURCE
+#include <cpuid.h>
 #include <immintrin.h>
 #include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,11 +58,23 @@ typedef struct {
     /* Convolution geometry (conv = 1): input (C, H, W), square kernel, output positions
      * (Ho, Wo) before a non-overlapping max pool of pool x pool. */
     int32_t conv, C, H, W, kernel, stride, padding, Ho, Wo, pool;
+    /* AMX path (remeco_layer_images_amx): codes split as (hi << split) + lo, hi and lo
+     * int8, per row tile t from byte wa_off[t]: [column block][64-row chunk][hi, lo]
+     * [16 row quads][16 columns][4 rows], columns in the order of layout.amx_columns:
+     * copy 0 of (neuron j, slice s) is column s * N + j, the other copies follow. */
+    int32_t split, Npad;
+    const int8_t *wa;
+    const int64_t *wa_off;
+    const int32_t *ep_k;     /* n_slices x Npad: copies_log2 of (slice, neuron) */
+    const int32_t *ep_half;  /* n_slices x Npad: its rounding constant (1 << k) >> 1 */
+    int32_t n_extra, _pad2;
+    const int32_t *ex_dst;   /* n_extra: s * Npad + j of an extra copy's column */
+    const int32_t *ex_col;   /* n_extra: its column */
 } remeco_layer_t;
 
 enum { OK = 0, ERR_INT32 = 1, ERR_ALLOC = 2, ERR_ARGS = 3, ERR_INPUT = 4 };
 
-int remeco_kernel_abi(void) { return 2; }
+int remeco_kernel_abi(void) { return 3; }
 
 int remeco_cpu_supported(void)
 {
@@ -296,5 +312,313 @@ TARGET int remeco_layer_images(const remeco_layer_t *L, const uint8_t *x, int64_
                 }
     }
     free(S.y); free(S.pl); free(S.idx); free(patch); free(codes);
+    return status;
+}
+
+/* ------------------------------------------------------------------ AMX-INT8 path
+ *
+ * The same steps on the AMX tile unit, a chunk of up to VCHUNK input vectors at a time:
+ * every (vector, plane) whose plane has a set bit in the row tile becomes one row of the
+ * A matrix (its 0/1 bits as bytes, zero padded to 64-byte chunks), and
+ * C = A x B_hi, A x B_lo (u8 x s8 -> s32, exact) gives each column sum as
+ * (C_hi << split) + C_lo. ADC and shift-and-add follow per C row; copy averaging, slice
+ * recombination, offset, bias and requantization run over 16 neurons per vector
+ * (int64 lanes where the contract's values need them). */
+
+#define AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,amx-tile,amx-int8")))
+#define VCHUNK 32
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+typedef struct {
+    uint8_t palette_id, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((packed)) tile_config_t;
+
+static int amx_state = 0; /* 0 unknown, 1 usable, -1 not */
+
+int remeco_amx_supported(void)
+{
+    if (amx_state) return amx_state > 0;
+    unsigned a, b, c, d;
+    int ok = remeco_cpu_supported() && __builtin_cpu_supports("avx512dq") && __get_cpuid_count(7, 0, &a, &b, &c, &d) &&
+             (d & (1u << 24)) && (d & (1u << 25));
+    /* Linux hands out the tile data state only on request (per process). */
+    if (ok) ok = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+    amx_state = ok ? 1 : -1;
+    return ok;
+}
+
+typedef struct {
+    uint8_t *A;      /* VCHUNK * MAX_PLANES rows x kpad bytes */
+    int32_t *rowv, *rowb;
+    int32_t *y;      /* VCHUNK x PB * 16 */
+    int32_t *cbuf;   /* 4 C tiles */
+    int64_t *xsum;   /* VCHUNK */
+    int32_t *sums;   /* n_slices x Npad */
+} amx_scratch_t;
+
+static void amx_free(amx_scratch_t *S)
+{
+    free(S->A); free(S->rowv); free(S->rowb); free(S->y); free(S->cbuf); free(S->xsum); free(S->sums);
+}
+
+static int amx_alloc(const remeco_layer_t *L, amx_scratch_t *S)
+{
+    const size_t kpad = (size_t)(L->rows + 63) / 64 * 64, rows = VCHUNK * MAX_PLANES;
+    S->A = aligned_alloc(64, rows * kpad);
+    S->rowv = malloc(rows * sizeof(int32_t));
+    S->rowb = malloc(rows * sizeof(int32_t));
+    S->y = aligned_alloc(64, (size_t)VCHUNK * L->PB * LANES * sizeof(int32_t));
+    S->cbuf = aligned_alloc(64, 4 * 256 * sizeof(int32_t));
+    S->xsum = malloc(VCHUNK * sizeof(int64_t));
+    S->sums = aligned_alloc(64, (size_t)L->n_slices * L->Npad * sizeof(int32_t) + 64);
+    if (!(S->A && S->rowv && S->rowb && S->y && S->cbuf && S->xsum && S->sums)) return ERR_ALLOC;
+    memset(S->A, 0, rows * kpad); /* rows past a chunk's last are read, never used */
+    return OK;
+}
+
+AMX_TARGET static void amx_configure(void)
+{
+    tile_config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette_id = 1;
+    for (int i = 0; i < 8; i++) {
+        cfg.rows[i] = 16;
+        cfg.colsb[i] = 64;
+    }
+    _tile_loadconfig(&cfg);
+}
+
+/* Steps 2-4 (column sums, ADC, shift-and-add) of nv <= VCHUNK vectors x (nv x K
+ * contiguous bytes) into S->y and S->xsum. Returns OK or ERR_INPUT (*bad = vector). */
+AMX_TARGET static int amx_columns(const remeco_layer_t *L, const uint8_t *x, int nv, amx_scratch_t *S, int *bad)
+{
+    const int K = L->K, rows = L->rows, PB = L->PB, W16 = PB * LANES;
+    const __m512i half = _mm512_set1_epi32(L->adc_shift ? 1 << (L->adc_shift - 1) : 0);
+    const __m128i sh = _mm_cvtsi32_si128(L->adc_shift);
+    const __m512i amax = _mm512_set1_epi32(L->adc_max), zero = _mm512_setzero_si512();
+    const __m512i one8 = _mm512_set1_epi8(1);
+    memset(S->y, 0, (size_t)nv * W16 * sizeof(int32_t));
+    for (int v = 0; v < nv; v++) S->xsum[v] = 0;
+    for (int t = 0; t < L->row_tiles; t++) {
+        const int k0 = t * rows, kt = K - k0 < rows ? K - k0 : rows;
+        const int nkc = (kt + 63) / 64, kpad = nkc * 64;
+        int m = 0;
+        for (int v = 0; v < nv; v++) {
+            const uint8_t *xr = x + (int64_t)v * K + k0;
+            __m512i orv = zero, sumv = zero;
+            for (int kc = 0; kc < nkc; kc++) {
+                const int n = kt - kc * 64 < 64 ? kt - kc * 64 : 64;
+                const __m512i xc = _mm512_maskz_loadu_epi8(n == 64 ? ~0ULL : (1ULL << n) - 1, xr + kc * 64);
+                orv = _mm512_or_si512(orv, xc);
+                sumv = _mm512_add_epi64(sumv, _mm512_sad_epu8(xc, zero));
+            }
+            unsigned r = (unsigned)_mm512_reduce_or_epi32(orv);
+            r = (r | r >> 8 | r >> 16 | r >> 24) & 0xff;
+            if (!r) continue;
+            if (r >> L->input_bits) {
+                *bad = v;
+                return ERR_INPUT;
+            }
+            S->xsum[v] += _mm512_reduce_add_epi64(sumv);
+            for (unsigned planes = r; planes; planes &= planes - 1) {
+                const int b = __builtin_ctz(planes);
+                uint8_t *arow = S->A + (int64_t)m * kpad;
+                for (int kc = 0; kc < nkc; kc++) {
+                    const int n = kt - kc * 64 < 64 ? kt - kc * 64 : 64;
+                    const __m512i xc = _mm512_maskz_loadu_epi8(n == 64 ? ~0ULL : (1ULL << n) - 1, xr + kc * 64);
+                    _mm512_storeu_si512(arow + kc * 64, _mm512_and_si512(_mm512_srli_epi16(xc, b), one8));
+                }
+                S->rowv[m] = v;
+                S->rowb[m++] = b;
+            }
+        }
+        if (!m) continue;
+        const int8_t *wt = L->wa + L->wa_off[t];
+        for (int mb = 0; mb < m; mb += 32) {
+            const int two = m - mb > 16, nr = m - mb < 32 ? m - mb : 32;
+            const uint8_t *a0 = S->A + (int64_t)mb * kpad, *a1 = a0 + 16 * (int64_t)kpad;
+            for (int nb = 0; nb < PB; nb++) {
+                const int8_t *bp = wt + (int64_t)nb * nkc * 2048;
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                for (int kc = 0; kc < nkc; kc++) {
+                    _tile_loadd(4, a0 + kc * 64, kpad);
+                    _tile_loadd(6, bp + kc * 2048, 64);
+                    _tile_loadd(7, bp + kc * 2048 + 1024, 64);
+                    _tile_dpbusd(0, 4, 6);
+                    _tile_dpbusd(1, 4, 7);
+                    if (two) {
+                        _tile_loadd(5, a1 + kc * 64, kpad);
+                        _tile_dpbusd(2, 5, 6);
+                        _tile_dpbusd(3, 5, 7);
+                    }
+                }
+                int32_t *cb = S->cbuf;
+                _tile_stored(0, cb, 64);
+                _tile_stored(1, cb + 256, 64);
+                if (two) {
+                    _tile_stored(2, cb + 512, 64);
+                    _tile_stored(3, cb + 768, 64);
+                }
+                for (int r = 0; r < nr; r++) {
+                    const int32_t *c = cb + (r >> 4) * 512 + (r & 15) * 16;
+                    const __m512i acc = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(c), L->split),
+                                                         _mm512_load_si512(c + 256));
+                    __m512i a = _mm512_sra_epi32(_mm512_add_epi32(acc, half), sh);
+                    a = _mm512_min_epi32(_mm512_max_epi32(a, zero), amax);
+                    int32_t *y = S->y + (int64_t)S->rowv[mb + r] * W16 + nb * LANES;
+                    _mm512_store_si512(y, _mm512_add_epi32(_mm512_load_si512(y),
+                                                           _mm512_sll_epi32(a, _mm_cvtsi32_si128(S->rowb[mb + r]))));
+                }
+            }
+        }
+    }
+    return OK;
+}
+
+/* Steps 5-7 of vector v (its y and xsum in S) for all neurons, 16 at a time. Writes
+ * out[o + j] (int32 in mode 1, uint8 in mode 2). Returns OK or ERR_INT32. */
+AMX_TARGET static int amx_neurons(const remeco_layer_t *L, amx_scratch_t *S, int v, void *out, int64_t o)
+{
+    const int N = L->N, NP = L->Npad, W16 = L->PB * LANES;
+    const int32_t *y = S->y + (int64_t)v * W16;
+    for (int s = 0; s < L->n_slices; s++) memcpy(S->sums + s * NP, y + s * N, N * sizeof(int32_t));
+    for (int e = 0; e < L->n_extra; e++) S->sums[L->ex_dst[e]] += y[L->ex_col[e]];
+    const __m512i off = _mm512_set1_epi64((L->weight_offset * S->xsum[v]) << L->code_frac);
+    const __m512i cf_half = _mm512_set1_epi64(L->code_frac ? (int64_t)1 << (L->code_frac - 1) : 0);
+    const __m128i cf = _mm_cvtsi32_si128(L->code_frac), as = _mm_cvtsi32_si128(L->adc_shift);
+    const __m512i mult = _mm512_set1_epi64(L->multiplier);
+    const __m512i q_half = _mm512_set1_epi64(L->shift ? (int64_t)1 << (L->shift - 1) : 0);
+    const __m128i qs = _mm_cvtsi32_si128(L->shift);
+    const __m512i i32max = _mm512_set1_epi64(INT32_MAX), i32min = _mm512_set1_epi64(INT32_MIN);
+    const __m512i zero = _mm512_setzero_si512(), u8max = _mm512_set1_epi64(255);
+    for (int jb = 0; jb < N; jb += LANES) {
+        const int left = N - jb;
+        const __mmask16 km = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+        __m512i comb[2] = {zero, zero};
+        for (int s = 0; s < L->n_slices; s++) {
+            const int at = s * NP + jb;
+            const __m512i sum = _mm512_loadu_si512(S->sums + at);
+            const __m512i rs = _mm512_srav_epi32(_mm512_add_epi32(sum, _mm512_loadu_si512(L->ep_half + at)),
+                                                 _mm512_loadu_si512(L->ep_k + at));
+            const __m128i sb = _mm_cvtsi32_si128(L->slice_bits * s);
+            comb[0] = _mm512_add_epi64(comb[0], _mm512_sll_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(rs)), sb));
+            comb[1] = _mm512_add_epi64(comb[1], _mm512_sll_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(rs, 1)), sb));
+        }
+        for (int h = 0; h < 2; h++) {
+            const __mmask8 hm = (__mmask8)(km >> (8 * h));
+            if (!hm) break;
+            const int j0 = jb + 8 * h;
+            const __m512i z = _mm512_sub_epi64(_mm512_sll_epi64(comb[h], as), off);
+            const __m512i acc = _mm512_sra_epi64(_mm512_add_epi64(z, cf_half), cf);
+            const __m512i tv = _mm512_add_epi64(acc, _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(hm, L->bias + j0)));
+            if (_mm512_mask_cmpgt_epi64_mask(hm, tv, i32max) | _mm512_mask_cmplt_epi64_mask(hm, tv, i32min))
+                return ERR_INT32;
+            if (L->mode == 1) {
+                _mm512_mask_cvtepi64_storeu_epi32((int32_t *)out + o + j0, hm, tv);
+            } else {
+                __m512i q = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mullo_epi64(tv, mult), q_half), qs);
+                q = _mm512_min_epi64(_mm512_max_epi64(q, zero), u8max);
+                _mm512_mask_cvtepi64_storeu_epi8((uint8_t *)out + o + j0, hm, q);
+            }
+        }
+    }
+    return OK;
+}
+
+static int check_amx(const remeco_layer_t *L)
+{
+    if (check_layer(L) || L->mode < 1 || L->split < 0 || L->split > 7 || L->Npad < L->N || L->Npad % LANES ||
+        L->n_extra < 0 || !L->wa || !L->wa_off || !L->ep_k || !L->ep_half)
+        return ERR_ARGS;
+    return OK;
+}
+
+/* remeco_layer_images on the AMX path: same arguments, same results. */
+AMX_TARGET int remeco_layer_images_amx(const remeco_layer_t *L, const uint8_t *x, int64_t n, void *out,
+                                       int64_t *bad_row)
+{
+    if (check_amx(L)) return ERR_ARGS;
+    if (!remeco_amx_supported()) return ERR_ARGS;
+    amx_scratch_t S = {0};
+    int status = amx_alloc(L, &S);
+    uint8_t *patch = NULL, *codes = NULL, *padded = NULL;
+    int64_t *offs = NULL;
+    const int N = L->N;
+    if (status == OK && L->conv) {
+        const int P = L->pool, Hp = L->H + 2 * L->padding, Wp = L->W + 2 * L->padding;
+        patch = malloc((size_t)VCHUNK * L->K);
+        codes = malloc((size_t)L->Ho * L->Wo * N);
+        padded = calloc((size_t)L->C * Hp * Wp, 1);
+        offs = malloc((size_t)L->K * sizeof(int64_t));
+        if (!(patch && codes && padded && offs)) status = ERR_ALLOC;
+        else
+            for (int c = 0, k = 0; c < L->C; c++)
+                for (int ki = 0; ki < L->kernel; ki++)
+                    for (int kj = 0; kj < L->kernel; kj++) offs[k++] = ((int64_t)c * Hp + ki) * Wp + kj;
+        (void)P;
+    }
+    if (status == OK) amx_configure();
+    if (!L->conv) {
+        /* rows (dense layers, or im2col rows made by the caller) */
+        for (int64_t r0 = 0; r0 < n && status == OK; r0 += VCHUNK) {
+            const int nv = n - r0 < VCHUNK ? (int)(n - r0) : VCHUNK;
+            int bad = 0;
+            status = amx_columns(L, x + r0 * L->K, nv, &S, &bad);
+            for (int v = 0; v < nv && status == OK; v++) {
+                status = amx_neurons(L, &S, v, out, (r0 + v) * N);
+                bad = v;
+            }
+            if (status) *bad_row = r0 + bad;
+        }
+    } else {
+        const int P = L->pool, Hp = L->H + 2 * L->padding, Wp = L->W + 2 * L->padding;
+        const int positions = L->Ho * L->Wo, hp = L->Ho / P, wp = L->Wo / P;
+        const int64_t in_size = (int64_t)L->C * L->H * L->W, out_size = (int64_t)N * hp * wp;
+        for (int64_t i = 0; i < n && status == OK; i++) {
+            const uint8_t *img = x + i * in_size;
+            for (int c = 0; c < L->C; c++)
+                for (int h = 0; h < L->H; h++)
+                    memcpy(padded + ((int64_t)c * Hp + h + L->padding) * Wp + L->padding,
+                           img + ((int64_t)c * L->H + h) * L->W, L->W);
+            for (int p0 = 0; p0 < positions && status == OK; p0 += VCHUNK) {
+                const int nv = positions - p0 < VCHUNK ? positions - p0 : VCHUNK;
+                for (int v = 0; v < nv; v++) {
+                    const int pos = p0 + v, oh = pos / L->Wo, ow = pos % L->Wo;
+                    const uint8_t *origin = padded + (int64_t)oh * L->stride * Wp + (int64_t)ow * L->stride;
+                    uint8_t *dst = patch + (int64_t)v * L->K;
+                    for (int k = 0; k < L->K; k++) dst[k] = origin[offs[k]];
+                }
+                int bad = 0;
+                status = amx_columns(L, patch, nv, &S, &bad);
+                for (int v = 0; v < nv && status == OK; v++) {
+                    status = amx_neurons(L, &S, v, codes, (int64_t)(p0 + v) * N);
+                    bad = v;
+                }
+                if (status) *bad_row = i * positions + p0 + bad;
+            }
+            if (status) break;
+            uint8_t *dst = (uint8_t *)out + i * out_size;
+            for (int j = 0; j < N; j++)
+                for (int a = 0; a < hp; a++)
+                    for (int b = 0; b < wp; b++) {
+                        uint8_t best = 0;
+                        for (int u = 0; u < P; u++)
+                            for (int v = 0; v < P; v++) {
+                                const uint8_t c = codes[((int64_t)(a * P + u) * L->Wo + (b * P + v)) * N + j];
+                                best = c > best ? c : best;
+                            }
+                        dst[((int64_t)j * hp + a) * wp + b] = best;
+                    }
+        }
+    }
+    _tile_release();
+    amx_free(&S);
+    free(patch); free(codes); free(padded); free(offs);
     return status;
 }

@@ -15,7 +15,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LANES", "ColumnGroups", "column_groups", "tile_codes", "pack_codes", "native_supported"]
+__all__ = [
+    "LANES",
+    "ColumnGroups",
+    "column_groups",
+    "tile_codes",
+    "pack_codes",
+    "native_supported",
+    "AmxColumns",
+    "amx_columns",
+    "pack_codes_amx",
+    "amx_split",
+]
 
 #: Physical columns per vector register of the kernel (16 x int32 in 512 bits).
 LANES = 16
@@ -78,7 +89,98 @@ def native_supported(mapped, adc_shift: int) -> str | None:
         return "adc_bits + input_bits + log2(row tiles) > 31 (shift-and-add would overflow int32)"
     if fmt.rows * (1 << (fmt.code_bits - 1)) >= 1 << 31:
         return "rows * |code| >= 2**31 (a column sum would overflow int32)"
+    # copy averaging sums up to 2**max_k copies of y in int32 before its rounding shift
+    max_k = int(np.max(mapped.copies_log2)) if mapped.copies_log2.size else 0
+    if fmt.adc_bits + fmt.input_bits + tiles_bits + max_k > 31:
+        return "adc_bits + input_bits + log2(row tiles) + copies_log2 > 31 (copy sums would overflow int32)"
     return None
+
+
+def amx_split(fmt) -> int | None:
+    """Bits of a code's low part on the AMX path (``code = (hi << split) + lo``), or None.
+
+    Both parts must be int8: ``hi`` signed, ``lo`` in ``[0, 2**split)`` with ``split <= 7``,
+    so codes up to 15 bits fit.
+    """
+    split = max(fmt.code_bits - 8, 0)
+    return split if split <= 7 else None
+
+
+@dataclass(frozen=True)
+class AmxColumns:
+    """Column order and copy-averaging tables of the AMX path (chip-independent).
+
+    Copy 0 of (neuron ``j``, slice ``s``) is column ``s * N + j`` so that the kernel reads
+    16 neurons of one slice as one vector; the other copies follow, each listed in
+    ``ex_col`` with the ``s * Npad + j`` it adds into (``ex_dst``).
+
+    Attributes
+    ----------
+    perm:
+        int64 ``(P,)``: the physical column at each new position.
+    npad:
+        ``N`` rounded up to a multiple of 16.
+    k, half:
+        int32 ``(n_slices, npad)``: ``copies_log2`` and its rounding constant
+        ``(1 << k) >> 1`` (0 in the padding).
+    ex_dst, ex_col:
+        int32 ``(n_extra,)``.
+    """
+
+    perm: np.ndarray
+    npad: int
+    k: np.ndarray
+    half: np.ndarray
+    ex_dst: np.ndarray
+    ex_col: np.ndarray
+
+
+def amx_columns(mapped, groups: ColumnGroups) -> AmxColumns:
+    """The :class:`AmxColumns` of a mapped layer from its :class:`ColumnGroups`."""
+    n, n_slices = mapped.neurons, mapped.fmt.n_slices
+    npad = -(-n // LANES) * LANES
+    g = np.arange(n * n_slices).reshape(n, n_slices)  # g = j * n_slices + s
+    primary = groups.cols[groups.start[g.T.reshape(-1)]]  # order (s, j)
+    extra_cols, extra_dst = [], []
+    for j in range(n):
+        for s in range(n_slices):
+            gi = j * n_slices + s
+            for c in groups.cols[groups.start[gi] + 1 : groups.start[gi + 1]]:
+                extra_cols.append(int(c))
+                extra_dst.append(s * npad + j)
+    perm = np.concatenate([primary, np.asarray(extra_cols, dtype=np.int64)]).astype(np.int64)
+    k = np.zeros((n_slices, npad), dtype=np.int32)
+    k[:, :n] = groups.k.reshape(n, n_slices).T
+    half = np.where(k > 0, (1 << k) >> 1, 0).astype(np.int32)
+    ex_col = np.arange(n * n_slices, n * n_slices + len(extra_cols), dtype=np.int32)
+    return AmxColumns(perm, npad, k, half, np.asarray(extra_dst, dtype=np.int32), ex_col)
+
+
+def pack_codes_amx(mapped, codes: np.ndarray, columns: AmxColumns, split: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cell codes in the AMX path's layout (see ``remeco_layer_t`` in kernel.c).
+
+    Per row tile ``t`` (``kt`` used rows, ``nkc = ceil(kt / 64)`` chunks), int8
+    ``[PB][nkc][hi, lo][16 row quads][16 columns][4 rows]`` with ``code = (hi << split) + lo``;
+    padding rows and columns are 0. Returns ``(packed, tile_off)``, ``tile_off`` in bytes.
+    """
+    fmt = mapped.fmt
+    c2 = tile_codes(mapped, codes)[..., columns.perm].astype(np.int64)
+    p = mapped.physical_columns
+    pb = -(-p // LANES)
+    parts, offsets, at = [], [], 0
+    for t in range(mapped.row_tiles):
+        kt = min(fmt.rows, mapped.fan_in - t * fmt.rows)
+        nkc = -(-kt // 64)
+        w = np.zeros((nkc * 64, pb * LANES), dtype=np.int64)
+        w[:kt, :p] = c2[t, :kt]
+        hl = np.stack([w >> split, w & ((1 << split) - 1)])  # (2, nkc*64, PB*16)
+        # (2, nkc, 16, 4, PB, 16) -> (PB, nkc, 2, 16 quads, 16 columns, 4 rows)
+        part = hl.reshape(2, nkc, 16, 4, pb, LANES).transpose(4, 1, 0, 2, 5, 3)
+        part = np.ascontiguousarray(part).astype(np.int8).reshape(-1)
+        offsets.append(at)
+        at += part.size
+        parts.append(part)
+    return np.concatenate(parts), np.asarray(offsets, dtype=np.int64)
 
 
 def pack_codes(mapped, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

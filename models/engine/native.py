@@ -27,15 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["KernelUnavailable", "LayerStruct", "load", "build", "library_path", "SOURCE", "STATUS"]
+__all__ = ["KernelUnavailable", "LayerStruct", "load", "amx_available", "build", "library_path", "SOURCE", "STATUS"]
 
 #: The kernel's C source.
 SOURCE = Path(__file__).with_name("kernel.c")
 #: Compiler flags (the target ISA is set per function in the source, so a CPU without
 #: VNNI can still load the library and be told so by ``remeco_cpu_supported``).
-CFLAGS = ("-O3", "-g", "-std=c11", "-fPIC", "-shared", "-fno-strict-aliasing")
+CFLAGS = ("-O3", "-std=c11", "-fPIC", "-shared", "-fno-strict-aliasing")
 #: The ABI version the Python side expects (``remeco_kernel_abi`` in kernel.c).
-ABI = 2
+ABI = 3
 
 
 #: Kernel return codes (the enum in kernel.c) -> what they mean.
@@ -83,6 +83,16 @@ class LayerStruct(ctypes.Structure):
         ("Ho", ctypes.c_int32),
         ("Wo", ctypes.c_int32),
         ("pool", ctypes.c_int32),
+        ("split", ctypes.c_int32),
+        ("Npad", ctypes.c_int32),
+        ("wa", ctypes.c_void_p),
+        ("wa_off", ctypes.c_void_p),
+        ("ep_k", ctypes.c_void_p),
+        ("ep_half", ctypes.c_void_p),
+        ("n_extra", ctypes.c_int32),
+        ("_pad2", ctypes.c_int32),
+        ("ex_dst", ctypes.c_void_p),
+        ("ex_col", ctypes.c_void_p),
     ]
 
 
@@ -178,7 +188,8 @@ def load() -> ctypes.CDLL:
             raise KernelUnavailable(f"{path} has another ABI version")
         if not lib.remeco_cpu_supported():
             raise KernelUnavailable("this CPU lacks AVX-512 VNNI (the fused kernel's instructions)")
-        for name in ("remeco_layer_rows", "remeco_layer_images"):
+        lib.remeco_amx_supported.restype = ctypes.c_int
+        for name in ("remeco_layer_rows", "remeco_layer_images", "remeco_layer_images_amx"):
             fn = getattr(lib, name)
             fn.restype = ctypes.c_int
             fn.argtypes = [ctypes.POINTER(LayerStruct), ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
@@ -188,6 +199,19 @@ def load() -> ctypes.CDLL:
         raise
     _LIB = lib
     return lib
+
+
+def amx_available() -> bool:
+    """True if the kernel's AMX-INT8 path runs here (CPU and operating system allow it).
+
+    ``REMECO_NO_AMX=1`` turns it off (the AVX-512 VNNI path is used instead).
+    """
+    if os.environ.get("REMECO_NO_AMX"):
+        return False
+    try:
+        return bool(load().remeco_amx_supported())
+    except KernelUnavailable:
+        return False
 
 
 def pointer(array: np.ndarray) -> int:
