@@ -59,8 +59,9 @@ typedef struct {
      * (Ho, Wo) before a non-overlapping max pool of pool x pool. */
     int32_t conv, C, H, W, kernel, stride, padding, Ho, Wo, pool;
     /* AMX path (remeco_layer_images_amx): codes split as (hi << split) + lo, hi and lo
-     * int8, per row tile t from byte wa_off[t]: [column block][64-row chunk][hi, lo]
-     * [16 row quads][16 columns][4 rows], columns in the order of layout.amx_columns:
+     * int8; per row tile t (kt rows) from byte wa_off[t] the 2 kt rows [hi of every row;
+     * lo of every row], zero padded to nkc = ceil(2 kt / 64) chunks of 64, as
+     * [column block][chunk][16 row quads][16 columns][4 rows]; columns in the order of layout.amx_columns:
      * copy 0 of (neuron j, slice s) is column s * N + j, the other copies follow. */
     int32_t split, Npad;
     const int8_t *wa;
@@ -319,9 +320,10 @@ TARGET int remeco_layer_images(const remeco_layer_t *L, const uint8_t *x, int64_
  *
  * The same steps on the AMX tile unit, a chunk of up to VCHUNK input vectors at a time:
  * every (vector, plane) whose plane has a set bit in the row tile becomes one row of the
- * A matrix (its 0/1 bits as bytes, zero padded to 64-byte chunks), and
- * C = A x B_hi, A x B_lo (u8 x s8 -> s32, exact) gives each column sum as
- * (C_hi << split) + C_lo. ADC and shift-and-add follow per C row; copy averaging, slice
+ * A matrix: its bits shifted left by split, then its bits (bytes, 2 kt of them, zero
+ * padded to 64-byte chunks); against B = [hi; lo] (u8 x s8 -> s32, exact) each C element
+ * is sum(bit * ((hi << split) + lo)) = sum(bit * code), the column sum in one product.
+ * ADC and shift-and-add follow per C row; copy averaging, slice
  * recombination, offset, bias and requantization run over 16 neurons per vector
  * (int64 lanes where the contract's values need them). */
 
@@ -366,12 +368,12 @@ static void amx_free(amx_scratch_t *S)
 
 static int amx_alloc(const remeco_layer_t *L, amx_scratch_t *S)
 {
-    const size_t kpad = (size_t)(L->rows + 63) / 64 * 64, rows = VCHUNK * MAX_PLANES;
+    const size_t kpad = (size_t)(2 * L->rows + 63) / 64 * 64, rows = VCHUNK * MAX_PLANES;
     S->A = aligned_alloc(64, rows * kpad);
     S->rowv = malloc(rows * sizeof(int32_t));
     S->rowb = malloc(rows * sizeof(int32_t));
     S->y = aligned_alloc(64, (size_t)VCHUNK * L->PB * LANES * sizeof(int32_t));
-    S->cbuf = aligned_alloc(64, 4 * 256 * sizeof(int32_t));
+    S->cbuf = aligned_alloc(64, 4 * 256 * sizeof(int32_t)); /* 2 n blocks x 32 rows x 16 */
     S->xsum = malloc(VCHUNK * sizeof(int64_t));
     S->sums = aligned_alloc(64, (size_t)L->n_slices * L->Npad * sizeof(int32_t) + 64);
     if (!(S->A && S->rowv && S->rowb && S->y && S->cbuf && S->xsum && S->sums)) return ERR_ALLOC;
@@ -404,12 +406,13 @@ AMX_TARGET static int amx_columns(const remeco_layer_t *L, const uint8_t *x, int
     for (int v = 0; v < nv; v++) S->xsum[v] = 0;
     for (int t = 0; t < L->row_tiles; t++) {
         const int k0 = t * rows, kt = K - k0 < rows ? K - k0 : rows;
-        const int nkc = (kt + 63) / 64, kpad = nkc * 64;
+        const int nkx = (kt + 63) / 64;                      /* 64-byte chunks of the input */
+        const int nkc = (2 * kt + 63) / 64, kpad = nkc * 64; /* of an A row */
         int m = 0;
         for (int v = 0; v < nv; v++) {
             const uint8_t *xr = x + (int64_t)v * K + k0;
             __m512i orv = zero, sumv = zero;
-            for (int kc = 0; kc < nkc; kc++) {
+            for (int kc = 0; kc < nkx; kc++) {
                 const int n = kt - kc * 64 < 64 ? kt - kc * 64 : 64;
                 const __m512i xc = _mm512_maskz_loadu_epi8(n == 64 ? ~0ULL : (1ULL << n) - 1, xr + kc * 64);
                 orv = _mm512_or_si512(orv, xc);
@@ -426,10 +429,14 @@ AMX_TARGET static int amx_columns(const remeco_layer_t *L, const uint8_t *x, int
             for (unsigned planes = r; planes; planes &= planes - 1) {
                 const int b = __builtin_ctz(planes);
                 uint8_t *arow = S->A + (int64_t)m * kpad;
-                for (int kc = 0; kc < nkc; kc++) {
+                /* [bits << split, bits]; whatever lies past 2 kt meets B's zero rows */
+                for (int kc = 0; kc < nkx; kc++) {
                     const int n = kt - kc * 64 < 64 ? kt - kc * 64 : 64;
-                    const __m512i xc = _mm512_maskz_loadu_epi8(n == 64 ? ~0ULL : (1ULL << n) - 1, xr + kc * 64);
-                    _mm512_storeu_si512(arow + kc * 64, _mm512_and_si512(_mm512_srli_epi16(xc, b), one8));
+                    const __mmask64 mk = n == 64 ? ~0ULL : (1ULL << n) - 1;
+                    const __m512i bits =
+                        _mm512_and_si512(_mm512_srli_epi16(_mm512_maskz_loadu_epi8(mk, xr + kc * 64), b), one8);
+                    _mm512_mask_storeu_epi8(arow + kc * 64, mk, _mm512_slli_epi16(bits, L->split));
+                    _mm512_mask_storeu_epi8(arow + kt + kc * 64, mk, bits);
                 }
                 S->rowv[m] = v;
                 S->rowb[m++] = b;
@@ -440,56 +447,56 @@ AMX_TARGET static int amx_columns(const remeco_layer_t *L, const uint8_t *x, int
         for (int mb = 0; mb < m; mb += 32) {
             const int two = m - mb > 16, nr = m - mb < 32 ? m - mb : 32;
             const uint8_t *a0 = S->A + (int64_t)mb * kpad, *a1 = a0 + 16 * (int64_t)kpad;
-            for (int nb = 0; nb < PB; nb++) {
-                const int8_t *bp = wt + (int64_t)nb * nkc * 2048;
+            for (int nb = 0; nb < PB; nb += 2) {
+                const int pair = nb + 1 < PB;
+                const int8_t *b0 = wt + (int64_t)nb * nkc * 1024, *b1 = b0 + (int64_t)nkc * 1024;
                 _tile_zero(0);
                 _tile_zero(1);
                 _tile_zero(2);
                 _tile_zero(3);
                 for (int kc = 0; kc < nkc; kc++) {
                     _tile_loadd(4, a0 + kc * 64, kpad);
-                    _tile_loadd(6, bp + kc * 2048, 64);
-                    _tile_loadd(7, bp + kc * 2048 + 1024, 64);
+                    _tile_loadd(6, b0 + kc * 1024, 64);
                     _tile_dpbusd(0, 4, 6);
-                    _tile_dpbusd(1, 4, 7);
+                    if (pair) {
+                        _tile_loadd(7, b1 + kc * 1024, 64);
+                        _tile_dpbusd(1, 4, 7);
+                    }
                     if (two) {
                         _tile_loadd(5, a1 + kc * 64, kpad);
                         _tile_dpbusd(2, 5, 6);
-                        _tile_dpbusd(3, 5, 7);
+                        if (pair) _tile_dpbusd(3, 5, 7);
                     }
                 }
+                /* cbuf: [n block][32 rows][16 columns] */
                 int32_t *cb = S->cbuf;
                 _tile_stored(0, cb, 64);
-                _tile_stored(1, cb + 256, 64);
-                if (two) {
-                    _tile_stored(2, cb + 512, 64);
-                    _tile_stored(3, cb + 768, 64);
+                if (two) _tile_stored(2, cb + 256, 64);
+                if (pair) {
+                    _tile_stored(1, cb + 512, 64);
+                    if (two) _tile_stored(3, cb + 768, 64);
                 }
-                for (int r = 0; r < nr; r++) {
-                    const int32_t *c = cb + (r >> 4) * 512 + (r & 15) * 16;
-                    const __m512i acc = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(c), L->split),
-                                                         _mm512_load_si512(c + 256));
-                    __m512i a = _mm512_sra_epi32(_mm512_add_epi32(acc, half), sh);
-                    a = _mm512_min_epi32(_mm512_max_epi32(a, zero), amax);
-                    int32_t *y = S->y + (int64_t)S->rowv[mb + r] * W16 + nb * LANES;
-                    _mm512_store_si512(y, _mm512_add_epi32(_mm512_load_si512(y),
-                                                           _mm512_sll_epi32(a, _mm_cvtsi32_si128(S->rowb[mb + r]))));
-                }
+                for (int h = 0; h <= pair; h++)
+                    for (int r = 0; r < nr; r++) {
+                        const __m512i acc = _mm512_load_si512(cb + h * 512 + r * 16);
+                        __m512i a = _mm512_sra_epi32(_mm512_add_epi32(acc, half), sh);
+                        a = _mm512_min_epi32(_mm512_max_epi32(a, zero), amax);
+                        int32_t *y = S->y + (int64_t)S->rowv[mb + r] * W16 + (nb + h) * LANES;
+                        _mm512_store_si512(y, _mm512_add_epi32(_mm512_load_si512(y),
+                                                               _mm512_sll_epi32(a, _mm_cvtsi32_si128(S->rowb[mb + r]))));
+                    }
             }
         }
     }
     return OK;
 }
 
-/* Steps 5-7 of vector v (its y and xsum in S) for all neurons, 16 at a time. Writes
- * out[o + j] (int32 in mode 1, uint8 in mode 2). Returns OK or ERR_INT32. */
-AMX_TARGET static int amx_neurons(const remeco_layer_t *L, amx_scratch_t *S, int v, void *out, int64_t o)
+/* Steps 5-7 of vectors [0, nv) (their y and xsum in S) for all neurons, 16 at a time.
+ * Vector v writes out[o + v * N + j] (int32 in mode 1, uint8 in mode 2). Returns OK or
+ * ERR_INT32 (*bad = the vector). */
+AMX_TARGET static int amx_neurons(const remeco_layer_t *L, amx_scratch_t *S, int nv, void *out, int64_t o, int *bad)
 {
     const int N = L->N, NP = L->Npad, W16 = L->PB * LANES;
-    const int32_t *y = S->y + (int64_t)v * W16;
-    for (int s = 0; s < L->n_slices; s++) memcpy(S->sums + s * NP, y + s * N, N * sizeof(int32_t));
-    for (int e = 0; e < L->n_extra; e++) S->sums[L->ex_dst[e]] += y[L->ex_col[e]];
-    const __m512i off = _mm512_set1_epi64((L->weight_offset * S->xsum[v]) << L->code_frac);
     const __m512i cf_half = _mm512_set1_epi64(L->code_frac ? (int64_t)1 << (L->code_frac - 1) : 0);
     const __m128i cf = _mm_cvtsi32_si128(L->code_frac), as = _mm_cvtsi32_si128(L->adc_shift);
     const __m512i mult = _mm512_set1_epi64(L->multiplier);
@@ -497,34 +504,54 @@ AMX_TARGET static int amx_neurons(const remeco_layer_t *L, amx_scratch_t *S, int
     const __m128i qs = _mm_cvtsi32_si128(L->shift);
     const __m512i i32max = _mm512_set1_epi64(INT32_MAX), i32min = _mm512_set1_epi64(INT32_MIN);
     const __m512i zero = _mm512_setzero_si512(), u8max = _mm512_set1_epi64(255);
-    for (int jb = 0; jb < N; jb += LANES) {
-        const int left = N - jb;
-        const __mmask16 km = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-        __m512i comb[2] = {zero, zero};
-        for (int s = 0; s < L->n_slices; s++) {
-            const int at = s * NP + jb;
-            const __m512i sum = _mm512_loadu_si512(S->sums + at);
-            const __m512i rs = _mm512_srav_epi32(_mm512_add_epi32(sum, _mm512_loadu_si512(L->ep_half + at)),
-                                                 _mm512_loadu_si512(L->ep_k + at));
-            const __m128i sb = _mm_cvtsi32_si128(L->slice_bits * s);
-            comb[0] = _mm512_add_epi64(comb[0], _mm512_sll_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(rs)), sb));
-            comb[1] = _mm512_add_epi64(comb[1], _mm512_sll_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(rs, 1)), sb));
+    for (int v = 0; v < nv; v++) {
+        const int32_t *y = S->y + (int64_t)v * W16;
+        /* copy 0 of every (slice, neuron) is y[s * N + j]; extra copies are added into a
+         * copy of it laid out s * Npad + j */
+        const int32_t *sums = y;
+        int stride = N;
+        if (L->n_extra) {
+            for (int sl = 0; sl < L->n_slices; sl++) memcpy(S->sums + sl * NP, y + sl * N, N * sizeof(int32_t));
+            for (int e = 0; e < L->n_extra; e++) S->sums[L->ex_dst[e]] += y[L->ex_col[e]];
+            sums = S->sums;
+            stride = NP;
         }
-        for (int h = 0; h < 2; h++) {
-            const __mmask8 hm = (__mmask8)(km >> (8 * h));
-            if (!hm) break;
-            const int j0 = jb + 8 * h;
-            const __m512i z = _mm512_sub_epi64(_mm512_sll_epi64(comb[h], as), off);
-            const __m512i acc = _mm512_sra_epi64(_mm512_add_epi64(z, cf_half), cf);
-            const __m512i tv = _mm512_add_epi64(acc, _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(hm, L->bias + j0)));
-            if (_mm512_mask_cmpgt_epi64_mask(hm, tv, i32max) | _mm512_mask_cmplt_epi64_mask(hm, tv, i32min))
-                return ERR_INT32;
-            if (L->mode == 1) {
-                _mm512_mask_cvtepi64_storeu_epi32((int32_t *)out + o + j0, hm, tv);
-            } else {
-                __m512i q = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mullo_epi64(tv, mult), q_half), qs);
-                q = _mm512_min_epi64(_mm512_max_epi64(q, zero), u8max);
-                _mm512_mask_cvtepi64_storeu_epi8((uint8_t *)out + o + j0, hm, q);
+        const __m512i off = _mm512_set1_epi64((L->weight_offset * S->xsum[v]) << L->code_frac);
+        for (int jb = 0; jb < N; jb += LANES) {
+            const int left = N - jb;
+            const __mmask16 km = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+            __m512i comb[2] = {zero, zero};
+            for (int sl = 0; sl < L->n_slices; sl++) {
+                const int at = sl * NP + jb;
+                const __m512i sum = _mm512_maskz_loadu_epi32(km, sums + sl * stride + jb);
+                const __m512i rs = _mm512_srav_epi32(_mm512_add_epi32(sum, _mm512_loadu_si512(L->ep_half + at)),
+                                                     _mm512_loadu_si512(L->ep_k + at));
+                const __m128i sb = _mm_cvtsi32_si128(L->slice_bits * sl);
+                comb[0] = _mm512_add_epi64(comb[0],
+                                           _mm512_sll_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(rs)), sb));
+                comb[1] = _mm512_add_epi64(comb[1],
+                                           _mm512_sll_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(rs, 1)), sb));
+            }
+            for (int h = 0; h < 2; h++) {
+                const __mmask8 hm = (__mmask8)(km >> (8 * h));
+                if (!hm) break;
+                const int j0 = jb + 8 * h;
+                const __m512i z = _mm512_sub_epi64(_mm512_sll_epi64(comb[h], as), off);
+                const __m512i acc = _mm512_sra_epi64(_mm512_add_epi64(z, cf_half), cf);
+                const __m512i tv =
+                    _mm512_add_epi64(acc, _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(hm, L->bias + j0)));
+                if (_mm512_mask_cmpgt_epi64_mask(hm, tv, i32max) | _mm512_mask_cmplt_epi64_mask(hm, tv, i32min)) {
+                    *bad = v;
+                    return ERR_INT32;
+                }
+                const int64_t at = o + (int64_t)v * N + j0;
+                if (L->mode == 1) {
+                    _mm512_mask_cvtepi64_storeu_epi32((int32_t *)out + at, hm, tv);
+                } else {
+                    __m512i q = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mullo_epi64(tv, mult), q_half), qs);
+                    q = _mm512_min_epi64(_mm512_max_epi64(q, zero), u8max);
+                    _mm512_mask_cvtepi64_storeu_epi8((uint8_t *)out + at, hm, q);
+                }
             }
         }
     }
@@ -552,9 +579,9 @@ AMX_TARGET int remeco_layer_images_amx(const remeco_layer_t *L, const uint8_t *x
     const int N = L->N;
     if (status == OK && L->conv) {
         const int P = L->pool, Hp = L->H + 2 * L->padding, Wp = L->W + 2 * L->padding;
-        patch = malloc((size_t)VCHUNK * L->K);
+        patch = malloc((size_t)VCHUNK * L->K + 8);
         codes = malloc((size_t)L->Ho * L->Wo * N);
-        padded = calloc((size_t)L->C * Hp * Wp, 1);
+        padded = calloc((size_t)L->C * Hp * Wp + 8, 1);
         offs = malloc((size_t)L->K * sizeof(int64_t));
         if (!(patch && codes && padded && offs)) status = ERR_ALLOC;
         else
@@ -570,10 +597,7 @@ AMX_TARGET int remeco_layer_images_amx(const remeco_layer_t *L, const uint8_t *x
             const int nv = n - r0 < VCHUNK ? (int)(n - r0) : VCHUNK;
             int bad = 0;
             status = amx_columns(L, x + r0 * L->K, nv, &S, &bad);
-            for (int v = 0; v < nv && status == OK; v++) {
-                status = amx_neurons(L, &S, v, out, (r0 + v) * N);
-                bad = v;
-            }
+            if (status == OK) status = amx_neurons(L, &S, nv, out, r0 * N, &bad);
             if (status) *bad_row = r0 + bad;
         }
     } else {
@@ -592,14 +616,21 @@ AMX_TARGET int remeco_layer_images_amx(const remeco_layer_t *L, const uint8_t *x
                     const int pos = p0 + v, oh = pos / L->Wo, ow = pos % L->Wo;
                     const uint8_t *origin = padded + (int64_t)oh * L->stride * Wp + (int64_t)ow * L->stride;
                     uint8_t *dst = patch + (int64_t)v * L->K;
-                    for (int k = 0; k < L->K; k++) dst[k] = origin[offs[k]];
+                    if (L->kernel <= 8) {
+                        /* one 8-byte copy per (channel, kernel row); each overwrites the
+                         * previous one's spill, the buffers have 8 bytes of slack */
+                        for (int seg = 0; seg < L->C * L->kernel; seg++) {
+                            uint64_t w8;
+                            memcpy(&w8, origin + offs[seg * L->kernel], 8);
+                            memcpy(dst + seg * L->kernel, &w8, 8);
+                        }
+                    } else {
+                        for (int k = 0; k < L->K; k++) dst[k] = origin[offs[k]];
+                    }
                 }
                 int bad = 0;
                 status = amx_columns(L, patch, nv, &S, &bad);
-                for (int v = 0; v < nv && status == OK; v++) {
-                    status = amx_neurons(L, &S, v, codes, (int64_t)(p0 + v) * N);
-                    bad = v;
-                }
+                if (status == OK) status = amx_neurons(L, &S, nv, codes, (int64_t)p0 * N, &bad);
                 if (status) *bad_row = i * positions + p0 + bad;
             }
             if (status) break;

@@ -159,9 +159,10 @@ def amx_columns(mapped, groups: ColumnGroups) -> AmxColumns:
 def pack_codes_amx(mapped, codes: np.ndarray, columns: AmxColumns, split: int) -> tuple[np.ndarray, np.ndarray]:
     """Cell codes in the AMX path's layout (see ``remeco_layer_t`` in kernel.c).
 
-    Per row tile ``t`` (``kt`` used rows, ``nkc = ceil(kt / 64)`` chunks), int8
-    ``[PB][nkc][hi, lo][16 row quads][16 columns][4 rows]`` with ``code = (hi << split) + lo``;
-    padding rows and columns are 0. Returns ``(packed, tile_off)``, ``tile_off`` in bytes.
+    Per row tile ``t`` with ``kt`` used rows: the ``2 kt`` rows ``[hi; lo]`` (``code = (hi <<
+    split) + lo``, both int8), zero padded to ``nkc = ceil(2 kt / 64)`` chunks of 64 rows, as
+    int8 ``[PB][nkc][16 row quads][16 columns][4 rows]``; padding columns are 0. Returns
+    ``(packed, tile_off)``, ``tile_off`` in bytes.
     """
     fmt = mapped.fmt
     c2 = tile_codes(mapped, codes)[..., columns.perm].astype(np.int64)
@@ -170,12 +171,12 @@ def pack_codes_amx(mapped, codes: np.ndarray, columns: AmxColumns, split: int) -
     parts, offsets, at = [], [], 0
     for t in range(mapped.row_tiles):
         kt = min(fmt.rows, mapped.fan_in - t * fmt.rows)
-        nkc = -(-kt // 64)
+        nkc = -(-2 * kt // 64)
         w = np.zeros((nkc * 64, pb * LANES), dtype=np.int64)
-        w[:kt, :p] = c2[t, :kt]
-        hl = np.stack([w >> split, w & ((1 << split) - 1)])  # (2, nkc*64, PB*16)
-        # (2, nkc, 16, 4, PB, 16) -> (PB, nkc, 2, 16 quads, 16 columns, 4 rows)
-        part = hl.reshape(2, nkc, 16, 4, pb, LANES).transpose(4, 1, 0, 2, 5, 3)
+        w[:kt, :p] = c2[t, :kt] >> split
+        w[kt : 2 * kt, :p] = c2[t, :kt] & ((1 << split) - 1)
+        # (nkc*64, PB*16) -> (nkc, 16, 4, PB, 16) -> (PB, nkc, 16 quads, 16 columns, 4 rows)
+        part = w.reshape(nkc, 16, 4, pb, LANES).transpose(3, 0, 1, 4, 2)
         part = np.ascontiguousarray(part).astype(np.int8).reshape(-1)
         offsets.append(at)
         at += part.size
