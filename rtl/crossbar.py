@@ -14,7 +14,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..models.fault_lfsr import THRESHOLD_ONE
-from .fixed import bits_for, tree_sum
+from .fixed import bits_for, pipelined_tree_sum
 
 __all__ = ["CrossbarTile", "programming_members", "xorshift32_expr"]
 
@@ -51,8 +51,10 @@ class CrossbarTile(wiring.Component):
 
     Cycle behaviour: a bit-plane beat on ``i`` selects a tile and drives its rows whose
     bit is 1; the tile then emits ``cols`` accumulator beats on ``o``, column 0 first, one
-    per cycle while ``o`` is ready (latency two cycles: memory read, then adder tree and
-    output register). The next plane is accepted in the cycle the last column is read,
+    per cycle while ``o`` is ready (latency ``4 + (ceil(log2(rows)) - 1) // 2`` cycles: memory
+    read, the read data registered, fault substitution and row masking registered, then the
+    adder tree over the rows with a register every two adder levels, the last stage being
+    the output register; this is what lets the tile close timing at 100 MHz). The next plane is accepted in the cycle the last column is read,
     so back-to-back planes stream without bubbles. Output stalls stop the column counter
     and hold the memory read, nothing is dropped.
 
@@ -214,18 +216,45 @@ class CrossbarTile(wiring.Component):
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [plane.eq(self.i.payload), sweeping.eq(1), col.eq(0)]
 
-        # stage 2: faults, driven rows, adder tree -> output register
-        terms = []
-        for r in range(R):
-            code = code_rd.data[r * cb:(r + 1) * cb].as_signed()
-            f = fault_rd.data[2 * r:2 * r + 2]
-            eff = Mux(f[0], Mux(f[1], self.code_on, self.code_off), code)
-            terms.append(Mux(s1_bits[r], eff, 0))
+        # stage 2: the memories' outputs, registered (a block RAM's clock-to-output is most of
+        # a cycle on its own)
+        s2_valid, s2_bits = Signal(), Signal(R)
+        s2_col, s2_tag = Signal.like(col), Signal(self.tag_width)
+        s2_codes, s2_faults = Signal(R * cb), Signal(2 * R)
         with m.If(adv):
             m.d.sync += [
-                self.o.valid.eq(s1_valid),
-                self.o.payload.acc.eq(tree_sum(terms)),
-                self.o.payload.col.eq(s1_col),
-                self.o.payload.tag.eq(s1_tag),
+                s2_valid.eq(s1_valid), s2_bits.eq(s1_bits), s2_col.eq(s1_col), s2_tag.eq(s1_tag),
+                s2_codes.eq(code_rd.data), s2_faults.eq(fault_rd.data),
+            ]
+
+        # stage 3: stuck cells and driven rows -> the adder tree's terms, registered
+        terms = []
+        for r in range(R):
+            code = s2_codes[r * cb:(r + 1) * cb].as_signed()
+            f = s2_faults[2 * r:2 * r + 2]
+            eff = Mux(f[0], Mux(f[1], self.code_on, self.code_off), code)
+            term = Signal(signed(cb), name=f"term{r}")
+            with m.If(adv):
+                m.d.sync += term.eq(Mux(s2_bits[r], eff, 0))
+            terms.append(term)
+        s3_valid, s3_col, s3_tag = Signal(), Signal.like(col), Signal(self.tag_width)
+        with m.If(adv):
+            m.d.sync += [s3_valid.eq(s2_valid), s3_col.eq(s2_col), s3_tag.eq(s2_tag)]
+
+        # stages 4..: the adder tree over the rows, two adder levels per stage -> output register
+        total, stages = pipelined_tree_sum(m, terms, adv, levels_per_stage=2, name="rowsum")
+        valid, col_d, tag_d = s3_valid, s3_col, s3_tag
+        for k in range(stages):
+            nv, nc, nt = Signal(name=f"t{k}_valid"), Signal.like(col, name=f"t{k}_col"), \
+                Signal(self.tag_width, name=f"t{k}_tag")
+            with m.If(adv):
+                m.d.sync += [nv.eq(valid), nc.eq(col_d), nt.eq(tag_d)]
+            valid, col_d, tag_d = nv, nc, nt
+        with m.If(adv):
+            m.d.sync += [
+                self.o.valid.eq(valid),
+                self.o.payload.acc.eq(total),
+                self.o.payload.col.eq(col_d),
+                self.o.payload.tag.eq(tag_d),
             ]
         return m

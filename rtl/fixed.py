@@ -6,9 +6,9 @@ blocks call these instead of re-deriving the bit tricks.
 
 from __future__ import annotations
 
-from amaranth import Const, Mux, Value
+from amaranth import Const, Mux, Signal, Value
 
-__all__ = ["round_shift_const", "round_shift_var", "clamp", "tree_sum", "bits_for"]
+__all__ = ["round_shift_const", "round_shift_var", "clamp", "tree_sum", "pipelined_tree_sum", "bits_for"]
 
 
 def bits_for(n: int) -> int:
@@ -53,3 +53,29 @@ def tree_sum(terms: list) -> Value:
             nxt.append(level[-1])
         level = nxt
     return level[0]
+
+
+def pipelined_tree_sum(m, terms: list, enable: Value, levels_per_stage: int = 2, name: str = "tree") -> tuple[Value, int]:
+    """:func:`tree_sum` with a register after every ``levels_per_stage`` adder levels.
+
+    The registers (in ``m``'s ``sync`` domain) load while ``enable`` is high, so the tree
+    is one more stage of a pipeline that advances as a whole. No register follows the
+    last level: the caller registers the sum. Returns ``(sum, stages)``: the sum is
+    valid ``stages`` enabled cycles after its terms, so side-band data must be delayed
+    by as many stages.
+    """
+    if levels_per_stage < 1:
+        raise ValueError(f"levels_per_stage must be >= 1, got {levels_per_stage}")
+    level = [Value.cast(t) for t in terms] or [Const(0)]
+    depth = stages = 0
+    while len(level) > 1:
+        nxt = [level[i] + level[i + 1] for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level, depth = nxt, depth + 1
+        if depth % levels_per_stage == 0 and len(level) > 1:
+            regs = [Signal(v.shape(), name=f"{name}_s{stages}_{j}") for j, v in enumerate(level)]
+            with m.If(enable):
+                m.d.sync += [r.eq(v) for r, v in zip(regs, level)]
+            level, stages = regs, stages + 1
+    return level[0], stages
