@@ -8,7 +8,7 @@ followed by saturation at both ends.
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, signed, unsigned
+from amaranth import Module, Mux, ResetSignal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -67,7 +67,8 @@ class ADCQuantizer(wiring.Component):
         m = Module()
         acc = self.i.payload.acc if self.tag_width else self.i.payload
         code = adc_expression(acc, self.adc_shift, self.adc_bits)
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        # nothing is taken in reset: the beat would vanish with the cleared register
+        m.d.comb += self.i.ready.eq(~ResetSignal() & (~self.o.valid | self.o.ready))
         with m.If(self.i.ready):
             m.d.sync += self.o.valid.eq(self.i.valid)
             if self.tag_width:

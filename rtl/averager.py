@@ -7,7 +7,7 @@ passes ``y`` through).
 
 from __future__ import annotations
 
-from amaranth import Array, Module, Mux, Signal, unsigned
+from amaranth import Array, Module, Mux, ResetSignal, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -76,8 +76,8 @@ class Averager(wiring.Component):
         total = Signal(sum_w)
         m.d.comb += total.eq(Mux(beat.first, 0, sums[beat.slice]) + beat.y)
 
-        # only a `last` beat needs the output register
-        m.d.comb += self.i.ready.eq(~beat.last | ~self.o.valid | self.o.ready)
+        # only a `last` beat needs the output register; nothing is taken in reset
+        m.d.comb += self.i.ready.eq(~ResetSignal() & (~beat.last | ~self.o.valid | self.o.ready))
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(take):

@@ -7,7 +7,7 @@ with ``weight_offset = 2**(weight_bits - 1)``, so the offset term is a shift too
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -80,8 +80,8 @@ class SliceCombiner(wiring.Component):
         # unsigned - unsigned is signed (one bit wider) in Amaranth: exact
         z = (total << self.adc_shift) - (beat.x_sum << offset_shift)
 
-        # only an `end` beat needs the output register
-        m.d.comb += self.i.ready.eq(~beat.end | ~self.o.valid | self.o.ready)
+        # only an `end` beat needs the output register; nothing is taken in reset
+        m.d.comb += self.i.ready.eq(~ResetSignal() & (~beat.end | ~self.o.valid | self.o.ready))
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(take):

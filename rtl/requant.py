@@ -15,7 +15,7 @@ not restated here.
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -104,7 +104,7 @@ class Requantizer(wiring.Component):
 
         s2_free = ~s2_valid | out_free
         s1_free = ~s1_valid | s2_free
-        m.d.comb += self.i.ready.eq(s1_free)
+        m.d.comb += self.i.ready.eq(~ResetSignal() & s1_free)  # nothing is taken in reset
 
         with m.If(s1_free):
             m.d.sync += [

@@ -6,7 +6,7 @@ Implements :func:`remeco.models.emulation.shift_add_bits` summed over row tiles:
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, unsigned
+from amaranth import Module, Mux, ResetSignal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -76,8 +76,9 @@ class ShiftAdd(wiring.Component):
         take = self.i.valid & self.i.ready
         new = (Mux(beat.first, 0, rd.data) + (beat.code << beat.bit))[: self.y_width]
         m.d.comb += [
-            # only a `last` beat needs the output register
-            self.i.ready.eq(~beat.last | ~self.o.valid | self.o.ready),
+            # only a `last` beat needs the output register; nothing is taken (nor written
+            # into the sums, which reset does not clear) in reset
+            self.i.ready.eq(~ResetSignal() & (~beat.last | ~self.o.valid | self.o.ready)),
             rd.addr.eq(beat.col),
             wr.addr.eq(beat.col),
             wr.data.eq(new),
