@@ -20,7 +20,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..models.emulation import MAX_SHIFT, MULTIPLIER_BITS
-from .fixed import bits_for, clamp, round_shift_const, round_shift_var
+from .fixed import bits_for, clamp, round_shift_const, round_shift_sat
 
 __all__ = ["Requantizer", "MULTIPLIER_BITS", "SHIFT_BITS", "BIAS_BITS", "OUT_BITS"]
 
@@ -124,7 +124,8 @@ class Requantizer(wiring.Component):
             ]
 
         # stage 3: rounding and saturation, or the logit
-        hidden = clamp(round_shift_var(prod, shift2), 0, 255)
+        # saturated to [-256, 256] first: same clamp, 10 bits of rounding logic instead of 50
+        hidden = clamp(round_shift_sat(prod, shift2, 8), 0, 255)
         with m.If(out_free):
             m.d.sync += [
                 self.o.valid.eq(s2_valid),

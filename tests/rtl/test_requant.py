@@ -22,7 +22,7 @@ def test_requant_verilator():
         # z -> accumulator units by truncation instead of round half up
         ("round_shift_const", lambda value, shift: value >> shift),
         # t * multiplier -> output by truncation instead of round half up
-        ("round_shift_var", lambda value, shift: value >> shift),
+        ("round_shift_sat", lambda value, shift, bits: value >> shift),
     ],
     ids=["acc-floor", "requant-floor"],
 )
