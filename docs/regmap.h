@@ -95,4 +95,20 @@
 #define REMECO_FAULT_CONTROL_ENABLE_SHIFT 2u
 #define REMECO_FAULT_CONTROL_ENABLE_MASK 0x4u
 
+#define REMECO_ERR_NONE 0u /* none */
+#define REMECO_ERR_BAD_RUN 1u /* bad run description */
+#define REMECO_ERR_LOAD_RANGE 2u /* load beyond a memory */
+#define REMECO_ERR_BUSY 3u /* command while busy */
+
+#define REMECO_DESC_SLICE_SHIFT 0u
+#define REMECO_DESC_SLICE_MASK 0xFu
+#define REMECO_DESC_K_SHIFT 4u
+#define REMECO_DESC_K_MASK 0xF0u
+#define REMECO_DESC_FIRST_SHIFT 8u
+#define REMECO_DESC_FIRST_MASK 0x100u
+#define REMECO_DESC_LAST_SHIFT 9u
+#define REMECO_DESC_LAST_MASK 0x200u
+#define REMECO_DESC_END_SHIFT 10u
+#define REMECO_DESC_END_MASK 0x400u
+
 #endif /* REMECO_REGMAP_H */

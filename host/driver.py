@@ -96,7 +96,6 @@ _MASK32 = 0xFFFFFFFF
 # What this driver speaks; captured at import so a device is compared with it.
 _ID_VALUE = regmap.ID_VALUE
 _VERSION_MAJOR = regmap.VERSION_VALUE >> 16
-_ERROR_MEANINGS = {1: "bad run description", 2: "load beyond a memory", 3: "command while busy"}
 
 
 def _off(name: str) -> int:
@@ -290,10 +289,10 @@ class ModelDevice:
 
     def _fault_command(self, generate: bool, clear: bool) -> None:
         if self._busy:
-            return self._fail(3)
+            return self._fail(regmap.ERR_BUSY)
         words = self._regs["FAULT_WORDS"]
         if generate and words > self.cfg.code_words:
-            return self._fail(1)
+            return self._fail(regmap.ERR_BAD_RUN)
         if clear:
             self.fault_memory[...] = 0
             return
@@ -303,7 +302,7 @@ class ModelDevice:
 
     def _start(self) -> None:
         if self._busy:
-            return self._fail(3)
+            return self._fail(regmap.ERR_BUSY)
         cfg, r = self.cfg, self._regs
         k, p, n, v = r["LAYER_FAN_IN"], r["LAYER_COLUMNS"], r["LAYER_NEURONS"], r["LAYER_VECTORS"]
         blocks = -(-p // cfg.column_lanes)
@@ -317,7 +316,7 @@ class ModelDevice:
             and r["STREAM_TARGET"] == STREAM_INPUTS
         )
         if not ok:
-            return self._fail(1)
+            return self._fail(regmap.ERR_BAD_RUN)
         bits = cfg.fmt.code_bits
         self._busy, self._done, self._error, self._error_code = True, False, False, 0
         self._run = _Run(
@@ -443,7 +442,7 @@ class ModelDevice:
         inside = addr < len(memory)
         memory[addr[inside]] = rows[inside]
         if not inside.all():
-            self._fail(2)
+            self._fail(regmap.ERR_LOAD_RANGE)
         self._regs["LOAD_ADDRESS"] = (start + n) & _MASK32
 
     def _feed(self, w: np.ndarray) -> None:
@@ -604,7 +603,7 @@ class Accelerator:
     def _check_error(self, what: str) -> None:
         if self.device.read(_off("STATUS")) & _bit("STATUS", "ERROR"):
             code = self.device.read(_off("ERROR_CODE"))
-            meaning = _ERROR_MEANINGS.get(code, "unknown")
+            meaning = regmap.error_meaning(code)
             raise AcceleratorError(f"{what} failed: ERROR_CODE={code} ({meaning})", code)
 
     def _stream(self, words: np.ndarray, receive: int, what: str) -> np.ndarray:

@@ -88,6 +88,16 @@ __all__ = [
     "STREAM_FAULTS",
     "STREAM_DESCRIPTORS",
     "ADDR_BITS",
+    "ErrorCode",
+    "ERRORS",
+    "ERR_NONE",
+    "ERR_BAD_RUN",
+    "ERR_LOAD_RANGE",
+    "ERR_BUSY",
+    "error_meaning",
+    "DESCRIPTOR_FIELDS",
+    "DESCRIPTOR_BITS",
+    "descriptor_field",
     "validate",
     "lookup",
     "by_offset",
@@ -171,6 +181,57 @@ class Register:
         raise KeyError(f"register {self.name} has no field {name!r}")
 
 
+@dataclass(frozen=True)
+class ErrorCode:
+    """One value of the ``ERROR_CODE`` register: what the RTL sets, the model backend
+    sets and the driver reports."""
+
+    name: str
+    code: int
+    description: str
+
+
+#: Every ``ERROR_CODE`` value (:data:`ERR_NONE` .. :data:`ERR_BUSY`), in code order.
+ERRORS: tuple[ErrorCode, ...] = (
+    ErrorCode("NONE", 0, "none"),
+    ErrorCode("BAD_RUN", 1, "bad run description"),
+    ErrorCode("LOAD_RANGE", 2, "load beyond a memory"),
+    ErrorCode("BUSY", 3, "command while busy"),
+)
+ERR_NONE, ERR_BAD_RUN, ERR_LOAD_RANGE, ERR_BUSY = (e.code for e in ERRORS)
+
+
+def error_meaning(code: int) -> str:
+    """The description of an ``ERROR_CODE`` value (``"unknown"`` for a value not in :data:`ERRORS`)."""
+    for e in ERRORS:
+        if e.code == code:
+            return e.description
+    return "unknown"
+
+
+#: Fields of a column-descriptor word (one word per physical column, written with
+#: ``STREAM_TARGET = 3``; :func:`remeco.models.fabric.descriptor_words` packs them from
+#: :func:`remeco.models.periphery.column_descriptors`). Bits above :data:`DESCRIPTOR_BITS`
+#: are ignored.
+DESCRIPTOR_FIELDS: tuple[Field, ...] = (
+    Field("SLICE", 0, 4, "weight slice of the column"),
+    Field("K", 4, 4, "log2 of the copies averaged for this slice (2**K copies)"),
+    Field("FIRST", 8, 1, "first copy: the slice's running sum restarts"),
+    Field("LAST", 9, 1, "last copy: the slice's average is taken"),
+    Field("END", 10, 1, "the neuron's last column (counts on a LAST column): the neuron is emitted"),
+)
+#: Bits of a descriptor word the fabric stores.
+DESCRIPTOR_BITS = max(f.lsb + f.width for f in DESCRIPTOR_FIELDS)
+
+
+def descriptor_field(name: str) -> Field:
+    """The descriptor field called ``name`` (``KeyError`` naming it if unknown)."""
+    for f in DESCRIPTOR_FIELDS:
+        if f.name == name:
+            return f
+    raise KeyError(f"no descriptor field named {name!r}")
+
+
 REGISTERS: tuple[Register, ...] = (
     Register("ID", 0x00, "ro", 32, ID_VALUE, "Identification, ASCII 'RMCO'"),
     Register("VERSION", 0x04, "ro", 32, VERSION_VALUE, "Register map version, major << 16 | minor"),
@@ -185,7 +246,7 @@ REGISTERS: tuple[Register, ...] = (
         Field("GEN_BUSY", 3, 1, "the fault generator or the fault-map clear is running"),
     )),
     Register("ERROR_CODE", 0x10, "ro", 4, 0,
-             "0 none, 1 bad run description, 2 load beyond a memory, 3 command while busy"),
+             ", ".join(f"{e.code} {e.description}" for e in ERRORS)),
     Register("CYCLES_LO", 0x14, "ro", 32, 0, "Cycles spent in runs, low word (latches the high word)"),
     Register("CYCLES_HI", 0x18, "ro", 32, 0, "Cycle counter, high word as latched by CYCLES_LO"),
     Register("CAP_CODE_WORDS", 0x20, "ro", 32, 0, "Words of the code and fault memories (elaboration)"),
@@ -259,7 +320,10 @@ def validate(registers: tuple[Register, ...] | list[Register]) -> None:
 
 
 validate(REGISTERS)
+validate((Register("DESCRIPTOR", 0, "rw", DESCRIPTOR_BITS, 0, "column descriptor", DESCRIPTOR_FIELDS),))
 _BY_NAME = {r.name: r for r in REGISTERS}
+if [e.code for e in ERRORS] != list(range(len(ERRORS))) or len(ERRORS) > _BY_NAME["ERROR_CODE"].mask + 1:
+    raise ValueError("ERRORS must be numbered 0, 1, ... and fit the ERROR_CODE register")
 _BY_OFFSET = {r.offset: r for r in REGISTERS}
 
 
@@ -313,6 +377,12 @@ def to_markdown(registers: tuple[Register, ...] = REGISTERS) -> str:
         for f in r.fields:
             bits = f"[{f.lsb}]" if f.width == 1 else f"[{f.lsb + f.width - 1}:{f.lsb}]"
             lines.append(f"| | {r.name}.{f.name} {bits} | | {f.width} | | {_md(f.description)} |")
+    lines += ["", "## ERROR_CODE values", "", "| code | name | meaning |", "|---|---|---|"]
+    lines += [f"| {e.code} | {e.name} | {_md(e.description)} |" for e in ERRORS]
+    lines += ["", "## Column-descriptor word (STREAM_TARGET 3)", "", "| bits | field | description |", "|---|---|---|"]
+    for f in DESCRIPTOR_FIELDS:
+        bits = f"[{f.lsb}]" if f.width == 1 else f"[{f.lsb + f.width - 1}:{f.lsb}]"
+        lines.append(f"| {bits} | {f.name} | {_md(f.description)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -331,6 +401,13 @@ def to_c_header(prefix: str = "REMECO_", registers: tuple[Register, ...] = REGIS
         for f in r.fields:
             lines.append(f"#define {prefix}{r.name}_{f.name}_SHIFT {f.lsb}u")
             lines.append(f"#define {prefix}{r.name}_{f.name}_MASK 0x{f.mask:X}u")
+    lines.append("")
+    for e in ERRORS:
+        lines.append(f"#define {prefix}ERR_{e.name} {e.code}u /* {e.description} */")
+    lines.append("")
+    for f in DESCRIPTOR_FIELDS:
+        lines.append(f"#define {prefix}DESC_{f.name}_SHIFT {f.lsb}u")
+        lines.append(f"#define {prefix}DESC_{f.name}_MASK 0x{f.mask:X}u")
     lines += ["", f"#endif /* {guard} */", ""]
     return "\n".join(lines)
 

@@ -62,8 +62,37 @@ def test_markdown_lists_every_register_with_its_offset():
         for f in r.fields:
             assert f"{r.name}.{f.name}" in md
     # every table row has the same number of cells (pipes in descriptions are escaped)
-    rows = [line for line in md.splitlines() if line.startswith("|")]
-    assert {len(re.findall(r"(?<!\\)\|", line)) for line in rows} == {7}
+    tables = [block.splitlines() for block in md.split("\n\n") if block.startswith("|")]
+    assert len(tables) == 3  # registers, error codes, descriptor fields
+    for rows, cells in zip(tables, (7, 4, 4)):
+        assert {len(re.findall(r"(?<!\\)\|", line)) for line in rows} == {cells}
+    for e in regmap.ERRORS:
+        assert f"| {e.code} | {e.name} |" in md
+    for f in regmap.DESCRIPTOR_FIELDS:
+        assert f"| {f.name} |" in md
+
+
+def test_error_codes_are_one_table():
+    assert [e.code for e in regmap.ERRORS] == list(range(len(regmap.ERRORS)))
+    assert (regmap.ERR_NONE, regmap.ERR_BAD_RUN, regmap.ERR_LOAD_RANGE, regmap.ERR_BUSY) == (0, 1, 2, 3)
+    assert regmap.error_meaning(regmap.ERR_BUSY) == "command while busy"
+    assert regmap.error_meaning(99) == "unknown"
+    for e in regmap.ERRORS:  # the register's description is generated from the table
+        assert f"{e.code} {e.description}" in lookup("ERROR_CODE").description
+
+
+def test_descriptor_fields_match_the_fabric_words():
+    from remeco.models.fabric import decode_descriptors
+
+    word = 0
+    values = {"SLICE": 5, "K": 3, "FIRST": 1, "LAST": 0, "END": 1}
+    for name, v in values.items():
+        word |= v << regmap.descriptor_field(name).lsb
+    decoded = decode_descriptors([word])
+    assert {k.upper(): int(v[0]) for k, v in decoded.items()} == values
+    assert regmap.DESCRIPTOR_BITS == 11
+    with pytest.raises(KeyError, match="NOPE"):
+        regmap.descriptor_field("NOPE")
 
 
 def test_c_header_defines_every_register():
@@ -73,6 +102,7 @@ def test_c_header_defines_every_register():
         assert re.search(rf"#define ACC_{r.name} 0x{r.offset:03X}u", h), r.name
         for f in r.fields:
             assert f"#define ACC_{r.name}_{f.name}_MASK 0x{f.mask:X}u" in h
+    assert "#define ACC_ERR_BUSY 3u" in h and "#define ACC_DESC_END_MASK 0x400u" in h
     assert f"#define REMECO_ID_RESET 0x{regmap.ID_VALUE:X}u" in regmap.to_c_header()
 
 
