@@ -22,6 +22,7 @@ from .crossbar import CrossbarTile, programming_members
 from .fixed import bits_for
 from .requant import BIAS_BITS, MULTIPLIER_BITS, OUT_BITS, SHIFT_BITS, Requantizer
 from .shift_add import ShiftAdd
+from .skid import SkidBuffer
 
 __all__ = ["ProcessingElement"]
 
@@ -137,6 +138,10 @@ class ProcessingElement(wiring.Component):
         rq = Requantizer(w["z"], fmt.code_frac)
         m.submodules.tile, m.submodules.adc, m.submodules.shift_add = tile, adc, sa
         m.submodules.averager, m.submodules.combine, m.submodules.requant = avg, comb, rq
+        # between the tile and the ADC: the tile's pipeline enable (a few hundred registers)
+        # must not wait for the backpressure of the whole periphery in the same cycle
+        m.submodules.tile_skid = skid = SkidBuffer(tile.o.payload.shape())
+        wiring.connect(m, tile.o, skid.i)
 
         # -- pass-through programming ports ---------------------------------------------
         wiring.connect(m, wiring.flipped(self.load), tile.load)
@@ -222,12 +227,12 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [self.x.ready.eq(fsm.ongoing("LOAD")), tile.i.valid.eq(fsm.ongoing("RUN"))]
 
         # -- datapath ----------------------------------------------------------------------------
-        # tile -> ADC (the column and the plane's tag travel as the ADC tag)
+        # tile -> (skid buffer) -> ADC (the column and the plane's tag travel as the ADC tag)
         m.d.comb += [
-            adc.i.valid.eq(tile.o.valid),
-            tile.o.ready.eq(adc.i.ready),
-            adc.i.payload.acc.eq(tile.o.payload.acc),
-            adc.i.payload.tag.eq(Cat(tile.o.payload.col, tile.o.payload.tag)),
+            adc.i.valid.eq(skid.o.valid),
+            skid.o.ready.eq(adc.i.ready),
+            adc.i.payload.acc.eq(skid.o.payload.acc),
+            adc.i.payload.tag.eq(Cat(skid.o.payload.col, skid.o.payload.tag)),
         ]
         # ADC -> shift-and-add
         atag = data.View(self.adc_tag, adc.o.payload.tag)
@@ -244,9 +249,15 @@ class ProcessingElement(wiring.Component):
         # Exactly col_tiles_used * cols sums leave per vector, so the counter wraps in step.
         phys = Signal(range(max(CT * C, 2)))
         phys_last = self.col_tiles_used * C - 1
-        d = d_rd.data
+        phys_next = Mux(phys == phys_last, 0, phys + 1)
+        step = sa.o.valid & sa.o.ready
+        # The descriptor of `phys`, registered: read at the address phys takes next, so the
+        # drain's lookup (and the averager's run-time shift by d.k) starts at a flip-flop.
+        # It is refreshed every cycle, so a descriptor written between vectors is seen.
+        d = Signal(self.desc_layout)
+        m.d.sync += d.eq(d_rd.data)
         m.d.comb += [
-            d_rd.addr.eq(phys),
+            d_rd.addr.eq(Mux(step, phys_next, phys)),
             avg.i.valid.eq(sa.o.valid & d.used),
             sa.o.ready.eq(Mux(d.used, avg.i.ready, 1)),
             avg.i.payload.y.eq(sa.o.payload.y),
@@ -256,8 +267,8 @@ class ProcessingElement(wiring.Component):
             avg.i.payload.last.eq(d.last),
             avg.i.payload.end.eq(d.end),
         ]
-        with m.If(sa.o.valid & sa.o.ready):
-            m.d.sync += phys.eq(Mux(phys == phys_last, 0, phys + 1))
+        with m.If(step):
+            m.d.sync += phys.eq(phys_next)
         # averager -> combiner (x_sum is stable until the vector's last output)
         m.d.comb += [
             comb.i.valid.eq(avg.o.valid),
