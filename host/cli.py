@@ -2,8 +2,9 @@
 
 Subcommands register themselves in :data:`COMMANDS` (name -> (help, add_arguments, run)),
 so later layers add commands without touching the parser plumbing. Errors the user can
-fix (bad values, missing files) are printed as one line and exit with status 2; they are
-never shown as a traceback.
+fix (bad values, missing files, paths that are the wrong kind or not writable, see
+:mod:`remeco.host.paths`) are printed as one line and exit with status 2; they are never
+shown as a traceback. Any other exception is a bug and keeps its traceback.
 
 A command module whose third-party dependency is not installed (torch, SciPy or Amaranth
 on a PYNQ board) is left out and named in ``remeco --help`` (:data:`UNAVAILABLE`), so
@@ -90,11 +91,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(run(args) or 0)
     except (UserError, ValueError, FileNotFoundError) as exc:
-        print(f"remeco {args.command}: error: {exc}", file=sys.stderr)
+        print(f"remeco {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"remeco {args.command}: interrupted", file=sys.stderr)
+        print(f"remeco {args.command}: interrupted; finished work is kept, run the same command again to resume",
+              file=sys.stderr)
         return 130
+    except OSError as exc:
+        from remeco.host.paths import user_os_error
+
+        if not user_os_error(exc):
+            raise  # not about the user's paths, permissions or disk: keep the traceback
+        print(f"remeco {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error as one line: an OSError as ``path: reason``, others by their first line."""
+    if isinstance(exc, OSError) and exc.strerror:
+        names = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        return f"{names}: {exc.strerror}" if names else exc.strerror
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,12 +24,14 @@ import numpy as np
 
 from remeco.host.campaign import limit_worker_threads, run_campaign
 from remeco.host.cli import UserError, command
+from remeco.host.paths import check_out_dir
 from remeco.host.store import ResultStore
 from remeco.models.chip import ChipParams
+from remeco.models.cachefile import atomic_write_text
 from remeco.models.data import load_dataset
 from remeco.models.emulation import EmulationFormat
 from remeco.models.network import calibrate_adc_shifts, infer, map_network, program_network
-from remeco.models.nn import QuantizedNetwork, get_trained
+from remeco.models.nn import QuantizedNetwork, get_trained, save_network_once
 from remeco.models.redundancy import make_plan
 
 __all__ = ["SWEEPS", "sweep_points", "evaluate_point", "run_dse"]
@@ -117,8 +119,7 @@ def run_dse(
     """Run the sweeps; returns ``{"points": [{name, sweep, series, size, x, accuracy_mean, accuracy_std}]}``."""
     if instances < 1:
         raise UserError(f"--instances must be >= 1, got {instances}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_out_dir(out_dir)
     t0 = time.perf_counter()
     train, test = load_dataset()
     if not 1 <= test_images <= len(test.images):
@@ -127,8 +128,7 @@ def run_dse(
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(v).tobytes()
                                      for _, v in sorted(trained.network.to_arrays().items()))).hexdigest()[:16]
     network_file = out / f"network-lenet5-{digest}.npz"
-    if not network_file.exists():
-        trained.network.save(network_file)
+    save_network_once(trained.network, network_file)  # a damaged copy is rewritten
     points = sweep_points(sweeps)
     spec = {
         "kind": "dse", "dataset": "mnist5k", "data_dir": None, "network_file": str(network_file.resolve()),
@@ -145,7 +145,7 @@ def run_dse(
         result.append({"name": name, "sweep": p["sweep"], "series": p["series"], "size": p["size"], "x": p["x"],
                        "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std(ddof=1)) if acc.size > 1 else 0.0})
     summary = {"software_accuracy": float(trained.int_accuracy), "points": result}
-    (out / "dse.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "dse.json", json.dumps(summary, indent=2))
     _plot(summary, out / "dse.png")
     log(f"done in {time.perf_counter() - t0:.0f} s; results in {out}/")
     return summary

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from remeco.host.cli import UserError, command
+from remeco.host.paths import check_out_dir
+from remeco.models.cachefile import atomic_write_text
 from remeco.models.data import load_dataset
 from remeco.models.nn import NET_NAMES, get_trained
 from remeco.models.sensitivity import MODES, neuron_sensitivity, plot_histograms
@@ -74,13 +76,12 @@ def _sens_args(p: argparse.ArgumentParser) -> None:
 
 @command("sensitivity", "Back-propagation sensitivity of every neuron and layer (ReMeCo Fig. 4).")(_sens_args)
 def _sensitivity(args: argparse.Namespace) -> int:
+    out = check_out_dir(args.out)
     train, _, tm = _trained(args)
     if not 1 <= args.images <= len(train.images):
         raise UserError(f"--images must be in [1, {len(train.images)}], got {args.images}")
     sens = neuron_sensitivity(tm.model, train.images[: args.images], train.labels[: args.images])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sensitivity.json").write_text(json.dumps(sens.to_dict()))
+    atomic_write_text(out / "sensitivity.json", json.dumps(sens.to_dict()))
     plot_histograms(sens, out / "sensitivity.png", mode=args.mode)
     layers = sens.layer(args.mode)
     if args.json:
@@ -116,6 +117,7 @@ def _search(args: argparse.Namespace) -> int:
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    check_out_dir(args.out)
     ctx = prepare(out_dir=args.out, seed=args.seed, test_images=args.test_images, epochs=args.epochs, log=log)
     sizes = [layer.out_features for layer in ctx["network"].layers]
 
@@ -127,7 +129,7 @@ def _search(args: argparse.Namespace) -> int:
     best, trials = reduce_plan(evaluate, sizes, ctx["sensitivity"], tolerance=args.tolerance,
                                n_slices=ctx["fmt"].n_slices)
     rows = [{"step": t.step, "accuracy": t.accuracy, "extra_columns": t.overhead, "kept": t.kept} for t in trials]
-    Path(args.out, "search.json").write_text(json.dumps({"trials": rows, "chosen": best.to_dict()}))
+    atomic_write_text(Path(args.out, "search.json"), json.dumps({"trials": rows, "chosen": best.to_dict()}))
     if args.json:
         print(json.dumps({"trials": rows}))
         return 0

@@ -24,6 +24,7 @@ import numpy as np
 
 from remeco.host.campaign import limit_worker_threads, run_campaign
 from remeco.host.cli import UserError, command
+from remeco.host.paths import check_out_dir
 from remeco.host.store import ResultStore
 from remeco.models.chip import ChipParams
 from remeco.models.cost import estimate
@@ -31,9 +32,9 @@ from remeco.models.data import load_dataset
 from remeco.models.emulation import EmulationFormat
 from remeco.models.mapping import map_layer
 from remeco.models.network import calibrate_adc_shifts, infer, map_network, program_network
-from remeco.models.nn import QuantizedNetwork, get_trained
+from remeco.models.nn import QuantizedNetwork, get_trained, save_network_once
 from remeco.models.redundancy import PLAN_NAMES, RedundancyPlan, make_plan
-from remeco.models.sensitivity import Sensitivity, neuron_sensitivity, plot_histograms
+from remeco.models.sensitivity import cached_sensitivity, neuron_sensitivity, plot_histograms
 
 __all__ = ["prepare", "run_plans", "reproduce", "evaluate_instance", "plan_costs"]
 
@@ -127,15 +128,11 @@ def prepare(
         digest.update(key.encode())
         digest.update(np.ascontiguousarray(value).tobytes())
     network_file = out / f"network-{net}-{digest.hexdigest()[:16]}.npz"
-    if not network_file.exists():
-        network.save(network_file)
+    save_network_once(network, network_file)  # a damaged copy is rewritten
     sens_file = out / f"sensitivity-{network_file.stem}.json"
-    if sens_file.exists():
-        sens = Sensitivity.from_dict(json.loads(sens_file.read_text()))
-    else:
-        n_sens = min(1000, len(train.images))
-        sens = neuron_sensitivity(trained.model, train.images[:n_sens], train.labels[:n_sens])
-        sens_file.write_text(json.dumps(sens.to_dict()))
+    n_sens = min(1000, len(train.images))
+    sens = cached_sensitivity(sens_file, lambda: neuron_sensitivity(trained.model, train.images[:n_sens], train.labels[:n_sens]),
+                              [layer.out_features for layer in network.layers])
     if plot:
         plot_histograms(sens, out / "sensitivity.png")
     log("layer sensitivity: " + ", ".join(f"{v:.2e}" for v in sens.layer()))
@@ -266,6 +263,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("reproduce", "ReMeCo Table 4 analogue: accuracy, area, energy of the six redundancy plans.")(_add_arguments)
 def _run(args: argparse.Namespace) -> int:
+    check_out_dir(args.out)
     executor = "dask" if args.scheduler else args.executor
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     result = reproduce(

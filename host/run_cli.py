@@ -50,6 +50,7 @@ import numpy as np
 from remeco.host.bundle import Bundle, BundleError, load_bundle, save_bundle
 from remeco.host.cli import UserError, command
 from remeco.host.driver import BACKENDS, Accelerator, ModelDevice
+from remeco.host.paths import check_out_dir, check_out_file
 from remeco.models.data import load_dataset
 from remeco.models.emulation import EmulationFormat
 from remeco.models.fabric import FabricConfig
@@ -473,6 +474,8 @@ def _add_build_arguments(p: argparse.ArgumentParser, note: str = "") -> None:
 )
 def _run(args: argparse.Namespace) -> int:
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
+    if args.out is not None and args.bundle is None:
+        check_out_dir(args.out)
     result = run(
         args.backend, args.images, plan=args.plan, faults=args.faults, fault_seed=args.fault_seed,
         on_fraction=args.on_fraction, instance=args.instance, bitfile=args.bitfile, batch_size=args.batch_size,
@@ -512,6 +515,8 @@ def _bundle(args: argparse.Namespace) -> int:
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    check_out_file(args.file, "FILE")
+    check_out_dir("results" if args.out is None else args.out)
     bundle = build_bundle(
         args.plan or ("base",), args.instance or (0,), images=args.images,
         seed=0 if args.seed is None else args.seed, out_dir="results" if args.out is None else args.out,

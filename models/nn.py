@@ -95,7 +95,9 @@ Cache
 :func:`get_trained` stores one ``.npz`` (no pickle) per (network spec, training
 hyper-parameters, train and test data hashes, format version) under
 ``$REMECO_CACHE`` or ``~/.cache/remeco``, written to a temporary file and renamed,
-so an interrupted run never leaves a partial entry.
+so an interrupted run never leaves a partial entry. An entry that does not load and
+validate (empty, truncated, wrong fields) is named in one warning line and retrained
+(:mod:`remeco.models.cachefile`).
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ import math
 import os
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -117,6 +120,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cachefile import DAMAGED, warn_damaged
 from .data import Dataset
 
 # The integer network is torch-free and lives in .quantized; its names are re-exported
@@ -153,6 +157,7 @@ __all__ = [
     "export",
     "TrainedModel",
     "default_cache_dir",
+    "save_network_once",
     "cache_key",
     "get_trained",
 ]
@@ -912,8 +917,9 @@ def get_trained(
 
     Notes
     -----
-    An unreadable cache entry (e.g. from an incompatible version) is retrained and
-    replaced.
+    A cache entry that cannot be used (empty, truncated, another version, wrong
+    fields) is named in one warning line (:func:`remeco.models.cachefile.warn_damaged`),
+    retrained and replaced.
     """
     spec = net_spec(net_name)
     config = _config(
@@ -923,12 +929,12 @@ def get_trained(
     key = cache_key(spec, config, train_set.content_hash, test_set.content_hash)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = folder / "nn" / f"{spec.name}-{key}.npz"
-    if path.is_file():
+    if path.exists():
         try:
-            return _load_trained(path, spec, config)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, RuntimeError) as exc:
-            if log is not None:
-                log(f"{path}: unreadable cache entry ({exc}); retraining")
+            return _load_trained(path, spec, config, key)
+        except (*DAMAGED, zipfile.BadZipFile, zlib.error, RuntimeError) as exc:
+            # Empty, truncated, foreign or hand-edited: one warning line, then retrain.
+            warn_damaged(path, exc)
     start = time.perf_counter()
     model = train(spec, train_set, **dataclasses.asdict(config), threads=threads, log=log)
     seconds = time.perf_counter() - start
@@ -948,15 +954,48 @@ def get_trained(
     return TrainedModel(spec.name, config, network, model, path=path, from_cache=False, **stats)
 
 
-def _load_trained(path: Path, spec: NetSpec, config: TrainConfig) -> TrainedModel:
+def save_network_once(network: QuantizedNetwork, path: str | Path) -> Path:
+    """Make ``path`` hold ``network`` (a content-named file shared by runs): kept when it
+    loads and equals ``network``, else (missing, damaged, different) written atomically.
+    A damaged file is named in one warning line."""
+    path = Path(path)
+    if path.exists():
+        try:
+            if QuantizedNetwork.load(path) == network:
+                return path
+            raise ValueError("holds another network")
+        except (*DAMAGED, zipfile.BadZipFile, zlib.error) as exc:
+            warn_damaged(path, exc)
+    network.save(path)
+    return path
+
+
+_STATS = ("float_accuracy", "int_accuracy", "agreement", "train_seconds")
+
+
+def _load_trained(path: Path, spec: NetSpec, config: TrainConfig, key: str) -> TrainedModel:
+    """Read and validate a cache entry; any problem raises (the caller retrains)."""
+    if not path.is_file():
+        raise ValueError("not a file")
+    if path.stat().st_size == 0:
+        raise ValueError("empty file")
     with np.load(path, allow_pickle=False) as arrays:
+        if not hasattr(arrays, "files"):
+            raise ValueError("not an .npz archive")
         network = QuantizedNetwork.from_arrays(arrays)
         meta = json.loads(str(arrays["train.meta"][()]))
         model = QATNet(spec)
         state = {
             k[len("float.") :]: torch.from_numpy(np.array(arrays[k])) for k in arrays.files if k.startswith("float.")
         }
-    model.load_state_dict(state)
+    if not isinstance(meta, dict) or meta.get("key") != key:
+        raise ValueError("train.meta does not name this entry's key")
+    if network.name != spec.name or tuple(network.input_shape) != tuple(spec.input_shape) \
+            or network.num_classes != spec.num_classes or len(network.layers) != len(spec.layers):
+        raise ValueError(f"the stored network is not a {spec.name}")
+    model.load_state_dict(state)  # strict: a missing, extra or mis-shaped tensor raises RuntimeError
     model.eval()
-    stats = {k: float(meta[k]) for k in ("float_accuracy", "int_accuracy", "agreement", "train_seconds")}
+    stats = {k: float(meta[k]) for k in _STATS}
+    if not all(math.isfinite(v) for v in stats.values()) or not all(0 <= stats[k] <= 1 for k in _STATS[:3]):
+        raise ValueError(f"train.meta holds impossible statistics {stats}")
     return TrainedModel(spec.name, config, network, model, path=path, from_cache=True, **stats)

@@ -19,14 +19,19 @@ Layer sensitivity is the mean of the chosen neuron score over the layer's neuron
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-__all__ = ["MODES", "Sensitivity", "neuron_sensitivity", "plot_histograms"]
+from .cachefile import DAMAGED, atomic_write_text, warn_damaged
+
+__all__ = ["MODES", "Sensitivity", "cached_sensitivity", "neuron_sensitivity", "plot_histograms"]
 
 MODES = ("paper", "magnitude")
 
@@ -71,12 +76,55 @@ class Sensitivity:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Sensitivity":
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            tuple(np.asarray(s, dtype=np.float64) for s in data["signed"]),
-            tuple(np.asarray(s, dtype=np.float64) for s in data["magnitude"]),
-            int(data["images"]),
-        )
+        """Inverse of :meth:`to_dict`; ``ValueError`` naming the field if ``data`` is not one."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        missing = [k for k in ("signed", "magnitude", "images") if k not in data]
+        if missing:
+            raise ValueError(f"missing field(s) {', '.join(missing)}")
+        images = data["images"]
+        if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+            raise ValueError(f"images must be a positive integer, got {images!r}")
+        layers = {}
+        for key in ("signed", "magnitude"):
+            value = data[key]
+            if not isinstance(value, list) or not value or not all(isinstance(v, list) and v for v in value):
+                raise ValueError(f"{key} must be a non-empty list of non-empty per-layer lists")
+            if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for v in value for x in v):
+                raise ValueError(f"{key} must hold numbers only")
+            arrays = tuple(np.asarray(v, dtype=np.float64) for v in value)
+            if not all(np.isfinite(a).all() for a in arrays):
+                raise ValueError(f"{key} holds a non-finite number")
+            layers[key] = arrays
+        if [a.shape for a in layers["signed"]] != [a.shape for a in layers["magnitude"]]:
+            raise ValueError("signed and magnitude differ in layers or neurons")
+        if any((a < 0).any() for a in layers["magnitude"]):
+            raise ValueError("magnitude holds a negative number")
+        return cls(layers["signed"], layers["magnitude"], images)
+
+
+def cached_sensitivity(path: str | Path, compute: Callable[[], "Sensitivity"], neurons: Sequence[int]) -> "Sensitivity":
+    """The sensitivity stored at ``path`` (JSON of :meth:`Sensitivity.to_dict`), or ``compute()``'s, stored there.
+
+    The stored entry must parse and have ``neurons[i]`` neurons in layer ``i``; anything
+    else (empty, truncated, wrong fields, another network) is named in one warning line
+    and recomputed (:func:`remeco.models.cachefile.warn_damaged`). The file is written
+    atomically, so an interrupted run never leaves half of it.
+    """
+    path = Path(path)
+    want = [int(n) for n in neurons]
+    if path.exists():
+        try:
+            sens = Sensitivity.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            got = [a.size for a in sens.signed]
+            if got != want:
+                raise ValueError(f"neurons per layer {got}, the network has {want}")
+            return sens
+        except DAMAGED as exc:
+            warn_damaged(path, exc)
+    sens = compute()
+    atomic_write_text(path, json.dumps(sens.to_dict()))
+    return sens
 
 
 def neuron_sensitivity(
