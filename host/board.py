@@ -53,7 +53,7 @@ import numpy as np
 
 from ..rtl import regmap
 
-__all__ = ["PynqDevice", "DmaError", "DEFAULT_IP_NAME", "DEFAULT_DMA_NAME"]
+__all__ = ["PynqDevice", "DmaError", "OverlayError", "DEFAULT_IP_NAME", "DEFAULT_DMA_NAME"]
 
 #: Instance names in ``boards/pynq_z2/block_design.tcl``.
 DEFAULT_IP_NAME = "remeco_0"
@@ -84,6 +84,10 @@ _PYNQ_MISSING = (
 
 class DmaError(RuntimeError):
     """The AXI DMA flagged an error (DMASR error bits) or an S2MM packet ended early."""
+
+
+class OverlayError(ValueError):
+    """pynq could not load a ``.bit`` / ``.hwh`` pair (damaged, foreign, or not matching the board)."""
 
 
 def _bus_error(message: str) -> Exception:
@@ -159,10 +163,20 @@ class PynqDevice:
             raise FileNotFoundError(f"{path.with_suffix('.hwh')} is missing: pynq reads the overlay from the .hwh beside the .bit")
         self._pynq = pynq
         self.bitfile = path
-        overlay = pynq.Overlay(str(path), download=False)
-        _fill_pl_clock_frequencies(overlay)
-        if download:
-            overlay.download()
+        hwh = path.with_suffix(".hwh")
+        try:
+            overlay = pynq.Overlay(str(path), download=False)
+            _fill_pl_clock_frequencies(overlay)
+            if download:
+                overlay.download()
+        except (OverlayError, ImportError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - pynq raises RuntimeError, OSError, KeyError, ValueError ...
+            # A damaged, foreign or mismatched .bit/.hwh pair is the user's to fix: name it in one line.
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise OverlayError(f"pynq could not load the overlay {path} with {hwh.name} "
+                               f"({type(exc).__name__}: {first}); expected a .bit and the .hwh "
+                               "Vivado wrote with it (boards/pynq_z2)") from exc
         self.overlay = overlay
         self.ip_name, self.dma_name = ip_name, dma_name
         accel = _ip_entry(overlay, ip_name, "the accelerator")
@@ -412,4 +426,4 @@ def _fill_pl_clock_frequencies(overlay) -> None:
                 clock["frequency"] = float(value)
                 break
         else:
-            raise ValueError(f"the overlay's .hwh gives no frequency for the enabled PL clock {index}")
+            raise OverlayError(f"the overlay's .hwh gives no frequency for the enabled PL clock {index}")

@@ -119,6 +119,10 @@ class Bundle:
             raise ValueError(f"images must be uint8 (N, {net.input_shape}), got {images.dtype} {images.shape}")
         if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (len(images),):
             raise ValueError(f"labels must be integers of shape ({len(images)},), got {labels.dtype} {labels.shape}")
+        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= net.num_classes):
+            # An out-of-range label would only show up as a silent accuracy of 0.
+            raise ValueError(f"labels must be classes in [0, {net.num_classes - 1}] (the network's outputs), "
+                             f"got [{int(labels.min())}, {int(labels.max())}]")
         try:
             json.dumps(dict(self.info))
         except (TypeError, ValueError) as exc:
@@ -175,6 +179,10 @@ def _check_codes(key: tuple[str, int], chip: ProgrammedNetwork, mapped: MappedNe
             if code.shape != want or not np.issubdtype(code.dtype, np.integer):
                 raise ValueError(f"chips[{key!r}] copy {c} layer {i}: codes must be integers {want}, "
                                  f"got {code.dtype} {code.shape}")
+            if code.size and (int(code.min()) < fmt.code_min or int(code.max()) > fmt.code_max):
+                raise ValueError(f"chips[{key!r}] copy {c} layer {i}: codes must lie in [{fmt.code_min}, "
+                                 f"{fmt.code_max}] (the format's {fmt.code_bits}-bit cell codes), "
+                                 f"got [{int(code.min())}, {int(code.max())}]")
 
 
 def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:

@@ -71,10 +71,56 @@ from typing import Any, Literal
 
 from remeco.host.store import ResultStore, canonical_json
 
-__all__ = ["run_campaign", "EXECUTORS"]
+__all__ = ["run_campaign", "check_scheduler", "EXECUTORS", "SchedulerUnreachable", "SCHEDULER_TIMEOUT"]
 
 #: Names accepted by ``run_campaign(executor=...)``.
 EXECUTORS = ("serial", "process", "dask")
+
+#: Seconds to reach a dask scheduler before giving up (dask's own default is 30 s).
+SCHEDULER_TIMEOUT = 5.0
+
+
+class SchedulerUnreachable(ConnectionError, ValueError):
+    """The dask scheduler address does not answer (a ``ValueError`` too: it is a bad argument)."""
+
+
+def check_scheduler(scheduler: str | None) -> None:
+    """Raise :class:`SchedulerUnreachable` unless ``scheduler`` (``None``: none asked for) accepts
+    TCP connections; cheap, so a command calls it before any work."""
+    if scheduler is not None:
+        _probe(scheduler)
+
+
+def _probe(scheduler: str) -> str:
+    import socket
+
+    hint = "start one with `dask scheduler` (and workers), or leave out --scheduler for a local cluster"
+    scheme, _, rest = scheduler.rpartition("://")
+    if scheme in ("", "tcp"):
+        host, _, port = rest.rpartition(":")
+        if not host or not port.isdigit():
+            raise SchedulerUnreachable(f"dask scheduler address {scheduler!r} is not tcp://HOST:PORT")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=SCHEDULER_TIMEOUT).close()
+        except OSError as exc:
+            raise SchedulerUnreachable(f"dask scheduler {scheduler} is unreachable ({exc.strerror or exc}); {hint}") from None
+    return hint
+
+
+def _connect(scheduler: str):
+    """A :class:`distributed.Client` on ``scheduler``, or :class:`SchedulerUnreachable` within
+    about :data:`SCHEDULER_TIMEOUT` seconds (a TCP probe first, so a closed port fails at once)."""
+    from distributed import Client
+
+    hint = _probe(scheduler)
+    try:
+        return Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - whatever answers there, it is not a usable scheduler
+        # Something that is not a dask scheduler can accept the connection and answer
+        # garbage (seen: a proxy, giving a multi-exabyte "frame length"); say so in one line.
+        raise SchedulerUnreachable(f"dask scheduler {scheduler} did not answer as a dask scheduler within "
+                                   f"{SCHEDULER_TIMEOUT:g} s ({type(exc).__name__}); {hint}") from None
+
 
 #: One finished row as it travels from a worker to the parent: (plan, metrics, seconds).
 Row = tuple[str, dict[str, Any], float]
@@ -226,7 +272,7 @@ def _run_dask(
             )
             client = stack.enter_context(Client(cluster))
         else:
-            client = stack.enter_context(Client(scheduler))
+            client = stack.enter_context(_connect(scheduler))
         slots = max(1, sum(client.nthreads().values()))
         running: dict[Any, _Unit] = {}
         try:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from remeco.host.campaign import limit_worker_threads, run_campaign
+from remeco.host.campaign import check_scheduler, limit_worker_threads, run_campaign
 from remeco.host.cli import UserError, command
 from remeco.host.paths import check_out_dir
 from remeco.host.store import ResultStore
@@ -191,6 +191,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 @command("dse", "Fig. 2 sweeps: stuck-on vs stuck-off, crossbar size x wire resistance, D2D with/without write-verify.")(_add_arguments)
 def _run(args: argparse.Namespace) -> int:
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
+    check_out_dir(args.out)
+    check_scheduler(args.scheduler)
     res = run_dse(sweeps=[s.strip() for s in args.sweeps.split(",") if s.strip()], instances=args.instances,
                   test_images=args.test_images, seed=args.seed, out_dir=args.out,
                   executor="dask" if args.scheduler else args.executor, scheduler=args.scheduler,

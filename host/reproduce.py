@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from remeco.host.campaign import limit_worker_threads, run_campaign
+from remeco.host.campaign import check_scheduler, limit_worker_threads, run_campaign
 from remeco.host.cli import UserError, command
 from remeco.host.paths import check_out_dir
 from remeco.host.store import ResultStore
@@ -264,6 +264,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 @command("reproduce", "ReMeCo Table 4 analogue: accuracy, area, energy of the six redundancy plans.")(_add_arguments)
 def _run(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
+    check_scheduler(args.scheduler)
     executor = "dask" if args.scheduler else args.executor
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     result = reproduce(

@@ -57,7 +57,7 @@ from ..tb import runner as _runner
 from ..tb.device_server import ENV_CLOCK_NS, ENV_SOCKET, PORTS
 from .driver import BusError
 
-__all__ = ["SimDevice", "PORTS", "HANG_GRACE", "module_ports"]
+__all__ = ["SimDevice", "PORTS", "HANG_GRACE", "module_ports", "sweep_leftovers"]
 
 #: Seconds past a request's timeout after which a silent simulator counts as hung.
 HANG_GRACE = 10.0
@@ -125,11 +125,10 @@ def _build(sources: list[Path], top: str, ports: list[str], parameters: dict, de
         sort_keys=True, default=str,
     ).encode()).hexdigest()[:12]
     bdir = root / f"{top}-{_SIMULATOR}-{key}"
-    stamp = bdir / ".built"
-    if stamp.exists():
+    if _runner.build_is_complete(bdir, key, top, _SIMULATOR):
         return bdir
     with _runner._locked(root / f".{bdir.name}.lock"):
-        if stamp.exists():
+        if _runner.build_is_complete(bdir, key, top, _SIMULATOR, warn=True):
             return bdir
         from cocotb_tools.runner import get_runner
 
@@ -150,8 +149,68 @@ def _build(sources: list[Path], top: str, ports: list[str], parameters: dict, de
                       if ln.startswith(("%Error", "%Warning")) or "error:" in ln]
             raise RuntimeError(f"verilator build of {top} failed ({exc}); log: {log}\n"
                                + "\n".join(errors[:20] or [_runner._tail(log)])) from None
-        stamp.write_text(key)
+        _runner.mark_built(bdir, key)
     return bdir
+
+
+# -- leftovers of crashed sessions -----------------------------------------------------
+# A session's run folder (build/.../runs/device-*) and socket folder ($TMPDIR/remeco-sim-*)
+# hold an "owner" file naming the host process (pid and start time, so a reused pid does
+# not count). stop() removes both; if the host was killed before it could, the next
+# SimDevice removes every folder whose owner is gone. A folder kept on purpose (waves, the
+# log of a failure) has its owner file removed, so it is never swept.
+_OWNER = "owner"
+_SOCKET_PREFIX = "remeco-sim-"
+#: Socket folders of versions that wrote no owner file are removed after this many seconds.
+_UNOWNED_SOCKET_AGE = 600.0
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _claim(folder: str | os.PathLike) -> None:
+    """Mark ``folder`` as this process's (see above)."""
+    Path(folder, _OWNER).write_text(f"{os.getpid()} {_start_time(os.getpid()) or '-'}\n")
+
+
+def _owner_alive(folder: Path) -> bool | None:
+    """True/False if ``folder``'s owner runs/is gone; ``None`` if it has no readable owner file."""
+    try:
+        pid_text, start = (folder / _OWNER).read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if start != "-" and Path("/proc").is_dir():
+        return _start_time(pid) == start
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_leftovers(runs: Path | None = None) -> list[Path]:
+    """Remove the run folders under ``runs`` and the socket folders of sessions whose host
+    process is gone; the folders removed."""
+    removed = []
+    candidates = list(Path(tempfile.gettempdir()).glob(f"{_SOCKET_PREFIX}*"))
+    if runs is not None and runs.is_dir():
+        candidates += list(runs.glob("device-*"))
+    for folder in candidates:
+        alive = _owner_alive(folder)
+        if alive is None and folder.name.startswith(_SOCKET_PREFIX):
+            with contextlib.suppress(OSError):
+                alive = time.time() - folder.stat().st_mtime < _UNOWNED_SOCKET_AGE
+        if alive is False:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 # -- the simulator process -------------------------------------------------------------
@@ -172,14 +231,17 @@ class _Simulation:
     def __init__(self, bdir: Path, top: str, waves: bool, clock_ns: int, timeout: float) -> None:
         runs = bdir / "runs"
         runs.mkdir(parents=True, exist_ok=True)
+        sweep_leftovers(runs)
         self.run_dir = Path(tempfile.mkdtemp(prefix="device-", dir=runs))
+        _claim(self.run_dir)
         self.log = self.run_dir / "sim.log"
         self.waves = self.run_dir / _runner._wave_name(_SIMULATOR) if waves else None
         self.keep = waves  # the run directory outlives a clean close only for its waveform
         self.conn: Connection | None = None
         self.proc: subprocess.Popen | None = None
         self.info: dict = {}
-        self._sock_dir = tempfile.mkdtemp(prefix="remeco-sim-")  # short path: AF_UNIX limit
+        self._sock_dir = tempfile.mkdtemp(prefix=_SOCKET_PREFIX)  # short path: AF_UNIX limit
+        _claim(self._sock_dir)
         address = os.path.join(self._sock_dir, "socket")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -262,6 +324,9 @@ class _Simulation:
             self._sock_dir = None
         if not self.keep and self.run_dir.exists():
             shutil.rmtree(self.run_dir, ignore_errors=True)
+        elif self.keep:  # kept for its log or waveform: never swept as a leftover
+            with contextlib.suppress(OSError):
+                (self.run_dir / _OWNER).unlink()
 
 
 # -- the device -------------------------------------------------------------------------

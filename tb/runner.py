@@ -44,6 +44,7 @@ from pathlib import Path
 
 from amaranth.lib import wiring
 
+from ..models.cachefile import atomic_write_text, warn_damaged
 from ..rtl.verilog import to_verilog, verilator_waiver_flags
 
 __all__ = [
@@ -482,16 +483,42 @@ def _build(verilog: str, top: str, simulator: str, waves: bool, hdl_clock: bool 
         public = verilator_public_config(verilog, top) if simulator == "verilator" else ""
     key = hashlib.sha256(json.dumps([verilog, simulator, args, waves, public]).encode()).hexdigest()[:12]
     bdir = build_root() / f"{top}-{simulator}-{key}"
-    stamp = bdir / ".built"
-    if stamp.exists():
+    if build_is_complete(bdir, key, top, simulator):
         return bdir, top, 0.0
     with _locked(build_root() / f".{bdir.name}.lock"):
-        if stamp.exists():  # another worker built it while we waited
+        if build_is_complete(bdir, key, top, simulator, warn=True):  # another worker built it while we waited
             return bdir, top, 0.0
         t0 = time.monotonic()
         _compile(verilog, top, simulator, args, waves, bdir, public)
-        stamp.write_text(key)
+        mark_built(bdir, key)
         return bdir, top, time.monotonic() - t0
+
+
+def _executable(bdir: Path, top: str, simulator: str) -> Path:
+    # What the cocotb runner's build step leaves behind and its test step runs.
+    return bdir / (top if simulator == "verilator" else "sim.vvp")
+
+
+def build_is_complete(bdir: Path, key: str, top: str, simulator: str, *, warn: bool = False) -> bool:
+    """True if ``bdir`` holds a finished build of ``key``: its ``.built`` stamp names the key
+    and the simulator's executable is there. With ``warn``, a stamp over an incomplete or
+    foreign build is named in one warning line (the caller then rebuilds the folder)."""
+    stamp = bdir / ".built"
+    if not stamp.exists():
+        return False
+    try:
+        exe = _executable(bdir, top, simulator)
+        ok = stamp.read_text().strip() == key and exe.is_file() and exe.stat().st_size > 0
+    except (OSError, UnicodeDecodeError):
+        ok = False
+    if not ok and warn:
+        warn_damaged(bdir, f"a .built stamp without a complete {simulator} build of {top}", remove=False)
+    return ok
+
+
+def mark_built(bdir: Path, key: str) -> None:
+    """Write the ``.built`` stamp atomically, after the whole build succeeded."""
+    atomic_write_text(bdir / ".built", key)
 
 
 @contextlib.contextmanager
