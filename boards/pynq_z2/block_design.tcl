@@ -1,13 +1,16 @@
 # Vivado (2022.1 or later) batch build of the remeco PYNQ-Z2 overlay: remeco.bit + remeco.hwh.
 #
-#   vivado -mode batch -source block_design.tcl -tclargs GEN_DIR OUT_DIR [JOBS]
+#   vivado -mode batch -source block_design.tcl -tclargs GEN_DIR OUT_DIR [JOBS [CLOCK_MHZ]]
 #
 # GEN_DIR holds remeco_top.v (python -m remeco.rtl.top --out GEN_DIR); OUT_DIR receives the
-# Vivado project (OUT_DIR/vivado) and remeco.bit / remeco.hwh. build.sh runs all of this.
+# Vivado project (OUT_DIR/vivado), remeco.bit / remeco.hwh and remeco_timing.rpt (the routed
+# design's timing summary). CLOCK_MHZ is the PL clock FCLK_CLK0 (default 100). The build
+# fails, without writing remeco.bit, when the routed design misses that clock (WNS or WHS
+# below zero); the summary is written either way. build.sh runs all of this.
 #
 # Block design "remeco" (instance names are what remeco.host.board.PynqDevice looks up):
-#   processing_system7_0  Zynq PS: FCLK_CLK0 100 MHz, M_AXI_GP0 (registers), S_AXI_HP0 (DMA to DDR)
-#   rst_ps7_0_100M        proc_sys_reset for FCLK_CLK0
+#   processing_system7_0  Zynq PS: FCLK_CLK0 CLOCK_MHZ (100 MHz by default), M_AXI_GP0 (registers), S_AXI_HP0 (DMA to DDR)
+#   rst_ps7_0_100M        proc_sys_reset for FCLK_CLK0 (the name stays whatever the clock)
 #   ps7_0_axi_periph      axi_interconnect: GP0 -> axi_dma_0/S_AXI_LITE, remeco_0/s_axil
 #   axi_dma_0             axi_dma 7.1, simple (direct register) mode, 32-bit MM2S/S2MM streams,
 #                         26-bit buffer length register (64 MiB - 1 per transfer; the driver
@@ -19,12 +22,17 @@
 # reaches the DDR window 0x0000_0000 - 0x1FFF_FFFF through HP0.
 
 if {[llength $argv] < 2} {
-    error "usage: vivado -mode batch -source block_design.tcl -tclargs GEN_DIR OUT_DIR \[JOBS\]"
+    error "usage: vivado -mode batch -source block_design.tcl -tclargs GEN_DIR OUT_DIR \[JOBS \[CLOCK_MHZ\]\]"
 }
 set here [file dirname [file normalize [info script]]]
 set gen_dir [file normalize [lindex $argv 0]]
 set out_dir [file normalize [lindex $argv 1]]
 set jobs [expr {[llength $argv] > 2 ? [lindex $argv 2] : 2}]
+set clock_mhz [expr {[llength $argv] > 3 ? [lindex $argv 3] : 100}]
+# FCLK_CLK0 comes from the PS's IO PLL through two dividers; the PL's fabric tops out near 250 MHz
+if {![string is double -strict $clock_mhz] || $clock_mhz <= 0 || $clock_mhz > 250} {
+    error "CLOCK_MHZ must be a number in (0, 250\], got '$clock_mhz'"
+}
 set top_v [file join $gen_dir remeco_top.v]
 if {![file exists $top_v]} {
     error "$top_v is missing: generate it with python -m remeco.rtl.top --out $gen_dir"
@@ -59,7 +67,7 @@ apply_bd_automation -rule xilinx.com:bd_rule:processing_system7 \
     -config [list make_external "FIXED_IO, DDR" apply_board_preset [expr {$board ne "" ? 1 : 0}] \
                   Master Disable Slave Disable] $ps
 set_property -dict [list \
-    CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ {100} \
+    CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ $clock_mhz \
     CONFIG.PCW_EN_CLK0_PORT {1} \
     CONFIG.PCW_EN_RST0_PORT {1} \
     CONFIG.PCW_USE_M_AXI_GP0 {1} \
@@ -163,6 +171,20 @@ launch_runs impl_1 -to_step write_bitstream -jobs $jobs
 wait_on_run impl_1
 if {[get_property PROGRESS [get_runs impl_1]] ne "100%"} {
     error "remeco: implementation failed: [get_property STATUS [get_runs impl_1]] (see $proj_dir/$design.runs/impl_1)"
+}
+
+# -- timing: the summary beside the bitstream; a routed design that misses the clock is no overlay
+open_run impl_1
+set timing_rpt [file join $out_dir remeco_timing.rpt]
+report_timing_summary -delay_type min_max -max_paths 10 -report_unconstrained -file $timing_rpt
+set wns [get_property STATS.WNS [get_runs impl_1]]
+set whs [get_property STATS.WHS [get_runs impl_1]]
+puts "remeco: routed at FCLK_CLK0 = $clock_mhz MHz: WNS $wns ns, WHS $whs ns (summary: $timing_rpt)"
+if {![string is double -strict $wns] || ![string is double -strict $whs]} {
+    error "remeco: Vivado reported no slack for impl_1 (WNS '$wns', WHS '$whs'); see $timing_rpt"
+}
+if {$wns < 0 || $whs < 0} {
+    error "remeco: timing not met at $clock_mhz MHz (WNS $wns ns, WHS $whs ns): no remeco.bit written; see $timing_rpt"
 }
 
 # -- the overlay: .bit and .hwh under one base name (pynq reads remeco.hwh beside remeco.bit)

@@ -4,7 +4,8 @@
 #   boards/pynq_z2/build.sh [generator options, e.g. --code-words 4096 --desc-words 1024]
 #
 # Environment: OUT (default boards/pynq_z2/build), JOBS (default: all cores),
-# PYTHON (default .venv/bin/python, made by scripts/setup.sh).
+# CLOCK_MHZ (the PL clock FCLK_CLK0, default 100; the build fails when the routed design
+# misses it), PYTHON (default .venv/bin/python, made by scripts/setup.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -32,7 +33,7 @@ echo "build.sh: generating the accelerator Verilog into $out/gen"
 
 echo "build.sh: Vivado batch build (log: $out/vivado.log)"
 (cd "$out" && vivado -mode batch -nojournal -log "$out/vivado.log" \
-    -source "$here/block_design.tcl" -tclargs "$out/gen" "$out" "$jobs")
+    -source "$here/block_design.tcl" -tclargs "$out/gen" "$out" "$jobs" "${CLOCK_MHZ:-100}")
 
 for f in remeco.bit remeco.hwh; do
     [ -f "$out/$f" ] || { echo "build.sh: $out/$f is missing after the Vivado run (see $out/vivado.log)" >&2; exit 1; }
@@ -40,4 +41,5 @@ done
 echo "build.sh: overlay ready:"
 echo "    $out/remeco.bit"
 echo "    $out/remeco.hwh"
+echo "Timing summary of the routed design: $out/remeco_timing.rpt"
 echo "Copy both to the board (same folder, same base name), see boards/pynq_z2/README.md."

@@ -35,7 +35,8 @@ def test_files_name_the_key_ip():
     tcl = (BOARD / "block_design.tcl").read_text()
     for needle in (
         "xilinx.com:ip:processing_system7:5.5", "xilinx.com:ip:axi_dma:7.1", "xilinx.com:ip:proc_sys_reset:5.0",
-        "-type module -reference remeco_axi remeco_0", "xc7z020clg400-1", "PCW_FPGA0_PERIPHERAL_FREQMHZ {100}",
+        "-type module -reference remeco_axi remeco_0", "xc7z020clg400-1", "PCW_FPGA0_PERIPHERAL_FREQMHZ $clock_mhz",
+        "STATS.WNS", "report_timing_summary", "remeco_timing.rpt",
         "CONFIG.c_include_sg {0}", "CONFIG.c_sg_length_width {26}", "PCW_USE_S_AXI_HP0 {1}", "remeco.hwh",
     ):
         assert needle in tcl, needle
@@ -54,6 +55,7 @@ def test_files_name_the_key_ip():
 _STUBS = r"""
 set ::calls {}
 set ::board_parts [lindex $argv 3]
+set ::wns 0.412
 set argv [lrange $argv 0 2]
 proc unknown {args} {
     lappend ::calls $args
@@ -61,7 +63,18 @@ proc unknown {args} {
         get_board_parts { return $::board_parts }
         create_project { file mkdir [lindex $args 2]; return [lindex $args 1] }
         make_wrapper { return /proj/remeco_wrapper.v }
-        get_property { return 100% }
+        get_property {
+            switch -- [lindex $args 1] {
+                STATS.WNS { return $::wns }
+                STATS.WHS { return 0.051 }
+                default { return 100% }
+            }
+        }
+        report_timing_summary {
+            set f [open [lindex $args [expr {[lsearch $args -file] + 1}]] w]
+            puts $f "stub timing summary"
+            close $f
+        }
         launch_runs {
             set runs [file join $::proj_dir remeco.runs impl_1]
             set hh [file join $::proj_dir remeco.gen sources_1 bd remeco hw_handoff]
@@ -78,8 +91,8 @@ source [lindex $argv 3]
 """
 
 
-@pytest.mark.parametrize("board_parts", ["", "tul.com.tw:pynq-z2:part0:1.0"])
-def test_block_design_tcl_dry_run(tmp_path, board_parts):
+def _dry_run(tmp_path, board_parts: str = "", wns: float = 0.412, extra: tuple[str, ...] = ()):
+    """Run block_design.tcl under tclsh with Vivado stubbed: ``(process, gen dir, out dir)``."""
     tclsh = shutil.which("tclsh")
     if tclsh is None:
         pytest.skip("tclsh is not installed")
@@ -89,9 +102,18 @@ def test_block_design_tcl_dry_run(tmp_path, board_parts):
     harness = tmp_path / "harness.tcl"
     harness.write_text(
         _STUBS.replace("set ::board_parts [lindex $argv 3]", f"set ::board_parts {{{board_parts}}}")
+        .replace("set ::wns 0.412", f"set ::wns {wns}")
+        .replace("set argv [lrange $argv 0 2]", "")
         .replace("source [lindex $argv 3]", f"source {{{BOARD / 'block_design.tcl'}}}\nputs CALLS=[join $::calls \\n]")
     )
-    proc = subprocess.run([tclsh, str(harness), str(gen), str(out), "3"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([tclsh, str(harness), str(gen), str(out), "3", *extra],
+                          capture_output=True, text=True, timeout=60)
+    return proc, gen, out
+
+
+@pytest.mark.parametrize("board_parts", ["", "tul.com.tw:pynq-z2:part0:1.0"])
+def test_block_design_tcl_dry_run(tmp_path, board_parts):
+    proc, gen, out = _dry_run(tmp_path, board_parts)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     log = proc.stdout
     assert (out / "remeco.bit").is_file() and (out / "remeco.hwh").is_file()
@@ -108,6 +130,32 @@ def test_block_design_tcl_dry_run(tmp_path, board_parts):
         assert needle in calls, needle
     assert ("set_property board_part tul.com.tw:pynq-z2:part0:1.0" in calls) == bool(board_parts)
     assert ("apply_board_preset 1" in calls) == bool(board_parts)
+    # the PL clock (default 100 MHz), the routed run opened, its summary beside the bitstream
+    assert "CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ 100 " in calls and "open_run impl_1" in calls
+    assert (out / "remeco_timing.rpt").read_text() == "stub timing summary\n"
+    assert "WNS 0.412 ns, WHS 0.051 ns" in log
+
+
+def test_block_design_tcl_clock_is_a_parameter(tmp_path):
+    proc, _, out = _dry_run(tmp_path, extra=("125",))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ 125 " in proc.stdout and "at FCLK_CLK0 = 125 MHz" in proc.stdout
+    assert (out / "remeco.bit").is_file()
+
+
+@pytest.mark.parametrize("clock", ["fast", "0", "400"])
+def test_block_design_tcl_refuses_a_bad_clock(tmp_path, clock):
+    proc, _, out = _dry_run(tmp_path, extra=(clock,))
+    assert proc.returncode != 0 and "CLOCK_MHZ must be a number" in proc.stderr, proc.stderr
+    assert not (out / "remeco.bit").exists()
+
+
+def test_block_design_tcl_fails_on_negative_slack(tmp_path):
+    proc, _, out = _dry_run(tmp_path, wns=-0.234)
+    assert proc.returncode != 0
+    assert "timing not met at 100 MHz (WNS -0.234 ns" in proc.stderr, proc.stdout + proc.stderr
+    assert (out / "remeco_timing.rpt").is_file()  # the summary, to see what missed
+    assert not (out / "remeco.bit").exists() and not (out / "remeco.hwh").exists()
 
 
 def test_block_design_tcl_refuses_missing_verilog(tmp_path):
