@@ -1,9 +1,9 @@
 """Accelerator top: AXI4-Lite registers, AXI4-Stream in/out and the layer engine.
 
 What it computes is stated in :mod:`remeco.models.fabric` (memory layout, stream words,
-the run rule) and :mod:`remeco.rtl.regmap` (registers, commands, errors); the arithmetic
-is :mod:`remeco.models.emulation`. ``tests/rtl/test_top.py`` proves it bit for bit
-against :class:`remeco.host.driver.ModelDevice`.
+the run rule) and :mod:`remeco.rtl.regmap` (registers, commands, error codes, descriptor
+fields); the arithmetic is :mod:`remeco.models.emulation`. ``tests/rtl/test_top.py``
+proves it bit for bit against :class:`remeco.host.driver.ModelDevice`.
 
 Engine (one run = one layer on ``V`` input vectors)
 ---------------------------------------------------
@@ -11,19 +11,31 @@ Engine (one run = one layer on ``V`` input vectors)
 Each cycle the *issue* stage takes one row ``r`` of one column block ``b``: the input
 word of row ``r`` (the ``VL`` vectors' bytes; from the MM2S stream for block 0, which
 also stores it in the input buffer, from the buffer for later blocks) and the code and
-fault words at ``code_base + b * K + r``. One cycle later every accumulator adds its cell
-code when its vector's bit is 1 (emulation step 2). The last row of a tile (``tile_rows``
+fault words at ``code_base + b * K + r``. The memories answer :data:`ISSUE_LATENCY`
+cycles later (banked block RAMs with registered outputs, :mod:`remeco.rtl.bram`, then
+the stuck-cell substitution, registered); there every accumulator adds its cell code
+when its vector's bit is 1 (emulation step 2). The last row of a tile (``tile_rows``
 rows) or of the layer hands the accumulators to a *shadow* bank and the next pass starts
-at once; the *drain* then walks the ``L`` columns of the shadow, one per cycle, through a
-pipeline: ADC of every bit plane and shift-and-add into a per-column ``y`` summed over row
-tiles (steps 3-4), then for the layer's last tile the copy average (step 5, per the
-column descriptor), the slice recombination and offset correction (step 6) and
-``to_accumulator``; each closed neuron pushes ``VL`` results into the output FIFO,
-which the S2MM stream empties one word per cycle. Back-pressure on S2MM stops the drain,
-which stops the issue stage at the next pass end, which holds off MM2S: nothing is lost.
+at once.
+
+The *drain* walks the ``L`` columns of the shadow, one per cycle, through a pipeline of
+fixed latency (it never stalls inside; a column enters only while the output FIFO has
+room for everything in flight): the run-time ADC shift, the ADC quantizers
+(:class:`~remeco.rtl.adc.ADCQuantizer`, one per vector and bit plane, saturating),
+the bit-plane sum, the shift-and-add over row tiles (:class:`~remeco.rtl.shift_add.ShiftAdd`,
+one per vector lane), the copy averaging (:class:`~remeco.rtl.averager.Averager`, per the
+column descriptor), the slice recombination and offset correction
+(:class:`~remeco.rtl.combine.SliceCombiner`; the ADC shift is applied to the averaged
+slices before it, which is exact modulo the 32-bit result) and ``to_accumulator``; each
+closed neuron pushes ``VL`` results into the output FIFO, which the S2MM stream empties
+one word per cycle. Back-pressure on S2MM stops the drain at its entry, which stops the
+issue stage at the next pass end, which holds off MM2S: nothing is lost.
+
+The on-chip fault generator is :class:`~remeco.rtl.fault_gen.FaultGenerator`.
 
 Cycle cost of a run: ``ceil(V / VL) * ceil(P / L) * K`` issue cycles when the drain
-keeps up (a pass of ``>= L`` rows hides its drain), plus a pipeline tail.
+keeps up (a pass of ``>= L`` rows hides its drain), plus a pipeline tail of about
+:data:`ISSUE_LATENCY` + the drain's latency.
 """
 
 from __future__ import annotations
@@ -31,35 +43,55 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.hdl import ResetInserter
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..models.fabric import FabricConfig, K_BITS_FIELD, SLICE_BITS_FIELD
-from ..models.fault_lfsr import THRESHOLD_ONE
+from ..models.fabric import FabricConfig
 from . import regmap
+from .adc import ADCQuantizer
+from .averager import Averager
 from .axil import AxiLiteSignature, RegisterFile
 from .axis import AxiStreamSignature
-from .crossbar import xorshift32_expr
+from .bram import READ_LATENCY, BankedMemory
+from .combine import SliceCombiner
+from .fault_gen import FaultGenerator
 from .fixed import bits_for, round_shift_const, round_shift_var
+from .shift_add import ShiftAdd
 
-__all__ = ["AcceleratorTop", "TOP_NAME", "generate_top", "main"]
+__all__ = ["AcceleratorTop", "TOP_NAME", "ISSUE_LATENCY", "generate_top", "main"]
 
 #: Verilog module name of the top.
 TOP_NAME = "remeco_top"
 
-ERR_BAD_RUN = 1
-ERR_LOAD_RANGE = 2
-ERR_BUSY = 3
+#: Cycles from issuing a row to accumulating it: the memories' read latency, then the
+#: stuck-cell substitution's register.
+ISSUE_LATENCY = READ_LATENCY + 1
+#: Depth of the output FIFO (words of ``VL`` results); the drain admits a column while
+#: the FIFO can take everything the drain holds.
+OUT_FIFO_DEPTH = 32
 
 
 def _log2_exact(n: int, name: str) -> int:
     if n < 1 or n & (n - 1):
         raise ValueError(f"{name} must be a power of two for the top, got {n}")
     return n.bit_length() - 1
+
+
+def _delay(m: Module, value, cycles: int, name: str, clear=None):
+    """``value`` as it was ``cycles`` clock edges ago (a shift register without enable:
+    the pipelines of the top never stall inside). With ``clear`` the stages reset to 0
+    (valid bits)."""
+    for k in range(cycles):
+        reg = Signal(value.shape(), name=f"{name}_d{k + 1}")
+        m.d.sync += reg.eq(value)
+        if clear is not None:
+            with m.If(clear):
+                m.d.sync += reg.eq(0)
+        value = reg
+    return value
 
 
 class AcceleratorTop(wiring.Component):
@@ -91,24 +123,25 @@ class AcceleratorTop(wiring.Component):
             "m_axis": Out(AxiStreamSignature(32)),
         })
 
-    def elaborate(self, platform):  # noqa: C901 - one datapath, kept in one place on purpose
+    def elaborate(self, platform):  # noqa: C901 - the engine's stages, kept in one place on purpose
         m = Module()
         cfg = self.cfg
         fmt = cfg.fmt
         L, VL, IB = cfg.column_lanes, cfg.vector_lanes, fmt.input_bits
-        log_l, log_vl = _log2_exact(L, "column_lanes"), _log2_exact(VL, "vector_lanes")
+        log_l = _log2_exact(L, "column_lanes")
+        _log2_exact(VL, "vector_lanes")
         rows = fmt.rows
         widths = fmt.widths(cfg.max_fan_in, cfg.max_copies_log2, 31)
         acc_w = widths["acc"]
         y_w = widths["y"]
-        sum_w = y_w + cfg.max_copies_log2
-        nsum_w = y_w + fmt.slice_bits * (fmt.n_slices - 1) + bits_for(fmt.n_slices - 1) + 1
         xs_w = bits_for(cfg.max_fan_in * ((1 << IB) - 1))
-        code_aw = bits_for(cfg.code_words - 1)
-        desc_aw = bits_for(cfg.desc_words - 1)
+        top_code = (1 << fmt.adc_bits) - 1
+        ys_w = bits_for(top_code * ((1 << IB) - 1))  # one tile's sum over the bit planes
         k_w = bits_for(cfg.max_fan_in)
         row_w = bits_for(rows - 1)
         cb = fmt.code_bits
+        blocks_w = 16 - log_l + 1
+        desc = {f.name: f for f in regmap.DESCRIPTOR_FIELDS}
 
         # -- registers ------------------------------------------------------------------
         m.submodules.regs = regs = RegisterFile(
@@ -153,13 +186,12 @@ class AcceleratorTop(wiring.Component):
         def fail(code):
             m.d.sync += [error.eq(1), error_code.eq(code)]
 
-        # -- memories -------------------------------------------------------------------
-        m.submodules.code_mem = code_mem = Memory(shape=unsigned(L * cb), depth=cfg.code_words, init=[])
-        m.submodules.fault_mem = fault_mem = Memory(shape=unsigned(2 * L), depth=cfg.code_words, init=[])
-        m.submodules.desc_mem = desc_mem = Memory(shape=unsigned(11), depth=cfg.desc_words, init=[])
-        m.submodules.in_buf = in_buf = Memory(shape=unsigned(32), depth=cfg.max_fan_in, init=[])
-        code_rd, fault_rd, desc_rd, buf_rd = (mem.read_port() for mem in (code_mem, fault_mem, desc_mem, in_buf))
-        code_wr, fault_wr, desc_wr, buf_wr = (mem.write_port() for mem in (code_mem, fault_mem, desc_mem, in_buf))
+        # -- memories (banked block RAMs, registered read data) ------------------------------
+        m.submodules.code_mem = code_mem = BankedMemory(L * cb, cfg.code_words)
+        m.submodules.fault_mem = fault_mem = BankedMemory(2 * L, cfg.code_words)
+        m.submodules.desc_mem = desc_mem = BankedMemory(regmap.DESCRIPTOR_BITS, cfg.desc_words)
+        # unregistered write: block 1 reads row r one pass after block 0 wrote it, even for K = 1
+        m.submodules.in_buf = in_buf = BankedMemory(32, cfg.max_fan_in, registered_write=False)
 
         # -- loader (STREAM_TARGET 1..3, not busy) ---------------------------------------
         target = regs.stream_target
@@ -183,111 +215,116 @@ class AcceleratorTop(wiring.Component):
                     m.d.comb += store.eq(pair == L // 2 - 1)
                     m.d.sync += pair.eq(Mux(pair == L // 2 - 1, 0, pair + 1))
                     m.d.comb += [
-                        code_wr.addr.eq(load_addr),
-                        code_wr.data.eq(Cat(staged, pair_bits) if L > 2 else pair_bits),
-                        code_wr.en.eq(store & in_range),
+                        code_mem.w_addr.eq(load_addr),
+                        code_mem.w_data.eq(Cat(staged, pair_bits) if L > 2 else pair_bits),
+                        code_mem.w_en.eq(store & in_range),
                     ]
                 with m.Case(regmap.STREAM_FAULTS):
-                    m.d.comb += store.eq(~gen_busy)
+                    m.d.comb += [
+                        store.eq(~gen_busy),
+                        fault_mem.w_addr.eq(load_addr),
+                        fault_mem.w_data.eq(word[:2 * L]),
+                        fault_mem.w_en.eq(~gen_busy & in_range),
+                    ]
                 with m.Case(regmap.STREAM_DESCRIPTORS):
                     m.d.comb += [
                         store.eq(1),
-                        desc_wr.addr.eq(load_addr),
-                        desc_wr.data.eq(word[:11]),
-                        desc_wr.en.eq(in_range),
+                        desc_mem.w_addr.eq(load_addr),
+                        desc_mem.w_data.eq(word[:regmap.DESCRIPTOR_BITS]),
+                        desc_mem.w_en.eq(in_range),
                     ]
             with m.If(store):
                 m.d.comb += [regs.load_address_set.eq(1), regs.load_address_next.eq(load_addr + 1)]
                 with m.If(~in_range):
-                    fail(ERR_LOAD_RANGE)
+                    fail(regmap.ERR_LOAD_RANGE)
 
-        # -- fault generator and clear -----------------------------------------------------
-        gen_clear = Signal()
-        gen_addr = Signal(code_aw + 1)
-        gen_lane = Signal(range(L))
-        gen_state = Signal(32)
-        gen_word = Signal(2 * L)
-        gen_last = Signal(code_aw + 2)
+        # -- fault generator and clear (rtl/fault_gen.py) ----------------------------------
+        m.submodules.fault_gen = gen = ResetInserter({"sync": soft})(FaultGenerator(L, cfg.code_words))
         fault_cmd = regs.fault_control_written
         generate_cmd = fault_cmd & regs.fault_control[0]
         clear_cmd = fault_cmd & regs.fault_control[1]
-        nxt = xorshift32_expr(gen_state)
-        faulty = nxt[:16] < regs.fault_rate
-        stuck_on = nxt[16:] < regs.fault_on_fraction
-        entry = Mux(faulty, Mux(stuck_on, 3, 1), 0)
-        new_word = Cat(gen_word[2:], entry)  # lane 0 enters first, ends in the low bits
-        with m.If(gen_busy):
-            with m.If(gen_addr >= gen_last):
-                m.d.sync += gen_busy.eq(0)
-            with m.Elif(gen_clear):
-                m.d.comb += [fault_wr.addr.eq(gen_addr), fault_wr.data.eq(0), fault_wr.en.eq(1)]
-                m.d.sync += gen_addr.eq(gen_addr + 1)
-            with m.Else():
-                m.d.sync += [gen_state.eq(nxt), gen_word.eq(new_word), gen_lane.eq(gen_lane + 1)]
-                with m.If(gen_lane == L - 1):
-                    m.d.comb += [fault_wr.addr.eq(gen_addr), fault_wr.data.eq(new_word), fault_wr.en.eq(1)]
-                    m.d.sync += [gen_addr.eq(gen_addr + 1), gen_lane.eq(0)]
-        with m.Elif(loading & in_beat & (target == regmap.STREAM_FAULTS)):
+        m.d.comb += [
+            gen_busy.eq(gen.busy),
+            gen.i.payload.seed.eq(regs.fault_seed),
+            gen.i.payload.rate.eq(regs.fault_rate),
+            gen.i.payload.on.eq(regs.fault_on_fraction),
+            gen.i.payload.words.eq(Mux(clear_cmd, cfg.code_words, regs.fault_words)),
+            gen.i.payload.clear.eq(clear_cmd),
+            gen.o.ready.eq(1),
+        ]
+        with m.If(gen.o.valid):  # the stream is held off meanwhile: no host write competes
             m.d.comb += [
-                fault_wr.addr.eq(load_addr),
-                fault_wr.data.eq(word[:2 * L]),
-                fault_wr.en.eq(load_addr < cfg.code_words),
+                fault_mem.w_addr.eq(gen.o.payload.addr),
+                fault_mem.w_data.eq(gen.o.payload.data),
+                fault_mem.w_en.eq(1),
             ]
         with m.If(generate_cmd | clear_cmd):
             with m.If(busy | gen_busy):
-                fail(ERR_BUSY)
+                fail(regmap.ERR_BUSY)
             with m.Elif(generate_cmd & (regs.fault_words > cfg.code_words)):
-                fail(ERR_BAD_RUN)
+                fail(regmap.ERR_BAD_RUN)
             with m.Else():
-                seed = regs.fault_seed
-                m.d.sync += [
-                    gen_busy.eq(1),
-                    gen_clear.eq(clear_cmd),
-                    gen_addr.eq(0),
-                    gen_lane.eq(0),
-                    gen_state.eq(Mux(seed == 0, 1, seed)),
-                    gen_last.eq(Mux(clear_cmd, cfg.code_words, regs.fault_words)),
-                ]
+                m.d.comb += gen.i.valid.eq(1)  # the generator is idle, so it takes the command now
+
+        # -- run checks: registered from the LAYER_* registers over three cycles -------------
+        # (a register written by AXI4-Lite takes effect >= 3 cycles before the next write, the
+        # START, can: the slave holds AWREADY low until the B response has been taken)
+        want_blocks = Signal(blocks_w)
+        fan_in_q = Signal(16)
+        code_base_q = Signal(32)
+        simple_ok = Signal()
+        code_words_used = Signal(blocks_w + 16)
+        simple_ok2 = Signal()
+        code_base_q2 = Signal(32)
+        run_ok = Signal()
+        m.d.sync += [
+            want_blocks.eq((regs.layer_columns + (L - 1)) >> log_l),
+            fan_in_q.eq(regs.layer_fan_in),
+            code_base_q.eq(regs.layer_code_base),
+            simple_ok.eq(
+                (regs.layer_fan_in >= 1) & (regs.layer_fan_in <= cfg.max_fan_in)
+                & (regs.layer_columns >= 1) & (regs.layer_neurons >= 1) & (regs.layer_vectors >= 1)
+                & (regs.layer_desc_base + regs.layer_columns <= cfg.desc_words)
+                & (target == regmap.STREAM_INPUTS)
+            ),
+            code_words_used.eq(want_blocks * fan_in_q),
+            code_base_q2.eq(code_base_q),
+            simple_ok2.eq(simple_ok),
+            run_ok.eq(simple_ok2 & (code_base_q2 + code_words_used <= cfg.code_words)),
+        ]
 
         # -- run parameters, latched at START ------------------------------------------
-        k_reg = Signal(k_w)
+        k_last = Signal(k_w)  # FAN_IN - 1
         p_reg = Signal(16)
-        n_reg = Signal(16)
-        code_base = Signal(code_aw + 1)
-        desc_base = Signal(desc_aw + 1)
+        n_last = Signal(16)  # NEURONS - 1
+        code_base = Signal(bits_for(cfg.code_words))
+        desc_base = Signal(bits_for(cfg.desc_words))
         adc_shift = Signal(5)
-        blocks = Signal(16 - log_l + 1)
+        blocks_last = Signal(blocks_w)
         enable_faults = Signal()
         code_on = Signal(signed(cb))
         code_off = Signal(signed(cb))
-
-        want_blocks = (regs.layer_columns + (L - 1)) >> log_l
-        code_end = regs.layer_code_base + want_blocks * regs.layer_fan_in
-        run_ok = (
-            (regs.layer_fan_in >= 1) & (regs.layer_fan_in <= cfg.max_fan_in)
-            & (regs.layer_columns >= 1) & (regs.layer_neurons >= 1) & (regs.layer_vectors >= 1)
-            & (code_end <= cfg.code_words)
-            & (regs.layer_desc_base + regs.layer_columns <= cfg.desc_words)
-            & (target == regmap.STREAM_INPUTS)
-        )
+        run_start = Signal()  # START accepted (this cycle)
+        drain_clear = Signal()
+        m.d.comb += drain_clear.eq(soft | run_start)
 
         # issue stage state
         a_active = Signal()
-        a_cb = Signal.like(blocks)
+        a_cb = Signal(blocks_w)
         a_r = Signal(k_w)
         a_tile_row = Signal(row_w)
-        a_addr = Signal(code_aw + 1)
+        a_addr = Signal(bits_for(cfg.code_words))
         a_vectors_left = Signal(32)
         reserved = Signal()  # the shadow bank is promised to the pass in flight
         # output side
         out_vectors_left = Signal(32)
         out_neuron = Signal(16)
         out_lane = Signal(range(VL))
-        fresh = Signal(init=1)
 
         # -- issue stage ------------------------------------------------------------------
         from_stream = a_cb == 0
-        pass_last = (a_tile_row == rows - 1) | (a_r == k_reg - 1)
+        row_last = a_r == k_last
+        pass_last = (a_tile_row == rows - 1) | row_last
         can_issue = a_active & (~from_stream | self.s_axis.tvalid) & ~(pass_last & reserved)
         with m.If(busy):
             m.d.comb += self.s_axis.tready.eq(a_active & from_stream & ~(pass_last & reserved))
@@ -298,40 +335,18 @@ class AcceleratorTop(wiring.Component):
                 loading & ~((target == regmap.STREAM_FAULTS) & gen_busy) & ~regs.load_address_written
             )
         m.d.comb += [
-            code_rd.addr.eq(a_addr),
-            fault_rd.addr.eq(a_addr),
-            buf_rd.addr.eq(a_r),
+            code_mem.r_addr.eq(a_addr),
+            fault_mem.r_addr.eq(a_addr),
+            in_buf.r_addr.eq(a_r),
         ]
-        b_valid = Signal()
-        b_fresh = Signal()
-        b_last = Signal()
-        b_first_tile = Signal()
-        b_last_tile = Signal()
-        b_cb = Signal.like(blocks)
-        b_stream = Signal()
-        b_word = Signal(32)
-        x_sum = [Signal(xs_w, name=f"x_sum{i}") for i in range(VL)]
-        m.d.sync += b_valid.eq(can_issue)
         with m.If(can_issue):
-            m.d.sync += [
-                b_fresh.eq(a_tile_row == 0),
-                b_last.eq(pass_last),
-                b_first_tile.eq(a_r < rows),
-                b_last_tile.eq(a_r == k_reg - 1),
-                b_cb.eq(a_cb),
-                b_stream.eq(from_stream),
-                b_word.eq(word),
-            ]
             with m.If(from_stream):
-                m.d.comb += [buf_wr.addr.eq(a_r), buf_wr.data.eq(word), buf_wr.en.eq(1)]
-                for i in range(VL):
-                    byte = word[8 * i: 8 * i + IB]
-                    m.d.sync += x_sum[i].eq(Mux(a_r == 0, byte, x_sum[i] + byte))
+                m.d.comb += [in_buf.w_addr.eq(a_r), in_buf.w_data.eq(word), in_buf.w_en.eq(1)]
             with m.If(pass_last):
                 m.d.sync += reserved.eq(1)
-            with m.If(a_r == k_reg - 1):
+            with m.If(row_last):
                 m.d.sync += [a_r.eq(0), a_tile_row.eq(0)]
-                with m.If(a_cb == blocks - 1):
+                with m.If(a_cb == blocks_last):
                     m.d.sync += [a_cb.eq(0), a_addr.eq(code_base), a_vectors_left.eq(a_vectors_left - VL)]
                     with m.If(a_vectors_left <= VL):
                         m.d.sync += a_active.eq(0)
@@ -344,135 +359,227 @@ class AcceleratorTop(wiring.Component):
                     a_addr.eq(a_addr + 1),
                 ]
 
-        # -- accumulate stage (B) --------------------------------------------------------
-        x_word = Mux(b_stream, b_word, buf_rd.data)
-        codes = []
+        # the row's side-band, delayed to the accumulate stage (ISSUE_LATENCY cycles)
+        q_valid = _delay(m, can_issue, ISSUE_LATENCY, "q_valid", clear=drain_clear)
+        q_last = _delay(m, pass_last, ISSUE_LATENCY, "q_last")
+        q_first_tile = _delay(m, a_r < rows, ISSUE_LATENCY, "q_first_tile")
+        q_last_tile = _delay(m, row_last, ISSUE_LATENCY, "q_last_tile")
+        q_cb = _delay(m, a_cb, ISSUE_LATENCY, "q_cb")
+        q_row0 = _delay(m, a_r == 0, ISSUE_LATENCY, "q_row0")
+        q_stream = _delay(m, from_stream, ISSUE_LATENCY, "q_stream")
+        r_stream = _delay(m, from_stream, READ_LATENCY, "r_stream")
+        r_word = _delay(m, word, READ_LATENCY, "r_word")
+
+        # -- substitution stage: stuck cells, the input word (registered) --------------------
+        eff = [Signal(signed(cb), name=f"eff{lane}") for lane in range(L)]
         for lane in range(L):
-            raw = code_rd.data[lane * cb:(lane + 1) * cb].as_signed()
-            f = fault_rd.data[2 * lane:2 * lane + 2]
-            stuck = enable_faults & f[0]
-            codes.append(Mux(stuck, Mux(f[1], code_on, code_off), raw))
-        acc = [[[Signal(signed(acc_w), name=f"acc_{i}_{lane}_{b}") for b in range(IB)] for lane in range(L)] for i in range(VL)]
-        shadow = [[[Signal(signed(acc_w), name=f"sh_{i}_{lane}_{b}") for b in range(IB)] for lane in range(L)] for i in range(VL)]
-        shadow_full = Signal()
-        sh_cb = Signal.like(blocks)
-        sh_first_tile = Signal()
-        sh_last_tile = Signal()
-        sh_x_sum = [Signal(xs_w, name=f"sh_x_sum{i}") for i in range(VL)]
+            raw = code_mem.r_data[lane * cb:(lane + 1) * cb].as_signed()
+            f = fault_mem.r_data[2 * lane:2 * lane + 2]
+            m.d.sync += eff[lane].eq(Mux(enable_faults & f[0], Mux(f[1], code_on, code_off), raw))
+        x_word = Signal(32)
+        m.d.sync += x_word.eq(Mux(r_stream, r_word, in_buf.r_data))
+
+        # -- accumulate stage ------------------------------------------------------------------
+        # A pass's last row moves the sums to the shadow and clears the accumulators (as a
+        # synchronous reset, which the FPGA's flip-flops do for free), so a pass starts at 0.
+        acc_clear = (q_valid & q_last) | drain_clear
+        shadow = [[[Signal(signed(acc_w), name=f"sh_{i}_{lane}_{b}") for b in range(IB)] for lane in range(L)]
+                  for i in range(VL)]
         for i in range(VL):
             for lane in range(L):
                 for b in range(IB):
-                    bit = x_word[8 * i + b]
-                    nxt_acc = Mux(b_fresh, 0, acc[i][lane][b]) + Mux(bit, codes[lane], 0)
-                    with m.If(b_valid):
-                        m.d.sync += acc[i][lane][b].eq(nxt_acc)
-                        with m.If(b_last):
-                            m.d.sync += shadow[i][lane][b].eq(nxt_acc)
-        with m.If(b_valid & b_last):
-            m.d.sync += [shadow_full.eq(1), sh_cb.eq(b_cb), sh_first_tile.eq(b_first_tile), sh_last_tile.eq(b_last_tile)]
-            m.d.sync += [sh_x_sum[i].eq(x_sum[i]) for i in range(VL)]
+                    acc = Signal(signed(acc_w), name=f"acc_{i}_{lane}_{b}")
+                    total = (acc + Mux(x_word[8 * i + b], eff[lane], 0))[:acc_w].as_signed()
+                    with m.If(q_valid):
+                        m.d.sync += acc.eq(total)
+                    with m.If(acc_clear):
+                        m.d.sync += acc.eq(0)
+                    with m.If(q_valid & q_last):
+                        m.d.sync += shadow[i][lane][b].eq(total)
+        x_sum = [Signal(xs_w, name=f"x_sum{i}") for i in range(VL)]
+        x_sum_next = []
+        for i in range(VL):
+            byte = x_word[8 * i:8 * i + IB]
+            nxt = Signal(xs_w, name=f"x_sum_next{i}")
+            m.d.comb += nxt.eq(Mux(q_stream, Mux(q_row0, byte, x_sum[i] + byte), x_sum[i]))
+            with m.If(q_valid):
+                m.d.sync += x_sum[i].eq(nxt)
+            x_sum_next.append(nxt)
+        shadow_full = Signal()
+        sh_cb = Signal(blocks_w)
+        sh_first_tile = Signal()
+        sh_last_tile = Signal()
+        sh_x_sum = [Signal(xs_w, name=f"sh_x_sum{i}") for i in range(VL)]
+        with m.If(q_valid & q_last):
+            m.d.sync += [shadow_full.eq(1), sh_cb.eq(q_cb), sh_first_tile.eq(q_first_tile),
+                         sh_last_tile.eq(q_last_tile)]
+            m.d.sync += [sh_x_sum[i].eq(x_sum_next[i]) for i in range(VL)]
 
-        # -- drain pipeline (advances together while the output FIFO has room) -------------
+        # -- drain: a fixed-latency pipeline, entered one column per cycle ---------------------
         fifo_clear = Signal()
         m.d.comb += fifo_clear.eq(soft | (start & ~busy & ~gen_busy))
         m.submodules.out_fifo = out_fifo = ResetInserter({"sync": fifo_clear})(
-            SyncFIFOBuffered(width=32 * VL, depth=8)
+            SyncFIFOBuffered(width=32 * VL, depth=OUT_FIFO_DEPTH)
         )
-        adv = out_fifo.w_rdy
+        tree_stages = (IB - 1).bit_length()  # adder levels of the bit-plane sum, one per stage
+        drain_latency = 10 + tree_stages  # entry to FIFO write, counted below stage by stage
+        room = Signal()  # registered: the FIFO can take all the drain may hold
+        m.d.sync += room.eq(out_fifo.level <= OUT_FIFO_DEPTH - drain_latency - 3)
+        take = shadow_full & room
         d_lane = Signal(range(L))
         col = Cat(d_lane, sh_cb)  # sh_cb * L + d_lane
-        m.d.comb += desc_rd.addr.eq(desc_base + col)
-        m.d.comb += desc_rd.en.eq(adv)
-        s1_valid = Signal()
+        m.d.comb += desc_mem.r_addr.eq(desc_base + col)
+        with m.If(take):
+            m.d.sync += d_lane.eq(d_lane + 1)
+            with m.If(d_lane == L - 1):
+                m.d.sync += [shadow_full.eq(0), reserved.eq(0), d_lane.eq(0)]
+
+        # stage 1: the column's accumulators (registered), side-band
+        v1 = Signal()
+        m.d.sync += v1.eq(take)
+        with m.If(drain_clear):
+            m.d.sync += v1.eq(0)
+        s1_acc = [[Signal(signed(acc_w), name=f"s1_acc_{i}_{b}") for b in range(IB)] for i in range(VL)]
+        for i in range(VL):
+            for b in range(IB):
+                m.d.sync += s1_acc[i][b].eq(Array(shadow[i][lane][b] for lane in range(L))[d_lane])
         s1_lane = Signal(range(L))
         s1_col_ok = Signal()
         s1_first_tile = Signal()
         s1_last_tile = Signal()
-        s1_acc = [[Signal(signed(acc_w), name=f"s1_acc_{i}_{b}") for b in range(IB)] for i in range(VL)]
         s1_x_sum = [Signal(xs_w, name=f"s1_x_sum{i}") for i in range(VL)]
-        with m.If(adv):
-            m.d.sync += s1_valid.eq(shadow_full)
-            with m.If(shadow_full):
-                m.d.sync += [
-                    s1_lane.eq(d_lane),
-                    s1_col_ok.eq(col < p_reg),
-                    s1_first_tile.eq(sh_first_tile),
-                    s1_last_tile.eq(sh_last_tile),
-                    d_lane.eq(d_lane + 1),
-                ]
-                for i in range(VL):
-                    m.d.sync += s1_x_sum[i].eq(sh_x_sum[i])
-                    for b in range(IB):
-                        m.d.sync += s1_acc[i][b].eq(Array(shadow[i][lane][b] for lane in range(L))[d_lane])
-                with m.If(d_lane == L - 1):
-                    m.d.sync += [shadow_full.eq(0), reserved.eq(0), d_lane.eq(0)]
+        m.d.sync += [
+            s1_lane.eq(d_lane), s1_col_ok.eq(col < p_reg),
+            s1_first_tile.eq(sh_first_tile), s1_last_tile.eq(sh_last_tile),
+        ]
+        m.d.sync += [s1_x_sum[i].eq(sh_x_sum[i]) for i in range(VL)]
 
-        # S1: ADC, shift-and-add, y over row tiles
-        ymem = [Array(Signal(y_w, name=f"y_{i}_{lane}") for lane in range(L)) for i in range(VL)]
-        s2_valid = Signal()
-        s2_y = [Signal(y_w, name=f"s2_y{i}") for i in range(VL)]
-        s2_desc = Signal(11)
-        s2_x_sum = [Signal(xs_w, name=f"s2_x_sum{i}") for i in range(VL)]
-        top_code = (1 << fmt.adc_bits) - 1
+        # stages 2-3: the run-time ADC shift's rounding (fixed.round_shift_var, split over two
+        # registers: the arithmetic shift, then the rounding add)
+        shift_zero = Signal()
+        v2 = _delay(m, v1, 1, "v2", clear=drain_clear)
+        v3 = _delay(m, v2, 1, "v3", clear=drain_clear)
+        rounded = [[None] * IB for _ in range(VL)]
         for i in range(VL):
-            terms = []
             for b in range(IB):
-                rounded = round_shift_var(s1_acc[i][b], adc_shift)
-                code = Mux(rounded < 0, 0, Mux(rounded > top_code, top_code, rounded))[:fmt.adc_bits]
-                terms.append(code << b)
-            ysum = sum(terms[1:], terms[0])
-            y_new = (Mux(s1_first_tile, 0, ymem[i][s1_lane]) + ysum)[:y_w]
-            with m.If(adv & s1_valid):
-                m.d.sync += ymem[i][s1_lane].eq(y_new)
-            with m.If(adv):
-                m.d.sync += [s2_y[i].eq(y_new), s2_x_sum[i].eq(s1_x_sum[i])]
-        with m.If(adv):
-            m.d.sync += [s2_valid.eq(s1_valid & s1_last_tile & s1_col_ok), s2_desc.eq(desc_rd.data)]
+                pre = Signal(signed(acc_w), name=f"pre_{i}_{b}")
+                m.d.sync += pre.eq(Mux(shift_zero, s1_acc[i][b], s1_acc[i][b] >> (adc_shift - 1)[:5]))
+                r = Signal(signed(acc_w), name=f"rounded_{i}_{b}")
+                m.d.sync += r.eq(Mux(shift_zero, pre, (pre + 1) >> 1))
+                rounded[i][b] = r
 
-        # S2: copy averaging (step 5)
-        d_slice = s2_desc[:SLICE_BITS_FIELD]
-        d_k = s2_desc[SLICE_BITS_FIELD:SLICE_BITS_FIELD + K_BITS_FIELD]
-        d_first, d_last, d_end = s2_desc[8], s2_desc[9], s2_desc[10]
-        sums = [Array(Signal(sum_w, name=f"sum_{i}_{s}") for s in range(fmt.n_slices)) for i in range(VL)]
-        s3_valid = Signal()
-        s3_a = [Signal(y_w, name=f"s3_a{i}") for i in range(VL)]
-        s3_slice = Signal(bits_for(fmt.n_slices - 1))
-        s3_end = Signal()
-        s3_x_sum = [Signal(xs_w, name=f"s3_x_sum{i}") for i in range(VL)]
-        k_sig = Signal(bits_for(cfg.max_copies_log2))
-        m.d.comb += k_sig.eq(d_k)
+        # stage 4: the ADC quantizers saturate (rtl/adc.py, shift 0: the shift is done above)
+        codes = [[None] * IB for _ in range(VL)]
+        adcs = []
         for i in range(VL):
-            total = Signal(sum_w, name=f"total{i}")
-            m.d.comb += total.eq(Mux(d_first, 0, sums[i][d_slice]) + s2_y[i])
-            with m.If(adv & s2_valid):
-                m.d.sync += sums[i][d_slice].eq(total)
-            with m.If(adv):
-                m.d.sync += [s3_a[i].eq(round_shift_var(total, k_sig)), s3_x_sum[i].eq(s2_x_sum[i])]
-        with m.If(adv):
-            m.d.sync += [s3_valid.eq(s2_valid & d_last), s3_slice.eq(d_slice), s3_end.eq(d_end)]
+            for b in range(IB):
+                adc = ResetInserter({"sync": drain_clear})(ADCQuantizer(acc_w, fmt.adc_bits, 0))
+                m.submodules[f"adc_{i}_{b}"] = adc
+                m.d.comb += [adc.i.valid.eq(v3), adc.i.payload.eq(rounded[i][b]), adc.o.ready.eq(1)]
+                codes[i][b] = adc.o.payload
+                adcs.append(adc)
+        v4 = adcs[0].o.valid  # the quantizers run in lock step
 
-        # S3: slice recombination, offset correction, to_accumulator (step 6, 7a)
+        # stages 5..: sum over the bit planes, code << bit, one adder level per stage
+        ysum = []
+        for i in range(VL):
+            level = [codes[i][b] << b for b in range(IB)]
+            for s in range(tree_stages):
+                nxt = []
+                for j in range(0, len(level), 2):
+                    reg = Signal(ys_w, name=f"ysum_{i}_s{s}_{j // 2}")
+                    m.d.sync += reg.eq(level[j] + level[j + 1] if j + 1 < len(level) else level[j])
+                    nxt.append(reg)
+                level = nxt
+            ysum.append(level[0])
+        v_sa = _delay(m, v4, tree_stages, "v_sa", clear=drain_clear)
+        lag = 3 + tree_stages  # stage 1 -> shift-and-add input
+        sa_lane = _delay(m, s1_lane, lag, "sa_lane")
+        sa_first = _delay(m, s1_first_tile, lag, "sa_first")
+        sa_last = _delay(m, s1_last_tile, lag, "sa_last")
+
+        # next stage: y summed over row tiles (rtl/shift_add.py), emitted at the last tile
+        sas = []
+        for i in range(VL):
+            sa = ResetInserter({"sync": drain_clear})(ShiftAdd(ys_w, 1, L, y_w))
+            m.submodules[f"shift_add_{i}"] = sa
+            m.d.comb += [
+                sa.i.valid.eq(v_sa),
+                sa.i.payload.code.eq(ysum[i]),
+                sa.i.payload.bit.eq(0),
+                sa.i.payload.col.eq(sa_lane),
+                sa.i.payload.first.eq(sa_first),
+                sa.i.payload.last.eq(sa_last),
+                sa.o.ready.eq(1),
+            ]
+            sas.append(sa)
+
+        # next stage: copy averaging (rtl/averager.py) per the column's descriptor; padding
+        # columns (past LAYER_COLUMNS) stop here
+        av_desc = _delay(m, desc_mem.r_data, lag, "av_desc")  # desc_mem answers in stage 2
+        av_col_ok = _delay(m, s1_col_ok, lag + 1, "av_col_ok")
+        field = lambda name: av_desc[desc[name].lsb:desc[name].lsb + desc[name].width]  # noqa: E731
+        avs = []
+        for i in range(VL):
+            av = ResetInserter({"sync": drain_clear})(Averager(y_w, fmt.n_slices, cfg.max_copies_log2))
+            m.submodules[f"averager_{i}"] = av
+            m.d.comb += [
+                av.i.valid.eq(sas[0].o.valid & av_col_ok),
+                av.i.payload.y.eq(sas[i].o.payload.y),
+                av.i.payload.slice.eq(field("SLICE")),
+                av.i.payload.k.eq(field("K")),
+                av.i.payload.first.eq(field("FIRST")),
+                av.i.payload.last.eq(field("LAST")),
+                av.i.payload.end.eq(field("END")),
+                av.o.ready.eq(1),
+            ]
+            avs.append(av)
+
+        # next stage: the ADC shift applied to the averaged slice. Only the low 32 bits of
+        # to_accumulator(z) leave the chip, and they depend only on z mod 2**(32 + code_frac),
+        # so the slices are kept to that many bits.
+        a_w = 32 + fmt.code_frac
+        cb_valid = Signal()
+        cb_a = [Signal(a_w, name=f"cb_a{i}") for i in range(VL)]
+        cb_slice = Signal(avs[0].o.payload.slice.shape())
+        cb_end = Signal()
+        m.d.sync += [cb_valid.eq(avs[0].o.valid), cb_slice.eq(avs[0].o.payload.slice), cb_end.eq(avs[0].o.payload.end)]
+        with m.If(drain_clear):
+            m.d.sync += cb_valid.eq(0)
+        m.d.sync += [cb_a[i].eq((avs[i].o.payload.a << adc_shift)[:a_w]) for i in range(VL)]
+        cb_x_sum = [_delay(m, s1_x_sum[i], lag + 3, f"cb_x_sum{i}") for i in range(VL)]
+
+        # next stage: slice recombination and offset correction (rtl/combine.py, shift 0)
+        c_acc_w = a_w + fmt.slice_bits * (fmt.n_slices - 1) + bits_for(fmt.n_slices - 1)
         offset_shift = fmt.weight_bits - 1 + fmt.code_frac
-        nsum = [Signal(nsum_w, name=f"nsum{i}") for i in range(VL)]
-        s4_valid = Signal()
-        s4_out = [Signal(32, name=f"s4_out{i}") for i in range(VL)]
+        z_w = max(c_acc_w, xs_w + offset_shift) + 2
+        cbs = []
         for i in range(VL):
-            ntotal = Signal(nsum_w, name=f"ntotal{i}")
-            m.d.comb += ntotal.eq(Mux(fresh, 0, nsum[i]) + (s3_a[i] << (s3_slice * fmt.slice_bits)))
-            with m.If(adv & s3_valid):
-                m.d.sync += nsum[i].eq(ntotal)
-            z = (ntotal << adc_shift) - (s3_x_sum[i] << offset_shift)
-            with m.If(adv):
-                m.d.sync += s4_out[i].eq(round_shift_const(z, fmt.code_frac)[:32])
-        with m.If(adv):
-            m.d.sync += s4_valid.eq(s3_valid & s3_end)
-            with m.If(s3_valid):
-                m.d.sync += fresh.eq(s3_end)
-        m.d.comb += [out_fifo.w_data.eq(Cat(*s4_out)), out_fifo.w_en.eq(adv & s4_valid)]
+            c = ResetInserter({"sync": drain_clear})(SliceCombiner(fmt, a_w, xs_w, z_w, 0))
+            m.submodules[f"combine_{i}"] = c
+            m.d.comb += [
+                c.i.valid.eq(cb_valid),
+                c.i.payload.a.eq(cb_a[i]),
+                c.i.payload.slice.eq(cb_slice),
+                c.i.payload.end.eq(cb_end),
+                c.i.payload.x_sum.eq(cb_x_sum[i]),
+                c.o.ready.eq(1),
+            ]
+            cbs.append(c)
+
+        # last stage: to_accumulator, registered, into the FIFO
+        out_valid = Signal()
+        out_words = [Signal(32, name=f"out_word{i}") for i in range(VL)]
+        m.d.sync += out_valid.eq(cbs[0].o.valid)
+        with m.If(drain_clear):
+            m.d.sync += out_valid.eq(0)
+        m.d.sync += [out_words[i].eq(round_shift_const(cbs[i].o.payload, fmt.code_frac)[:32]) for i in range(VL)]
+        m.d.comb += [out_fifo.w_data.eq(Cat(*out_words)), out_fifo.w_en.eq(out_valid)]
 
         # -- S2MM serializer ---------------------------------------------------------------
         lanes_out = Array(out_fifo.r_data[32 * i:32 * (i + 1)] for i in range(VL))
-        last_word = (out_lane == VL - 1) & (out_neuron == n_reg - 1) & (out_vectors_left <= VL)
+        last_group = Signal()  # out_vectors_left <= VL, kept in a register beside it
+        last_word = (out_lane == VL - 1) & (out_neuron == n_last) & last_group
         m.d.comb += [
             self.m_axis.tvalid.eq(out_fifo.r_rdy & busy),
             self.m_axis.tdata.eq(lanes_out[out_lane]),
@@ -484,39 +591,42 @@ class AcceleratorTop(wiring.Component):
             with m.If(out_lane == VL - 1):
                 m.d.comb += out_fifo.r_en.eq(1)
                 m.d.sync += [out_lane.eq(0), out_neuron.eq(out_neuron + 1)]
-                with m.If(out_neuron == n_reg - 1):
-                    m.d.sync += [out_neuron.eq(0), out_vectors_left.eq(out_vectors_left - VL)]
+                with m.If(out_neuron == n_last):
+                    m.d.sync += [out_neuron.eq(0), out_vectors_left.eq(out_vectors_left - VL),
+                                 last_group.eq(out_vectors_left <= 2 * VL)]
             with m.If(last_word):
                 m.d.sync += [busy.eq(0), done.eq(1)]
 
         # -- START ---------------------------------------------------------------------
         with m.If(start):
             with m.If(busy | gen_busy):
-                fail(ERR_BUSY)
+                fail(regmap.ERR_BUSY)
             with m.Elif(~run_ok):
-                fail(ERR_BAD_RUN)
+                fail(regmap.ERR_BAD_RUN)
             with m.Else():
+                m.d.comb += run_start.eq(1)
                 m.d.sync += [
-                    busy.eq(1), done.eq(0), error.eq(0), error_code.eq(0),
-                    k_reg.eq(regs.layer_fan_in), p_reg.eq(regs.layer_columns), n_reg.eq(regs.layer_neurons),
+                    busy.eq(1), done.eq(0), error.eq(0), error_code.eq(regmap.ERR_NONE),
+                    k_last.eq(regs.layer_fan_in - 1), p_reg.eq(regs.layer_columns),
+                    n_last.eq(regs.layer_neurons - 1),
                     code_base.eq(regs.layer_code_base), desc_base.eq(regs.layer_desc_base),
-                    adc_shift.eq(regs.layer_adc_shift), blocks.eq(want_blocks),
+                    adc_shift.eq(regs.layer_adc_shift), shift_zero.eq(regs.layer_adc_shift == 0),
+                    blocks_last.eq(want_blocks - 1),
                     enable_faults.eq(regs.fault_control[2]),
                     code_on.eq(regs.code_on[:cb]), code_off.eq(regs.code_off[:cb]),
                     a_active.eq(1), a_cb.eq(0), a_r.eq(0), a_tile_row.eq(0),
                     a_addr.eq(regs.layer_code_base), a_vectors_left.eq(regs.layer_vectors),
-                    out_vectors_left.eq(regs.layer_vectors), out_neuron.eq(0), out_lane.eq(0),
-                    fresh.eq(1), reserved.eq(0), shadow_full.eq(0), d_lane.eq(0),
-                    b_valid.eq(0), s1_valid.eq(0), s2_valid.eq(0), s3_valid.eq(0), s4_valid.eq(0),
+                    out_vectors_left.eq(regs.layer_vectors), last_group.eq(regs.layer_vectors <= VL),
+                    out_neuron.eq(0), out_lane.eq(0),
+                    reserved.eq(0), shadow_full.eq(0), d_lane.eq(0),
                 ]
 
         # -- SOFT_RESET (last: wins over everything above) ---------------------------------
         with m.If(soft):
             m.d.sync += [
-                busy.eq(0), done.eq(0), error.eq(0), error_code.eq(0), gen_busy.eq(0), cycles.eq(0),
+                busy.eq(0), done.eq(0), error.eq(0), error_code.eq(regmap.ERR_NONE), cycles.eq(0),
                 a_active.eq(0), reserved.eq(0), shadow_full.eq(0), d_lane.eq(0), pair.eq(0),
-                b_valid.eq(0), s1_valid.eq(0), s2_valid.eq(0), s3_valid.eq(0), s4_valid.eq(0),
-                fresh.eq(1), out_lane.eq(0), out_neuron.eq(0),
+                out_lane.eq(0), out_neuron.eq(0),
             ]
         return m
 
