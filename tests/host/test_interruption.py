@@ -106,3 +106,48 @@ def test_kill_9_at_random_points_then_resume_equals_clean_run(tmp_path):
 @pytest.mark.slow
 def test_kill_9_at_twenty_random_points_then_resume_equals_clean_run(tmp_path):
     _kill_and_resume(tmp_path, kills=20, seed=2)
+
+
+def _write_idx(path: Path, arr) -> None:
+    import struct
+
+    import numpy as np
+
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    head = struct.pack(">I", {1: 0x801, 3: 0x803}[arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape)
+    path.write_bytes(head + arr.tobytes())
+
+
+@pytest.mark.slow  # trains a LeNet-5 on 300 images and runs a process-pool campaign: minutes on 2 cores
+def test_ctrl_c_during_reproduce_is_one_line_and_resumes(tmp_path, mnist5k):
+    train, test = mnist5k
+    data = tmp_path / "mnist"
+    data.mkdir()
+    _write_idx(data / "train-images-idx3-ubyte", train.images[:300, 0])
+    _write_idx(data / "train-labels-idx1-ubyte", train.labels[:300])
+    _write_idx(data / "t10k-images-idx3-ubyte", test.images[:60, 0])
+    _write_idx(data / "t10k-labels-idx1-ubyte", test.labels[:60])
+    out = tmp_path / "out"
+    cmd = [str(Path(sys.executable).with_name("remeco")), "reproduce", "--dataset", "mnist", "--data-dir", str(data),
+           "--instances", "12", "--workers", "1", "--out", str(out), "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        end = time.monotonic() + 600
+        while len(_rows(out / "results.sqlite")) < 1:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < end
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+        err = _finish(proc)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "interrupted" in lines[0] and "resume" in lines[0], err
+    survivors = _rows(out / "results.sqlite")
+    assert 1 <= len(survivors) < 12 * 6
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    final = _rows(out / "results.sqlite")
+    assert len(final) == 12 * 6 == len({r[:3] for r in final}) and set(survivors) <= set(final)
