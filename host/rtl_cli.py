@@ -315,6 +315,9 @@ def _add_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
     p.add_argument("--waves", action="store_true", help="record a waveform of every bench run")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--formal", action="store_true",
+                   help="instead: the SymbiYosys proofs of the blocks (remeco.tb.formal; --components picks "
+                        "blocks, --json: one row per block with 'proven')")
     add_layer_arguments(p)
 
 
@@ -327,6 +330,10 @@ def _run_verify(args: argparse.Namespace) -> int:
 
     vp = layer_params(args, VerifyParams, vectors=args.vectors, seed=args.seed,
                       valid_prob=args.valid_prob, ready_prob=args.ready_prob)
+    if args.formal:
+        from remeco.tb.formal import formal_command
+
+        return formal_command(vp, args.components, args.json)
     names = _components(args.components, COMPONENTS)
     if not simulator_available(args.simulator):
         raise UserError(f"simulator {args.simulator} is not installed")

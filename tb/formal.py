@@ -338,3 +338,24 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def formal_command(lp, blocks, as_json: bool) -> int:
+    """``remeco verify --formal``: prove ``blocks`` (default all) for layer ``lp``; print a
+    table or one JSON object with a row per block. Exit status 0 when all are proven,
+    1 when not, 2 for a usage error (one line on stderr)."""
+    from remeco.rtl.verilog import LayerParams
+
+    missing = tools_available()
+    bad = [b for b in (blocks or ()) if b not in PROOFS]
+    if missing or bad:
+        print(f"error: {missing or 'no proof of ' + ', '.join(bad) + '; choose from ' + ', '.join(BLOCKS)}",
+              file=sys.stderr)
+        return 2
+    plain = LayerParams(**{f: getattr(lp, f) for f in ("fmt", "fan_in", "neurons", "adc_shift", "max_copies_log2")})
+    results = formal(tuple(blocks) if blocks else None, lp=plain)
+    if as_json:
+        print(json.dumps({"passed": passed(results), "rows": [r.row() for r in results]}))
+    else:
+        print(report(results))
+    return 0 if passed(results) else 1
