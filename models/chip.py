@@ -16,17 +16,20 @@ instance, truncated at ``wire_min`` so that a segment never has a non-physical r
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from .crossbar import NodalCrossbar
-from .device import DeviceParams, program_tile
+from .device import DeviceParams, clear_draw_cache, program_tiles
 from .emulation import EmulationFormat, quantize_codes
 from .random import rng_for
 
-__all__ = ["ChipParams", "ProgrammedLayer", "wire_resistances", "program_layer", "ideal_transfer"]
+__all__ = ["ChipParams", "ProgrammedLayer", "wire_resistances", "program_layer", "program_layers", "ideal_transfer",
+           "clear_tile_cache", "set_tile_cache_size"]
 
 _IR_METHODS = ("exact", "fast", "none")
 
@@ -158,6 +161,35 @@ def ideal_transfer(levels: np.ndarray, device: DeviceParams) -> np.ndarray:
     return device.level_conductance(levels)
 
 
+# Programmed tiles of this process, keyed by everything that determines them: identical
+# work (a committee's copy 0 and the base plan, plans that map a layer like the base)
+# is done once. Entries hold read-only arrays: (conductance, fault_map, pulses, transfer).
+_TILE_CACHE: OrderedDict = OrderedDict()
+_TILE_CACHE_SIZE = 128
+
+
+def set_tile_cache_size(tiles: int) -> None:
+    """Bound the memo of programmed tiles (LRU; about 0.4 MB per 128 x 128 tile; 0 disables it)."""
+    global _TILE_CACHE_SIZE
+    if isinstance(tiles, bool) or not isinstance(tiles, int) or tiles < 0:
+        raise ValueError(f"tiles must be an integer >= 0, got {tiles!r}")
+    _TILE_CACHE_SIZE = tiles
+    while len(_TILE_CACHE) > tiles:
+        _TILE_CACHE.popitem(last=False)
+
+
+def clear_tile_cache() -> None:
+    """Forget every memoised programmed tile and device draw of this process."""
+    _TILE_CACHE.clear()
+    clear_draw_cache()
+
+
+def _levels_digest(levels: np.ndarray, device: DeviceParams) -> tuple:
+    """Content key of a tile's target levels (shape and values)."""
+    a = np.ascontiguousarray(levels, dtype=np.uint8 if device.levels <= 256 else np.int64)
+    return a.shape, hashlib.blake2b(a.data, digest_size=16).digest()
+
+
 def program_layer(
     mapped, params: ChipParams, *, seed: int, instance: int, layer: int = 0
 ) -> ProgrammedLayer:
@@ -174,40 +206,76 @@ def program_layer(
     layer:
         Layer index, so different layers of one chip use independent devices.
     """
-    fmt = mapped.fmt
-    if fmt.levels != params.device.levels:
-        raise ValueError(
-            f"device levels ({params.device.levels}) must equal 2**slice_bits of the format ({fmt.levels})"
-        )
-    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or layer < 0:
-        raise ValueError(f"layer must be a non-negative integer, got {layer!r}")
-    levels = mapped.target_levels()
-    r_w, r_b = wire_resistances(params, seed=seed, instance=instance)
-    shape = levels.shape
-    transfer = np.empty(shape)
-    conductance = np.empty(shape)
-    fault_map = np.zeros(shape, dtype=np.int8)
-    pulses = np.zeros(shape, dtype=np.int64)
-    for rt in range(mapped.row_tiles):
-        for ct in range(mapped.col_tiles):
-            tile = int(layer) * 1_000_000 + rt * mapped.col_tiles + ct
-            result = program_tile(
-                levels[rt, ct],
-                params.device,
-                seed=seed,
-                instance=instance,
-                tile=tile,
-                d2d_sigma=params.d2d_sigma,
-                write_verify=params.write_verify,
-                stuck_at_rate=params.stuck_at_rate,
-                stuck_on_fraction=params.stuck_on_fraction,
+    return program_layers([mapped], params, seed=seed, instance=instance, layers=[layer])[0]
+
+
+def program_layers(
+    mapped_layers, params: ChipParams, *, seed: int, instance: int, layers
+) -> list[ProgrammedLayer]:
+    """:func:`program_layer` of several layers of one chip instance, ``layers[i]`` the index of
+    ``mapped_layers[i]``; the results are identical, the devices of all layers are
+    simulated in one vectorized pass and tiles already programmed in this process (same
+    levels, parameters and keys) are taken from a memo.
+    """
+    if len(mapped_layers) != len(layers):
+        raise ValueError(f"got {len(mapped_layers)} mapped layers and {len(layers)} layer indices")
+    for mapped in mapped_layers:
+        if mapped.fmt.levels != params.device.levels:
+            raise ValueError(
+                f"device levels ({params.device.levels}) must equal 2**slice_bits of the format ({mapped.fmt.levels})"
             )
+    for layer in layers:
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or layer < 0:
+            raise ValueError(f"layer must be a non-negative integer, got {layer!r}")
+    r_w, r_b = wire_resistances(params, seed=seed, instance=instance)
+    out_levels = [mapped.target_levels() for mapped in mapped_layers]
+    # Every tile: (layer slot, rt, ct, tile key, memo key), then the missing ones at once.
+    jobs, missing = [], {}
+    for slot, (mapped, layer, levels) in enumerate(zip(mapped_layers, layers, out_levels)):
+        for rt in range(mapped.row_tiles):
+            for ct in range(mapped.col_tiles):
+                tile = int(layer) * 1_000_000 + rt * mapped.col_tiles + ct
+                key = (_levels_digest(levels[rt, ct], params.device), params, seed, instance, tile)
+                jobs.append((slot, rt, ct, tile, key))
+                if key not in _TILE_CACHE and key not in missing:
+                    missing[key] = (levels[rt, ct], tile)
+    fresh = {}
+    if missing:
+        results = program_tiles(
+            [lv for lv, _ in missing.values()],
+            params.device,
+            seed=seed,
+            instance=instance,
+            tiles=[tile for _, tile in missing.values()],
+            d2d_sigma=params.d2d_sigma,
+            write_verify=params.write_verify,
+            stuck_at_rate=params.stuck_at_rate,
+            stuck_on_fraction=params.stuck_on_fraction,
+        )
+        for key, result in zip(missing, results):
             g = result.conductance
-            conductance[rt, ct] = g
-            fault_map[rt, ct] = result.fault_map
-            pulses[rt, ct] = result.pulses
             if params.ir_drop == "none" or (r_w == 0 and r_b == 0):
-                transfer[rt, ct] = g
+                transfer = g
             else:
-                transfer[rt, ct] = NodalCrossbar(g, r_w, r_b, method=params.ir_drop).transfer_matrix
-    return ProgrammedLayer(transfer, conductance, fault_map, pulses, r_w, r_b)
+                transfer = NodalCrossbar(g, r_w, r_b, method=params.ir_drop).transfer_matrix
+            fresh[key] = (g, result.fault_map, result.pulses, transfer)
+    shapes = [levels.shape for levels in out_levels]
+    transfer = [np.empty(shape) for shape in shapes]
+    conductance = [np.empty(shape) for shape in shapes]
+    fault_map = [np.zeros(shape, dtype=np.int8) for shape in shapes]
+    pulses = [np.zeros(shape, dtype=np.int64) for shape in shapes]
+    for slot, rt, ct, _, key in jobs:
+        entry = fresh.get(key)
+        if entry is None:
+            entry = _TILE_CACHE[key]
+            _TILE_CACHE.move_to_end(key)
+        conductance[slot][rt, ct], fault_map[slot][rt, ct], pulses[slot][rt, ct], transfer[slot][rt, ct] = entry
+    if _TILE_CACHE_SIZE > 0:
+        for key, entry in fresh.items():
+            for a in entry:
+                a.flags.writeable = False
+            _TILE_CACHE[key] = entry
+        while len(_TILE_CACHE) > _TILE_CACHE_SIZE:
+            _TILE_CACHE.popitem(last=False)
+    return [ProgrammedLayer(transfer[i], conductance[i], fault_map[i], pulses[i], r_w, r_b)
+            for i in range(len(mapped_layers))]

@@ -92,7 +92,10 @@ further indices) as extra stream keys.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -117,6 +120,8 @@ __all__ = [
     "apply_stuck_at",
     "read_noise",
     "program_tile",
+    "program_tiles",
+    "clear_draw_cache",
 ]
 
 # Smallest distance to a bound that the progress-coordinate inverse resolves. Reaching it
@@ -488,12 +493,26 @@ class _Progress:
     alpha: float
     s_table: np.ndarray = field(repr=False)
     logy_table: np.ndarray = field(repr=False)
+    # The constant factor and term of _inside, (1 - thr) e^(alpha (1 - thr)) and
+    # E1(alpha (1 - thr)), computed once instead of on every call (same values).
+    scale: float = field(default=0.0, repr=False)
+    e1_w: float = field(default=0.0, repr=False)
 
     @classmethod
     def build(cls, threshold: float, alpha: float) -> "_Progress":
+        """The progress map of one window branch; cached, as it depends on two numbers only."""
+        return _progress_map(float(threshold), float(alpha))
+
+    @classmethod
+    def _build(cls, threshold: float, alpha: float) -> "_Progress":
+        w = 1.0 - threshold
+        scale, e1_w = (w * math.exp(alpha * w), exp1(alpha * w)) if alpha != 0.0 else (0.0, 0.0)
         y = np.geomspace(1.0 - threshold, _Y_MIN, _TABLE_POINTS)
-        tmp = cls(threshold, alpha, np.empty(0), np.empty(0))
-        return cls(threshold, alpha, tmp._inside(y), np.log(y))
+        tmp = cls(threshold, alpha, np.empty(0), np.empty(0), scale, e1_w)
+        s_table, logy_table = tmp._inside(y), np.log(y)
+        s_table.flags.writeable = False
+        logy_table.flags.writeable = False
+        return cls(threshold, alpha, s_table, logy_table, scale, e1_w)
 
     def _inside(self, y: np.ndarray) -> np.ndarray:
         thr, a = self.threshold, self.alpha
@@ -501,7 +520,7 @@ class _Progress:
         with np.errstate(divide="ignore"):
             if a == 0.0:
                 return thr + w * np.log(w / y)
-            return thr + w * math.exp(a * w) * (exp1(a * y) - exp1(a * w))
+            return thr + self.scale * (exp1(a * y) - self.e1_w)
 
     def forward(self, u: np.ndarray) -> np.ndarray:
         u = np.asarray(u, dtype=np.float64)
@@ -528,6 +547,11 @@ class _Progress:
             y = np.clip(np.where(np.isfinite(step), y + step, y), _Y_MIN, 1.0 - thr)
         out[inside] = 1.0 - y
         return out
+
+
+@functools.lru_cache(maxsize=64)
+def _progress_map(threshold: float, alpha: float) -> _Progress:
+    return _Progress._build(threshold, alpha)
 
 
 @dataclass(frozen=True)
@@ -771,79 +795,229 @@ def program_write_verify(target_levels: np.ndarray, params: DeviceParams | None 
     _require_real("read_sigma_rel", read_sigma_rel, lo=0.0)
     if read_sigma_rel > 0 and rng is None:
         raise ValueError("rng is required when read_sigma_rel > 0")
-    levels, x0, faults, dyn, target_x, aim = _prepare(target_levels, params, variation,
-                                                      initial_state, fault_map)
+    levels, x0, faults, dyn, _, _ = _prepare(target_levels, params, variation,
+                                             initial_state, fault_map)
     shape = levels.shape
-    x = x0.ravel().copy()
-    faults_f = faults.ravel()
-    target_f, aim_f = target_x.ravel(), aim.ravel()
-    g_target = params.state_to_conductance(target_f)
-    r_up, r_down = dyn.rate_up.ravel(), dyn.rate_down.ravel()
-    n = x.size
+    res = _write_verify_flat(levels.ravel(), x0.ravel(), faults.ravel(), dyn.rate_up.ravel(),
+                             dyn.rate_down.ravel(), params, read_sigma_rel,
+                             [(rng, 0, levels.size)])
+    return ProgrammingResult(*(a.reshape(shape) for a in res))
+
+
+class _LevelTables:
+    """Per-level constants of write-and-verify: the target conductance and the progress
+    coordinate of the aimed state in both directions (private helper).
+
+    Every value is computed by the same element-wise expressions as for a device array
+    (on the array of all levels), so looking it up gives the same bits.
+    """
+
+    def __init__(self, params: DeviceParams) -> None:
+        up, down = _Progress.build(params.x_p, params.alpha_p), _Progress.build(params.x_n, params.alpha_n)
+        target_x = np.arange(params.levels, dtype=np.int64) / float(params.levels - 1)
+        margin = params.aim_margin / (params.levels - 1)
+        aim = np.clip(target_x, margin, 1.0 - margin)
+        self.g_target = params.state_to_conductance(target_x)
+        self.aim_up = up.forward(aim)
+        self.aim_down = down.forward(1.0 - aim)
+        self.up, self.down = up, down
+        set_v, reset_v = params.eta * params.v_set, -params.eta * params.v_reset
+        nominal = _variation_arrays(params, None)
+        # As in _Dynamics.build: the nominal device's progress per second of each pulse.
+        self.rate_up_nominal = float(np.maximum(params.eta * threshold_g(set_v, *nominal), 0.0))
+        self.rate_down_nominal = float(np.maximum(-params.eta * threshold_g(reset_v, *nominal), 0.0))
+
+
+@functools.lru_cache(maxsize=16)
+def _level_tables(params: DeviceParams) -> _LevelTables:
+    return _LevelTables(params)
+
+
+def _positions(x: np.ndarray, rising: np.ndarray, up: _Progress, down: _Progress):
+    """``_Dynamics.position`` of states ``x`` (the same element-wise operations).
+
+    Returns ``(u, p)``: the branch argument (``x`` rising, ``1 - x`` falling) and its
+    progress coordinate. ``u`` is returned so that a caller can reuse it.
+    """
+    u = np.where(rising, x, 1.0 - x)
+    if up.threshold == down.threshold:
+        inside = u >= up.threshold
+    else:
+        inside = np.where(rising, u >= up.threshold, u >= down.threshold)
+    p = u.copy()
+    if inside.any():
+        for branch, sel in ((up, inside & rising), (down, inside & ~rising)):
+            if sel.any():
+                p[sel] = branch._inside(np.maximum(1.0 - u[sel], 0.0))
+    return u, p
+
+
+def _inverse(s: np.ndarray, rising: np.ndarray, up: _Progress, down: _Progress) -> np.ndarray:
+    """Branch argument ``u`` with progress ``s`` (``_Progress.inverse`` per direction)."""
+    if up.threshold == down.threshold:
+        inside = s >= up.threshold
+    else:
+        inside = np.where(rising, s >= up.threshold, s >= down.threshold)
+    if not inside.any():
+        return s
+    u = s.copy()
+    for branch, sel in ((up, inside & rising), (down, inside & ~rising)):
+        if sel.any():
+            u[sel] = branch.inverse(s[sel])
+    return u
+
+
+# Rows of the write-and-verify state matrix (one column per device still being verified),
+# so that dropping finished devices is one compaction of one array.
+(_X, _GT, _AIM_UP, _AIM_DOWN, _R_UP, _R_DOWN, _K_UP, _K_DOWN, _LAST_RISING, _LAST_WIDTH,
+ _LAST_FROM, _PULSES, _TIME, _INDEX, _STUCK, _ROWS) = range(16)
+
+
+def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r_up: np.ndarray,
+                       r_down: np.ndarray, params: DeviceParams, read_sigma_rel: float,
+                       segments: list) -> tuple[np.ndarray, ...]:
+    """Write-and-verify of a flat array of devices (already validated; see the module docstring).
+
+    The devices may belong to several tiles: device ``i`` only ever interacts with its own
+    data, so programming tiles together gives each device exactly the bits it gets alone;
+    only the verify-read noise is drawn per tile, from ``segments``, a list of
+    ``(rng, start, stop)`` giving each tile's generator and its slice of the flat arrays
+    (in the order of the devices, as a tile programmed alone draws it). ``r_up`` and
+    ``r_down`` are zero for stuck devices.
+
+    Returns ``(conductance, pulses, pulse_time, converged, reads)``, flat.
+    """
+    tab = _level_tables(params)
+    up, down = tab.up, tab.down
+    n = levels.size
+    g_off, g_on = params.g_off, params.g_on
+    g_span = g_on - g_off
+    spacing, tolerance = params.level_spacing, params.tolerance
+    max_pulses, pulse_width, min_width = params.max_pulses, params.pulse_width, params.min_pulse_width
+    rn_up, rn_down = tab.rate_up_nominal, tab.rate_down_nominal
+    tol_progress = params.tolerance / (params.levels - 1)
+    y_lo = 1e-12  # keep read-back states off the bounds where progress is infinite
+    shrink = 1 - 1e-12
+
+    state = np.zeros((_ROWS, n))
+    state[_X] = x0
+    np.take(tab.g_target, levels, out=state[_GT])
+    np.take(tab.aim_up, levels, out=state[_AIM_UP])
+    np.take(tab.aim_down, levels, out=state[_AIM_DOWN])
+    state[_R_UP], state[_R_DOWN] = r_up, r_down
+    state[_K_UP] = state[_K_DOWN] = 1.0
+    state[_INDEX] = np.arange(n)
+    # Read value of a stuck device (NaN: healthy), as apply_stuck_at gives it.
+    state[_STUCK] = np.where(faults > 0, g_on, np.where(faults < 0, g_off, np.nan))
+    any_stuck = bool(np.any(faults != 0))
+    x_final = np.array(x0, dtype=np.float64)
     pulses = np.zeros(n, dtype=np.int64)
     pulse_time = np.zeros(n)
     reads = np.zeros(n, dtype=np.int64)
     converged = np.zeros(n, dtype=bool)
-    k_up, k_down = np.ones(n), np.ones(n)
-    # The previous burst of each device (for the response-factor update): its polarity,
-    # total width, and the read-state progress coordinate it started from.
-    last_rising = np.zeros(n, dtype=bool)
-    last_width = np.zeros(n)
-    last_from = np.zeros(n)
-    tol_progress = params.tolerance / (params.levels - 1)
-    y_lo = 1e-12  # keep read-back states off the bounds where progress is infinite
+    noisy = read_sigma_rel > 0
+    starts = np.array([seg[1] for seg in segments]) if noisy else None
 
-    active = np.arange(n)
-    while active.size:
-        g_read = _read_true(x[active], faults_f[active], params)
-        reads[active] += 1
-        if read_sigma_rel > 0:
-            g_read = read_noise(g_read, read_sigma_rel, rng)
-        err = (g_read - g_target[active]) / params.level_spacing
-        ok = np.abs(err) <= params.tolerance
-        converged[active[ok]] = True
-        keep = ~ok & (pulses[active] < params.max_pulses)
-        active, err, g_read = active[keep], err[keep], g_read[keep]
-        if not active.size:
-            break
-        x_hat = np.clip(params.conductance_to_state(g_read), y_lo, 1.0 - y_lo)
+    iteration = 0
+    while state.shape[1]:
+        iteration += 1
+        x = state[_X]
+        g_read = x * g_span
+        g_read += g_off
+        if any_stuck:
+            stuck = state[_STUCK]
+            np.copyto(g_read, stuck, where=~np.isnan(stuck))
+        if noisy:
+            # The same draws as a tile alone: each tile's generator, its active devices in order.
+            index = state[_INDEX]
+            cuts = np.searchsorted(index, starts)
+            cuts = np.append(cuts, index.size)
+            z = np.concatenate([seg[0].standard_normal(int(cuts[t + 1] - cuts[t]))
+                                for t, seg in enumerate(segments)])
+            g_read = np.maximum(g_read * (1.0 + read_sigma_rel * z), 0.0)
+        err = g_read - state[_GT]
+        err /= spacing
+        ok = np.abs(err) <= tolerance
+        keep = ~ok
+        keep &= state[_PULSES] < max_pulses
+        if not keep.all():
+            done = ~keep
+            index = state[_INDEX][done].astype(np.int64)
+            x_final[index] = x[done]
+            pulses[index] = state[_PULSES][done]
+            pulse_time[index] = state[_TIME][done]
+            reads[index] = iteration
+            converged[index] = ok[done]
+            if not keep.any():
+                break
+            state = state[:, keep]
+            err, g_read = err[keep], g_read[keep]
+            x = state[_X]
+        x_hat = g_read - g_off
+        x_hat /= g_span
+        np.clip(x_hat, y_lo, 1.0 - y_lo, out=x_hat)
+        rising = err < 0
+        _, here = _positions(x_hat, rising, up, down)
+        k_up, k_down = state[_K_UP], state[_K_DOWN]
 
-        # Learn the response factor from the burst just verified, where that burst was
-        # expected to move the state by more than the tolerance band.
-        pulsed = pulses[active] > 0
-        if pulsed.any():
-            a = active[pulsed]
-            lr = last_rising[a]
-            nominal = np.where(lr, dyn.rate_up_nominal, dyn.rate_down_nominal) * last_width[a]
-            expected = nominal * np.where(lr, k_up[a], k_down[a])
-            observed = dyn.position(x_hat[pulsed], lr) - last_from[a]
+        if iteration > 1:
+            # Every device still here was pulsed on the last pass: learn its response
+            # factor from that burst where it was expected to move more than the band.
+            last_rising = state[_LAST_RISING] > 0
+            changed = last_rising != rising
+            if changed.any():
+                observed = here.copy()
+                observed[changed] = _positions(x_hat[changed], last_rising[changed], up, down)[1]
+            else:
+                observed = here
+            nominal = np.where(last_rising, rn_up, rn_down) * state[_LAST_WIDTH]
+            expected = nominal * np.where(last_rising, k_up, k_down)
+            observed = observed - state[_LAST_FROM]
             with np.errstate(divide="ignore", invalid="ignore"):
                 k_obs = np.clip(observed / nominal, _K_MIN, _K_MAX)
             learn = expected > tol_progress
-            k_up[a[learn & lr]] = k_obs[learn & lr]
-            k_down[a[learn & ~lr]] = k_obs[learn & ~lr]
+            learn_up = learn & last_rising
+            learn &= ~last_rising
+            np.copyto(k_up, k_obs, where=learn_up)
+            np.copyto(k_down, k_obs, where=learn)
 
-        rising = err < 0
-        here = dyn.position(x_hat, rising)
-        needed = np.maximum(dyn.position(aim_f[active], rising) - here, 0.0)
-        k = np.where(rising, k_up[active], k_down[active])
-        nominal_rate = np.where(rising, dyn.rate_up_nominal, dyn.rate_down_nominal)
-        t_plan = needed / (k * nominal_rate)
-        left = params.max_pulses - pulses[active]
-        count = np.clip(np.ceil(t_plan / params.pulse_width * (1 - 1e-12)), 1, left).astype(np.int64)
-        width = np.clip(t_plan / count, params.min_pulse_width, params.pulse_width)
-        burst = count * width
-        actual_rate = np.where(rising, r_up[active], r_down[active])
-        # Same-polarity pulses act through their total width only: apply the burst at once.
-        x[active] = dyn.move(x[active], rising, actual_rate * burst)
-        pulses[active] += count
-        pulse_time[active] += burst
-        last_rising[active], last_width[active], last_from[active] = rising, burst, here
+        needed = np.where(rising, state[_AIM_UP], state[_AIM_DOWN])
+        needed -= here
+        np.maximum(needed, 0.0, out=needed)
+        k = np.where(rising, k_up, k_down)
+        k *= np.where(rising, rn_up, rn_down)
+        t_plan = np.divide(needed, k, out=needed)
+        count = t_plan / pulse_width
+        count *= shrink
+        np.ceil(count, out=count)
+        left = max_pulses - state[_PULSES]
+        np.clip(count, 1, left, out=count)
+        width = t_plan / count
+        np.clip(width, min_width, pulse_width, out=width)
+        burst = np.multiply(count, width, out=width)
+        progress = np.where(rising, state[_R_UP], state[_R_DOWN])
+        progress *= burst
+        # _Dynamics.move: same-polarity pulses act through their total width only.
+        moving = progress > 0
+        u, s = _positions(x, rising, up, down)
+        s += progress
+        u_new = _inverse(s, rising, up, down)
+        x_new = np.where(rising, u_new, 1.0 - u_new)
+        np.copyto(x, x_new, where=moving)
+        state[_PULSES] += count
+        state[_TIME] += burst
+        state[_LAST_RISING] = rising
+        state[_LAST_WIDTH] = burst
+        state[_LAST_FROM] = here
 
-    g = _read_true(x, faults_f, params)
-    return ProgrammingResult(g.reshape(shape), pulses.reshape(shape),
-                             pulse_time.reshape(shape), converged.reshape(shape),
-                             reads.reshape(shape))
+    g = _read_true_fast(x_final, faults, params)
+    return g, pulses, pulse_time, converged, reads
+
+
+def _read_true_fast(x: np.ndarray, faults: np.ndarray, params: DeviceParams) -> np.ndarray:
+    """``_read_true`` for an already validated fault map."""
+    g = params.state_to_conductance(x)
+    return np.where(faults > 0, params.g_on, np.where(faults < 0, params.g_off, g))
 
 
 # --------------------------------------------------------------------------- faults, noise
@@ -968,6 +1142,52 @@ class ProgrammedTile:
     reads: np.ndarray
 
 
+# Device draws of a tile (stuck-at map and the per-device pulse rates that follow from the
+# D2D parameters) depend on the tile's keys and the parameters only, not on the levels it
+# is programmed to: plans that put different levels on the same tile key share them.
+_DRAW_CACHE: OrderedDict = OrderedDict()
+_DRAW_CACHE_SIZE = 64
+
+
+def clear_draw_cache() -> None:
+    """Forget the memoised device draws (stuck-at maps and rates) of this process."""
+    _DRAW_CACHE.clear()
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def _tile_draws(shape: tuple[int, ...], params: DeviceParams, seed: int, instance: int, tile: int,
+                d2d: D2DParams, stuck_at_rate: float, stuck_on_fraction: float):
+    """``(fault_map, variation, rate_up, rate_down)`` of one tile, rates zero where stuck.
+
+    Exactly what :func:`program_tile` draws and :func:`_prepare` derives; memoised (LRU,
+    read-only arrays).
+    """
+    key = (shape, params, seed, instance, tile, d2d, stuck_at_rate, stuck_on_fraction)
+    hit = _DRAW_CACHE.get(key)
+    if hit is not None:
+        _DRAW_CACHE.move_to_end(key)
+        return hit
+    faults = sample_stuck_at(shape, seed, instance, tile, rate=stuck_at_rate,
+                             stuck_on_fraction=stuck_on_fraction)
+    variation = draw_variation(shape, seed, instance, tile, params=params, d2d=d2d)
+    dyn = _Dynamics.build(params, variation, shape)
+    stuck = faults != 0
+    r_up = np.where(stuck, 0.0, dyn.rate_up)
+    r_down = np.where(stuck, 0.0, dyn.rate_down)
+    for a in (faults, variation.v_p, variation.v_n, variation.a_p, variation.a_n):
+        _frozen(a)
+    value = (faults, variation, _frozen(r_up), _frozen(r_down))
+    if _DRAW_CACHE_SIZE > 0:
+        _DRAW_CACHE[key] = value
+        while len(_DRAW_CACHE) > _DRAW_CACHE_SIZE:
+            _DRAW_CACHE.popitem(last=False)
+    return value
+
+
 def program_tile(target_levels: np.ndarray, params: DeviceParams | None = None, *, seed: int,
                  instance: int, tile: int = 0, d2d_sigma: float = 0.1,
                  d2d_v_sigma: float | None = None, write_verify: bool = True,
@@ -999,24 +1219,63 @@ def program_tile(target_levels: np.ndarray, params: DeviceParams | None = None, 
     Returns
     -------
     ProgrammedTile
+        Its ``fault_map`` is read-only (shared with other tiles of the same keys).
+    """
+    return program_tiles([target_levels], params, seed=seed, instance=instance, tiles=[tile],
+                         d2d_sigma=d2d_sigma, d2d_v_sigma=d2d_v_sigma, write_verify=write_verify,
+                         stuck_at_rate=stuck_at_rate, stuck_on_fraction=stuck_on_fraction,
+                         read_sigma_rel=read_sigma_rel)[0]
+
+
+def program_tiles(targets, params: DeviceParams | None = None, *, seed: int, instance: int,
+                  tiles, d2d_sigma: float = 0.1, d2d_v_sigma: float | None = None,
+                  write_verify: bool = True, stuck_at_rate: float = 0.01,
+                  stuck_on_fraction: float = 0.838,
+                  read_sigma_rel: float = 0.0) -> list[ProgrammedTile]:
+    """Program several tiles of one chip instance at once; ``tiles[i]`` is the key of ``targets[i]``.
+
+    The result is exactly (bit for bit) that of :func:`program_tile` on each tile: every
+    device is simulated by the same element-wise operations and every tile draws from its
+    own streams. Write-and-verify runs all tiles in one vectorized pass, which saves the
+    per-pass overhead of the many small passes near the end of the verify loop.
+    See :func:`program_tile` for the other parameters.
     """
     params = DeviceParams() if params is None else params
     _require_real("d2d_sigma", d2d_sigma, lo=0.0)
     _check_rate("stuck_at_rate", stuck_at_rate)
     _check_rate("stuck_on_fraction", stuck_on_fraction)
+    _require_real("read_sigma_rel", read_sigma_rel, lo=0.0)
+    if len(targets) != len(tiles):
+        raise ValueError(f"got {len(targets)} target arrays and {len(tiles)} tile keys")
     if d2d_v_sigma is None:
         d2d_v_sigma = 0.08 if d2d_sigma > 0 else 0.0
     d2d = D2DParams(sigma_rel=float(d2d_sigma), v_sigma=float(d2d_v_sigma))
-    levels = params.check_levels(target_levels, "target_levels")
-    shape = levels.shape
-    faults = sample_stuck_at(shape, seed, instance, tile, rate=stuck_at_rate,
-                             stuck_on_fraction=stuck_on_fraction)
-    variation = draw_variation(shape, seed, instance, tile, params=params, d2d=d2d)
-    if write_verify:
-        rng = rng_for(seed, instance, "verify_read", tile) if read_sigma_rel > 0 else None
-        res = program_write_verify(levels, params, variation, fault_map=faults,
-                                   read_sigma_rel=read_sigma_rel, rng=rng)
-    else:
-        res = program_open_loop(levels, params, variation, fault_map=faults)
-    return ProgrammedTile(res.conductance, levels, faults, res.pulses, res.pulse_time,
-                          res.converged, res.reads)
+    stuck_at_rate, stuck_on_fraction = float(stuck_at_rate), float(stuck_on_fraction)
+    all_levels = [params.check_levels(t, "target_levels") for t in targets]
+    draws = [_tile_draws(tuple(int(s) for s in lv.shape), params, seed, instance, tile, d2d,
+                         stuck_at_rate, stuck_on_fraction)
+             for lv, tile in zip(all_levels, tiles)]
+    if not write_verify:
+        out = []
+        for levels, (faults, variation, _, _) in zip(all_levels, draws):
+            res = program_open_loop(levels, params, variation, fault_map=faults)
+            out.append(ProgrammedTile(res.conductance, levels, faults, res.pulses,
+                                      res.pulse_time, res.converged, res.reads))
+        return out
+    sizes = [lv.size for lv in all_levels]
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    flat = [np.concatenate([a.ravel() for a in arrays]) if len(arrays) > 1 else arrays[0].ravel()
+            for arrays in (all_levels, [d[0] for d in draws], [d[2] for d in draws],
+                           [d[3] for d in draws])]
+    segments = [(rng_for(seed, instance, "verify_read", tile) if read_sigma_rel > 0 else None,
+                 int(bounds[i]), int(bounds[i + 1])) for i, tile in enumerate(tiles)]
+    x0 = np.zeros(int(bounds[-1]))
+    g, pulses, pulse_time, converged, reads = _write_verify_flat(
+        flat[0], x0, flat[1], flat[2], flat[3], params, float(read_sigma_rel), segments)
+    out = []
+    for i, (levels, (faults, _, _, _)) in enumerate(zip(all_levels, draws)):
+        a, b, shape = int(bounds[i]), int(bounds[i + 1]), levels.shape
+        out.append(ProgrammedTile(g[a:b].reshape(shape), levels, faults, pulses[a:b].reshape(shape),
+                                  pulse_time[a:b].reshape(shape), converged[a:b].reshape(shape),
+                                  reads[a:b].reshape(shape)))
+    return out

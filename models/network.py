@@ -182,17 +182,19 @@ def program_network(mapped: MappedNetwork, params: ChipParams, *, seed: int, ins
     Committee copy ``c`` uses layer keys ``c * 1000 + layer`` so that its tiles are
     physically different devices of the same chip instance.
     """
-    from .chip import program_layer
+    from .chip import program_layers
 
-    copies, codes = [], []
-    for c in range(1 << mapped.plan.committee_log2):
-        progs = tuple(
-            program_layer(layer, params, seed=seed, instance=instance, layer=c * 1000 + i)
-            for i, layer in enumerate(mapped.layers)
-        )
-        copies.append(progs)
-        codes.append(tuple(p.codes(params.device, mapped.fmt) for p in progs))
-    return ProgrammedNetwork(tuple(copies), tuple(codes))
+    n_copies, n_layers = 1 << mapped.plan.committee_log2, len(mapped.layers)
+    # All layers of all copies in one call: one vectorized programming pass, and tiles
+    # identical to ones already programmed in this process (copy 0 of a committee and the
+    # base plan, say) come from the tile memo.
+    progs = program_layers(
+        list(mapped.layers) * n_copies, params, seed=seed, instance=instance,
+        layers=[c * 1000 + i for c in range(n_copies) for i in range(n_layers)],
+    )
+    copies = tuple(tuple(progs[c * n_layers:(c + 1) * n_layers]) for c in range(n_copies))
+    codes = tuple(tuple(p.codes(params.device, mapped.fmt) for p in progs) for progs in copies)
+    return ProgrammedNetwork(copies, codes)
 
 
 def infer(
