@@ -257,7 +257,7 @@ class AveragerHarness(_StreamHarness):
         sum_w = d.y_width + d.max_k
         count_w = d.max_k + 2
         self.sums = Array(Signal(sum_w, name=f"spec_sum{s}") for s in range(d.n_slices))
-        copies = Array(Signal(count_w, name=f"spec_copies{s}") for s in range(d.n_slices))
+        self.copies = copies = Array(Signal(count_w, name=f"spec_copies{s}") for s in range(d.n_slices))
         total = Signal(sum_w + 1)
         n = Signal(count_w + 1)
         m.d.comb += [
@@ -290,8 +290,11 @@ class AveragerHarness(_StreamHarness):
 
     def invariants(self, m, entries, count):
         regs = internal_signals(self.fragment, *(f"sum{s}" for s in range(self.dut.n_slices)))
+        ymax = (1 << self.dut.y_width) - 1
         for s in range(self.dut.n_slices):
-            m.d.comb += Assert(regs[f"sum{s}"] == self.sums[s])
+            # the sums stay within what their copies can add up to (unreachable otherwise)
+            m.d.comb += [Assert(regs[f"sum{s}"] == self.sums[s]), Assert(self.copies[s] <= (1 << self.dut.max_k)),
+                         Assert(self.sums[s] <= self.copies[s] * ymax)]
 
 
 class CombineHarness(_StreamHarness):
@@ -310,7 +313,7 @@ class CombineHarness(_StreamHarness):
         acc_w = d.y_width + fmt.slice_bits * (fmt.n_slices - 1) + max(1, (fmt.n_slices - 1).bit_length())
         self.fresh = Signal(init=1, name="spec_fresh")
         self.acc = Signal(acc_w, name="spec_acc")
-        beats = Signal(range(fmt.n_slices + 1), name="spec_beats")
+        self.beats = beats = Signal(range(fmt.n_slices + 1), name="spec_beats")
         scale = Array(Const(1 << (fmt.slice_bits * s), fmt.slice_bits * fmt.n_slices) for s in range(fmt.n_slices))
         total = Signal(acc_w + 1)
         n = Signal(range(fmt.n_slices + 2))
@@ -336,9 +339,13 @@ class CombineHarness(_StreamHarness):
 
     def invariants(self, m, entries, count):
         regs = internal_signals(self.fragment, "acc", "fresh")
+        fmt = self.dut.fmt
+        most = ((1 << self.dut.y_width) - 1) << (fmt.slice_bits * (fmt.n_slices - 1))  # one beat's largest term
         m.d.comb += Assert(regs["fresh"] == self.fresh)
         with m.If(~self.fresh):
-            m.d.comb += Assert(regs["acc"] == self.acc)
+            # the sum stays within what its beats can add up to (unreachable otherwise)
+            m.d.comb += Assert((regs["acc"] == self.acc) & (self.beats <= fmt.n_slices)
+                               & (self.acc <= self.beats * most))
 
 
 class RequantHarness(_StreamHarness):
