@@ -86,3 +86,22 @@ def test_level_count_mismatch_is_reported(layer):
         program_layer(layer, p, seed=0, instance=0)
     with pytest.raises(ValueError, match="layer"):
         program_layer(layer, ChipParams(), seed=0, instance=0, layer=-1)
+
+
+def test_tile_memo_gives_identical_read_only_results_and_can_be_disabled():
+    from remeco.models import chip as chip_mod
+
+    layer = map_layer(np.random.default_rng(2).integers(-128, 128, (150, 20)), EmulationFormat())
+    p = ChipParams()
+    chip_mod.clear_tile_cache()
+    first = program_layer(layer, p, seed=0, instance=1, layer=3)
+    again = program_layer(layer, p, seed=0, instance=1, layer=3)  # from the memo
+    chip_mod.set_tile_cache_size(0)
+    try:
+        fresh = program_layer(layer, p, seed=0, instance=1, layer=3)
+    finally:
+        chip_mod.set_tile_cache_size(128)
+    for name in ("transfer", "conductance", "fault_map", "pulses"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
+        np.testing.assert_array_equal(getattr(fresh, name), getattr(first, name))
+    assert all(not entry[0].flags.writeable for entry in chip_mod._TILE_CACHE.values())

@@ -421,3 +421,127 @@ def test_other_bad_inputs_name_the_argument():
         dv.program_write_verify(np.zeros(3, dtype=int), P, initial_state=1.5)
     with pytest.raises(ValueError, match="variation"):
         dv.program_open_loop(np.zeros((2, 2), dtype=int), P, DeviceVariation.nominal((3, 3), P))
+
+
+# ----------------------------------------------------------------- fast programming path
+
+from remeco.models.device import (  # noqa: E402
+    ProgrammingResult, _K_MAX, _K_MIN, _prepare, _read_true, _require_real, read_noise,
+)
+
+
+def _reference_write_verify(target_levels: np.ndarray, params: DeviceParams | None = None,
+                         variation: DeviceVariation | None = None, *,
+                         initial_state: np.ndarray | float | None = None,
+                         fault_map: np.ndarray | None = None,
+                         read_sigma_rel: float = 0.0,
+                         rng: np.random.Generator | None = None) -> ProgrammingResult:
+    """The write-and-verify loop before vectorizing over tiles (kept as the reference)."""
+    params = DeviceParams() if params is None else params
+    _require_real("read_sigma_rel", read_sigma_rel, lo=0.0)
+    if read_sigma_rel > 0 and rng is None:
+        raise ValueError("rng is required when read_sigma_rel > 0")
+    levels, x0, faults, dyn, target_x, aim = _prepare(target_levels, params, variation,
+                                                      initial_state, fault_map)
+    shape = levels.shape
+    x = x0.ravel().copy()
+    faults_f = faults.ravel()
+    target_f, aim_f = target_x.ravel(), aim.ravel()
+    g_target = params.state_to_conductance(target_f)
+    r_up, r_down = dyn.rate_up.ravel(), dyn.rate_down.ravel()
+    n = x.size
+    pulses = np.zeros(n, dtype=np.int64)
+    pulse_time = np.zeros(n)
+    reads = np.zeros(n, dtype=np.int64)
+    converged = np.zeros(n, dtype=bool)
+    k_up, k_down = np.ones(n), np.ones(n)
+    # The previous burst of each device (for the response-factor update): its polarity,
+    # total width, and the read-state progress coordinate it started from.
+    last_rising = np.zeros(n, dtype=bool)
+    last_width = np.zeros(n)
+    last_from = np.zeros(n)
+    tol_progress = params.tolerance / (params.levels - 1)
+    y_lo = 1e-12  # keep read-back states off the bounds where progress is infinite
+
+    active = np.arange(n)
+    while active.size:
+        g_read = _read_true(x[active], faults_f[active], params)
+        reads[active] += 1
+        if read_sigma_rel > 0:
+            g_read = read_noise(g_read, read_sigma_rel, rng)
+        err = (g_read - g_target[active]) / params.level_spacing
+        ok = np.abs(err) <= params.tolerance
+        converged[active[ok]] = True
+        keep = ~ok & (pulses[active] < params.max_pulses)
+        active, err, g_read = active[keep], err[keep], g_read[keep]
+        if not active.size:
+            break
+        x_hat = np.clip(params.conductance_to_state(g_read), y_lo, 1.0 - y_lo)
+
+        # Learn the response factor from the burst just verified, where that burst was
+        # expected to move the state by more than the tolerance band.
+        pulsed = pulses[active] > 0
+        if pulsed.any():
+            a = active[pulsed]
+            lr = last_rising[a]
+            nominal = np.where(lr, dyn.rate_up_nominal, dyn.rate_down_nominal) * last_width[a]
+            expected = nominal * np.where(lr, k_up[a], k_down[a])
+            observed = dyn.position(x_hat[pulsed], lr) - last_from[a]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                k_obs = np.clip(observed / nominal, _K_MIN, _K_MAX)
+            learn = expected > tol_progress
+            k_up[a[learn & lr]] = k_obs[learn & lr]
+            k_down[a[learn & ~lr]] = k_obs[learn & ~lr]
+
+        rising = err < 0
+        here = dyn.position(x_hat, rising)
+        needed = np.maximum(dyn.position(aim_f[active], rising) - here, 0.0)
+        k = np.where(rising, k_up[active], k_down[active])
+        nominal_rate = np.where(rising, dyn.rate_up_nominal, dyn.rate_down_nominal)
+        t_plan = needed / (k * nominal_rate)
+        left = params.max_pulses - pulses[active]
+        count = np.clip(np.ceil(t_plan / params.pulse_width * (1 - 1e-12)), 1, left).astype(np.int64)
+        width = np.clip(t_plan / count, params.min_pulse_width, params.pulse_width)
+        burst = count * width
+        actual_rate = np.where(rising, r_up[active], r_down[active])
+        # Same-polarity pulses act through their total width only: apply the burst at once.
+        x[active] = dyn.move(x[active], rising, actual_rate * burst)
+        pulses[active] += count
+        pulse_time[active] += burst
+        last_rising[active], last_width[active], last_from[active] = rising, burst, here
+
+    g = _read_true(x, faults_f, params)
+    return ProgrammingResult(g.reshape(shape), pulses.reshape(shape),
+                             pulse_time.reshape(shape), converged.reshape(shape),
+                             reads.reshape(shape))
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_vectorized_write_verify_equals_the_reference_loop_bit_for_bit(case):
+    rs = np.random.default_rng(case)
+    params = [P, DeviceParams(levels=8, tolerance=0.1, max_pulses=8), DeviceParams(eta=-1, x_n=0.5, alpha_p=0.0)][case % 3]
+    shape = [(40, 30), (7,), (3, 5, 4)][case % 3]
+    levels = rs.integers(0, params.levels, shape)
+    var = dv.draw_variation(shape, case, 1, 2, params=params, d2d=D2DParams(0.3, 0.2))
+    faults = dv.sample_stuck_at(shape, case, 1, 2, rate=0.1)
+    x0 = rs.random(shape) if case % 2 else None
+    sigma = [0.0, 0.05][case % 2]
+    rng = lambda: np.random.default_rng(99)  # noqa: E731
+    got = dv.program_write_verify(levels, params, var, initial_state=x0, fault_map=faults,
+                                  read_sigma_rel=sigma, rng=rng())
+    want = _reference_write_verify(levels, params, var, initial_state=x0, fault_map=faults,
+                                   read_sigma_rel=sigma, rng=rng())
+    for name in ("conductance", "pulses", "pulse_time", "converged", "reads"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+
+
+def test_program_tiles_equals_program_tile_per_tile_with_read_noise():
+    rs = np.random.default_rng(5)
+    targets = [rs.integers(0, P.levels, s) for s in ((16, 16), (8, 12), (16, 16))]
+    kw = dict(seed=3, instance=4, d2d_sigma=0.2, stuck_at_rate=0.05, read_sigma_rel=0.05)
+    together = dv.program_tiles(targets, P, tiles=[7, 8, 9], **kw)
+    for t, tile, res in zip(targets, (7, 8, 9), together):
+        alone = dv.program_tile(t, P, tile=tile, **kw)
+        for name in ("conductance", "fault_map", "pulses", "pulse_time", "converged", "reads"):
+            np.testing.assert_array_equal(getattr(res, name), getattr(alone, name), err_msg=name)
+    assert not together[0].fault_map.flags.writeable  # shared through the draw memo

@@ -1,0 +1,85 @@
+"""Chip programming speed: seconds per ``program_network`` (LeNet-5, default ChipParams).
+
+Times the base and committee plans on fresh chip instances with the tile memo cleared
+before every call ("cold": the raw programming speed) and a campaign-like sequence, all
+six plans of one instance in a row as ``remeco reproduce`` groups them ("grouped": tiles
+shared between plans come from the memo). ``--old REV`` also times the models package of
+git revision ``REV`` (extracted to a temporary directory) for a before/after comparison.
+
+Run: ``python bench/programming.py [--instances 5] [--old a17f720~1]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _mapped():
+    from remeco.models.data import load_dataset
+    from remeco.models.emulation import EmulationFormat
+    from remeco.models.network import calibrate_adc_shifts, map_network
+    from remeco.models.nn import get_trained
+    from remeco.models.redundancy import PLAN_NAMES, make_plan
+    from remeco.models.sensitivity import neuron_sensitivity
+
+    train, test = load_dataset()
+    tm = get_trained("lenet5", train, test)
+    net, fmt = tm.network, EmulationFormat()
+    sens = neuron_sensitivity(tm.model, train.images[:200], train.labels[:200])
+    shifts = calibrate_adc_shifts(net, fmt, train.images[:500])
+    sizes = [layer.out_features for layer in net.layers]
+    return {p: map_network(net, make_plan(p, sizes, sens, n_slices=fmt.n_slices), fmt, shifts) for p in PLAN_NAMES}
+
+
+def _time(program, clear, mapped, params, plans, instances, grouped):
+    t0 = time.process_time()
+    for i in range(instances):
+        for plan in plans:
+            if not grouped:
+                clear()
+            program(mapped[plan], params, seed=0, instance=1000 + i)
+    return (time.process_time() - t0) / instances
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--instances", type=int, default=5)
+    ap.add_argument("--old", default=None, help="git revision to compare with (e.g. HEAD~1)")
+    args = ap.parse_args()
+    mapped = _mapped()
+    from remeco.models import chip
+    from remeco.models.network import program_network
+
+    variants = [("new", program_network, chip.ChipParams(), chip.clear_tile_cache)]
+    if args.old:
+        tmp = Path(tempfile.mkdtemp())
+        root = Path(__file__).resolve().parents[1]
+        archive = subprocess.run(["git", "-C", str(root), "archive", args.old, "models"], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+        (tmp / "models").rename(tmp / "remeco_old_models")
+        sys.path.insert(0, str(tmp))
+        old_net = importlib.import_module("remeco_old_models.network")
+        old_chip = importlib.import_module("remeco_old_models.chip")
+        variants.insert(0, (f"old ({args.old})", old_net.program_network, old_chip.ChipParams(),
+                            getattr(old_chip, "clear_tile_cache", lambda: None)))
+    print(f"CPU seconds per program_network, mean over {args.instances} instances")
+    from remeco.models.redundancy import PLAN_NAMES
+
+    for name, program, params, clear in variants:
+        program(mapped["base"], params, seed=0, instance=0)  # warm-up
+        base = _time(program, clear, mapped, params, ["base"], args.instances, False)
+        committee = _time(program, clear, mapped, params, ["committee"], args.instances, False)
+        clear()
+        grouped = _time(program, clear, mapped, params, list(PLAN_NAMES), args.instances, True) / len(PLAN_NAMES)
+        print(f"{name:>16}: base {base:.4f} s  committee {committee:.4f} s  "
+              f"six plans grouped by instance {grouped:.4f} s per plan")
+
+
+if __name__ == "__main__":
+    main()
