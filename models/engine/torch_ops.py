@@ -71,6 +71,8 @@ class TorchLayer:
         fmt = self.fmt
         r = rows.shape[0]
         xi = rows.to(torch.int64)
+        if xi.numel() and int(xi.max()) >> fmt.input_bits:  # as the reference's bit planes refuse them
+            raise ValueError(f"layer {index}: inputs must be in [0, {(1 << fmt.input_bits) - 1}]")
         y = torch.zeros((r, self.group.numel()), dtype=torch.int64, device=self.device)
         bits = torch.arange(fmt.input_bits, device=self.device, dtype=torch.int64)
         half = float(1 << (self.adc_shift - 1)) if self.adc_shift else 0.0
@@ -127,7 +129,7 @@ def forward_network(net, layers, images: np.ndarray, batch_size: int, device) ->
     outs = []
     with torch.no_grad(), _exact_float32():
         for start in range(0, len(images), batch_size):
-            x = torch.as_tensor(images[start : start + batch_size], device=dev)
+            x = torch.as_tensor(np.array(images[start : start + batch_size]), device=dev)  # a writable copy
             n = x.shape[0]
             for index, (q, layer) in enumerate(zip(net.layers, layers)):
                 out = layer.forward(_input_rows(q, x), index)
