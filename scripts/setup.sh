@@ -38,6 +38,10 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.remeco-setup-*
     touch "$stamp"
 fi
+# The campaign engine's fused kernel (models/engine/kernel.c, gcc): built here so that no
+# campaign compiles; where it cannot build or run, this says why and the engine uses its
+# torch path (never fatal).
+.venv/bin/python -m remeco.models.engine || true
 
 # Board environment (.venv-board): pynq 4.0 pins numpy<2 and setuptools<=80, so it gets its
 # own venv with the pinned pynq stack and our package without its dependencies (the board
