@@ -157,7 +157,8 @@ def _build(sources: list[Path], top: str, ports: list[str], parameters: dict, de
 # A session's run folder (build/.../runs/device-*) and socket folder ($TMPDIR/remeco-sim-*)
 # hold an "owner" file naming the host process (pid and start time, so a reused pid does
 # not count). stop() removes both; if the host was killed before it could, the next
-# SimDevice removes every folder whose owner is gone. A folder kept on purpose (waves, the
+# SimDevice removes every folder whose owner is gone, first killing a simulator the dead host
+# left running (the run folder's owner file names its process group too). A folder kept on purpose (waves, the
 # log of a failure) has its owner file removed, so it is never swept.
 _OWNER = "owner"
 _SOCKET_PREFIX = "remeco-sim-"
@@ -172,15 +173,51 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
-def _claim(folder: str | os.PathLike) -> None:
-    """Mark ``folder`` as this process's (see above)."""
-    Path(folder, _OWNER).write_text(f"{os.getpid()} {_start_time(os.getpid()) or '-'}\n")
+def _claim(folder: str | os.PathLike, group: int | None = None) -> None:
+    """Mark ``folder`` as this process's (see above); ``group`` also names the simulator's
+    process group (its launcher's pid), so that a sweep can end a simulator orphaned by a
+    killed host before it removes the folder the simulator still writes to."""
+    lines = [f"{os.getpid()} {_start_time(os.getpid()) or '-'}"]
+    if group is not None:
+        lines.append(f"{group} {_start_time(group) or '-'}")
+    Path(folder, _OWNER).write_text("\n".join(lines) + "\n")
+
+
+def _process_state(pid: int) -> tuple[str, str] | None:
+    """(start time, state letter) of ``pid`` from /proc, or None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[19], fields[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _end_orphaned_simulator(folder: Path) -> None:
+    """Kill the simulator process group named in ``folder``'s owner file if it still runs
+    (its host is gone), and wait briefly for it to go, so it writes nothing after the sweep."""
+    try:
+        lines = (folder / _OWNER).read_text().splitlines()
+        group_text, start = lines[1].split()
+        group = int(group_text)
+    except (OSError, ValueError, IndexError):
+        return
+    state = _process_state(group)
+    if state is None or (start != "-" and state[0] != start):
+        return  # gone, or the pid was reused by someone else
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        state = _process_state(group)
+        if state is None or state[0] != start or state[1] in "ZX":
+            return
+        time.sleep(0.02)
 
 
 def _owner_alive(folder: Path) -> bool | None:
     """True/False if ``folder``'s owner runs/is gone; ``None`` if it has no readable owner file."""
     try:
-        pid_text, start = (folder / _OWNER).read_text().split()
+        pid_text, start = (folder / _OWNER).read_text().splitlines()[0].split()
         pid = int(pid_text)
     except (OSError, ValueError):
         return None
@@ -208,6 +245,7 @@ def sweep_leftovers(runs: Path | None = None) -> list[Path]:
             with contextlib.suppress(OSError):
                 alive = time.time() - folder.stat().st_mtime < _UNOWNED_SOCKET_AGE
         if alive is False:
+            _end_orphaned_simulator(folder)
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
@@ -263,6 +301,7 @@ class _Simulation:
                     cwd=self.run_dir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own process group: stop() kills simulator and launcher
                 )
+            _claim(self.run_dir, group=self.proc.pid)
             deadline = time.monotonic() + timeout
             while self.conn is None:
                 try:

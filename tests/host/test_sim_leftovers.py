@@ -20,12 +20,13 @@ pytestmark = pytest.mark.sim
 
 LOOPBACK = Path(__file__).parent / "fixtures" / "loopback.v"
 
-# Opens a device, prints its run and socket folders, then waits to be killed.
+# Opens a device, prints its run and socket folders and its simulator's process group,
+# then waits to be killed.
 _VICTIM = """
 import sys, time
 from remeco.host.sim import SimDevice
 dev = SimDevice(sys.argv[1], "loopback", parameters={"DEPTH_LOG2": 4})
-print(dev._sim.run_dir, dev._sim._sock_dir, flush=True)
+print(dev._sim.run_dir, dev._sim._sock_dir, dev._sim.proc.pid, flush=True)
 time.sleep(600)
 """
 
@@ -47,15 +48,20 @@ def test_next_start_sweeps_a_killed_sessions_folders(verilator):
     proc = subprocess.Popen([sys.executable, "-c", _VICTIM, str(LOOPBACK)], stdout=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
-        run_dir, sock_dir = (Path(p) for p in proc.stdout.readline().split())
+        run_text, sock_text, group_text = proc.stdout.readline().split()
+        run_dir, sock_dir, group = Path(run_text), Path(sock_text), int(group_text)
         assert run_dir.is_dir() and sock_dir.is_dir()
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # host and simulator: nobody cleans up
+        # The host only: its simulator runs in its own process group and is orphaned, still
+        # writing to the run folder, as after a kill -9 of a campaign.
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
     assert run_dir.is_dir() and sock_dir.is_dir()  # left behind by the crash
     with SimDevice(LOOPBACK, "loopback", parameters={"DEPTH_LOG2": 4}) as dev:
         assert not run_dir.exists() and not sock_dir.exists()
+        state = sim_module._process_state(group)
+        assert state is None or state[1] in "ZX"  # the orphaned simulator was ended first
         assert dev._sim.run_dir.is_dir()  # this session's own folders are untouched
 
 
