@@ -404,9 +404,11 @@ def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DataError(f"{path}: file not found (expected a CIFAR-10 python batch)")
     try:
-        with path.open("rb") as handle:
-            batch = _BatchUnpickler(handle, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        # From memory, not the file: a length field claiming more than the file holds then
+        # ends as "truncated" instead of a read of that many bytes (MemoryError).
+        batch = _BatchUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            OverflowError, MemoryError) as exc:
         raise DataError(f"{path}: truncated or not a CIFAR-10 python batch ({type(exc).__name__}: {exc})") from exc
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataError(f"{path}: expected a pickled dict with keys b'data' and b'labels'")

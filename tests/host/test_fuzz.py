@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from remeco.host.bundle import BundleError, load_bundle
@@ -62,6 +62,9 @@ def test_idx_loader(mut):
 
 @FAST
 @given(data=st.binary(max_size=300))
+# BINUNICODE8 with a length beyond any file: once an OverflowError and a MemoryError.
+@example(data=b"\x8d\x00\x00\x00\x00\x00\x00\x00\x80")
+@example(data=b"\x8d\x00\x00\x00\x00\x00\x00\x00\x01")
 def test_cifar_batches(data):
     with tempfile.TemporaryDirectory() as tmp:
         for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
