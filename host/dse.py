@@ -14,6 +14,7 @@ an interrupted sweep continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import sys
@@ -24,13 +25,14 @@ import numpy as np
 
 from remeco.host.campaign import check_scheduler, limit_worker_threads, run_campaign
 from remeco.host.cli import UserError, command
+from remeco.host.engines import DEFAULT_ENGINE, EngineCache, add_engine_arguments, check_engine
 from remeco.host.paths import check_out_dir
 from remeco.host.store import ResultStore
 from remeco.models.chip import ChipParams
 from remeco.models.cachefile import atomic_write_text
 from remeco.models.data import load_dataset
 from remeco.models.emulation import EmulationFormat
-from remeco.models.network import calibrate_adc_shifts, infer, map_network, program_network
+from remeco.models.network import calibrate_adc_shifts, map_network, program_network
 from remeco.models.nn import QuantizedNetwork, get_trained, save_network_once
 from remeco.models.redundancy import make_plan
 
@@ -96,8 +98,13 @@ def _context(spec: dict, size: int) -> dict:
     return memo
 
 
-def evaluate_point(spec: dict, instance: int, names: list[str]) -> dict[str, dict]:
-    """Campaign task: accuracy of each sweep point on chip instance ``(spec["seed"], instance)``."""
+def evaluate_point(spec: dict, instance: int, names: list[str], engine: str = DEFAULT_ENGINE,
+                   device: str | None = None) -> dict[str, dict]:
+    """Campaign task: accuracy of each sweep point on chip instance ``(spec["seed"], instance)``.
+
+    ``engine`` / ``device`` (bound with :func:`functools.partial`, outside the spec): see
+    :mod:`remeco.host.engines`; every engine gives the same rows.
+    """
     limit_worker_threads()
     out = {}
     for name in names:
@@ -106,7 +113,8 @@ def evaluate_point(spec: dict, instance: int, names: list[str]) -> dict[str, dic
         params = ChipParams.ideal().with_(**point["chip"])
         mapped = memo[point["size"]]
         chip = program_network(mapped, params, seed=spec["seed"], instance=instance)
-        logits = infer(mapped, memo["images"], programmed=chip, params=params)
+        engines = memo.setdefault(("engines", engine, device), EngineCache(engine, device))
+        logits = engines.logits(mapped, memo["images"], chip, params)
         correct = int((logits.argmax(1) == memo["labels"]).sum())
         out[name] = {"accuracy": correct / len(memo["labels"]), "correct": correct}
     return out
@@ -115,8 +123,13 @@ def evaluate_point(spec: dict, instance: int, names: list[str]) -> dict[str, dic
 def run_dse(
     *, sweeps=SWEEPS, instances: int = 5, test_images: int = 500, seed: int = 0, out_dir="results/dse",
     executor: str = "process", scheduler: str | None = None, workers: int | None = None, log=print,
+    engine: str = DEFAULT_ENGINE, device: str | None = None,
 ) -> dict:
-    """Run the sweeps; returns ``{"points": [{name, sweep, series, size, x, accuracy_mean, accuracy_std}]}``."""
+    """Run the sweeps; returns ``{"points": [{name, sweep, series, size, x, accuracy_mean, accuracy_std}]}``.
+
+    ``engine`` / ``device``: the campaign's executor (:mod:`remeco.host.engines`); the
+    result does not depend on them.
+    """
     if instances < 1:
         raise UserError(f"--instances must be >= 1, got {instances}")
     out = check_out_dir(out_dir)
@@ -135,7 +148,8 @@ def run_dse(
         "seed": seed, "test_images": test_images, "points": points,
     }
     with ResultStore(out / "results.sqlite") as store:
-        cid = run_campaign(spec, evaluate_point, instances=instances, plans=list(points), store=store,
+        task = functools.partial(evaluate_point, engine=engine, device=device)
+        cid = run_campaign(spec, task, instances=instances, plans=list(points), store=store,
                            executor=executor, scheduler=scheduler, workers=workers, group_by_instance=True,
                            progress=sys.stderr.isatty())
         rows = [r for r in store.results(cid) if r["instance"] < instances]
@@ -185,6 +199,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", default="process", choices=("process", "serial", "dask"))
     p.add_argument("--scheduler", default=None, help="dask scheduler address tcp://HOST:PORT")
     p.add_argument("--workers", type=int, default=None)
+    add_engine_arguments(p)
     p.add_argument("--json", action="store_true")
 
 
@@ -193,10 +208,11 @@ def _run(args: argparse.Namespace) -> int:
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     check_out_dir(args.out)
     check_scheduler(args.scheduler)
+    check_engine(args.engine, args.device)
     res = run_dse(sweeps=[s.strip() for s in args.sweeps.split(",") if s.strip()], instances=args.instances,
                   test_images=args.test_images, seed=args.seed, out_dir=args.out,
                   executor="dask" if args.scheduler else args.executor, scheduler=args.scheduler,
-                  workers=args.workers, log=log)
+                  workers=args.workers, log=log, engine=args.engine, device=args.device)
     if args.json:
         print(json.dumps(res))
         return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from remeco.host.cli import UserError, command
+from remeco.host.engines import add_engine_arguments, check_engine
 from remeco.host.paths import check_out_dir
 from remeco.models.cachefile import atomic_write_text
 from remeco.models.data import load_dataset
@@ -102,6 +103,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/search")
     p.add_argument("--executor", default="process", choices=("process", "serial", "dask"))
+    add_engine_arguments(p)
     p.add_argument("--json", action="store_true")
 
 
@@ -118,11 +120,13 @@ def _search(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")
     check_out_dir(args.out)
+    check_engine(args.engine, args.device)
     ctx = prepare(out_dir=args.out, seed=args.seed, test_images=args.test_images, epochs=args.epochs, log=log)
     sizes = [layer.out_features for layer in ctx["network"].layers]
 
     def evaluate(plan):
-        acc = run_plans(ctx, {"trial": plan}, instances=args.instances, executor=args.executor)["trial"]
+        acc = run_plans(ctx, {"trial": plan}, instances=args.instances, executor=args.executor,
+                        engine=args.engine, device=args.device)["trial"]
         log(f"  {plan.name}: {100 * acc.mean():.2f} %, +{100 * plan.extra_columns_fraction:.0f} % columns")
         return float(acc.mean())
 

@@ -14,6 +14,7 @@ Steps (each a function of plain data; the campaign part is resumable):
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import sys
@@ -24,6 +25,7 @@ import numpy as np
 
 from remeco.host.campaign import check_scheduler, limit_worker_threads, run_campaign
 from remeco.host.cli import UserError, command
+from remeco.host.engines import DEFAULT_ENGINE, EngineCache, add_engine_arguments, check_engine
 from remeco.host.paths import check_out_dir
 from remeco.host.store import ResultStore
 from remeco.models.chip import ChipParams
@@ -61,6 +63,7 @@ def _context(spec: dict) -> dict:
         }
         n = spec["test_images"]
         _MEMO[key] = {
+            "engines": {},  # (engine, device) -> EngineCache
             "mapped": mapped,
             "images": test.images[:n],
             "labels": test.labels[:n],
@@ -69,15 +72,27 @@ def _context(spec: dict) -> dict:
     return _MEMO[key]
 
 
-def evaluate_instance(spec: dict, instance: int, plans: list[str]) -> dict[str, dict]:
-    """Campaign task: accuracy of every plan on chip instance ``(spec["seed"], instance)``."""
+def evaluate_instance(spec: dict, instance: int, plans: list[str], engine: str = DEFAULT_ENGINE,
+                      device: str | None = None) -> dict[str, dict]:
+    """Campaign task: accuracy of every plan on chip instance ``(spec["seed"], instance)``.
+
+    ``engine`` / ``device`` choose the executor (:mod:`remeco.host.engines`); they are
+    bound with :func:`functools.partial`, outside the spec, because every engine gives the
+    same rows.
+    """
     limit_worker_threads()
     ctx = _context(spec)
+    if spec["executor"] != "emulation":  # only the reference executor has the other contracts
+        engine, device = "reference", None
+    engines = ctx["engines"].setdefault((engine, device), EngineCache(engine, device))
     out = {}
     for name in plans:
         mapped = ctx["mapped"][name]
         chip = program_network(mapped, ctx["params"], seed=spec["seed"], instance=instance)
-        logits = infer(mapped, ctx["images"], executor=spec["executor"], programmed=chip, params=ctx["params"])
+        if engine == "reference":
+            logits = infer(mapped, ctx["images"], executor=spec["executor"], programmed=chip, params=ctx["params"])
+        else:
+            logits = engines.logits(mapped, ctx["images"], chip, ctx["params"])
         correct = int((logits.argmax(axis=1) == ctx["labels"]).sum())
         out[name] = {"accuracy": correct / len(ctx["labels"]), "correct": correct, "images": len(ctx["labels"])}
     return out
@@ -145,10 +160,12 @@ def prepare(
 
 def run_plans(
     ctx: dict, plans: dict[str, RedundancyPlan], *, instances: int, executor: str = "process",
-    scheduler: str | None = None, workers: int | None = None,
+    scheduler: str | None = None, workers: int | None = None, engine: str = DEFAULT_ENGINE,
+    device: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Step 4: accuracy of every plan on chip instances ``0..instances-1`` (resumable campaign).
 
+    ``engine`` / ``device``: see :mod:`remeco.host.engines` (the rows do not depend on them).
     Returns plan name -> accuracies over instances.
     """
     if instances < 1:
@@ -170,7 +187,8 @@ def run_plans(
     }
     with ResultStore(ctx["out"] / "results.sqlite") as store:
         cid = run_campaign(
-            spec, evaluate_instance, instances=instances, plans=list(plans), store=store,
+            spec, functools.partial(evaluate_instance, engine=engine, device=device), instances=instances,
+            plans=list(plans), store=store,
             executor=executor, scheduler=scheduler, workers=workers, group_by_instance=True,
             progress=sys.stderr.isatty(),
         )
@@ -196,8 +214,14 @@ def reproduce(
     epochs: int | None = None,
     plot: bool = True,
     log=print,
+    engine: str = DEFAULT_ENGINE,
+    device: str | None = None,
 ) -> dict:
-    """Run the whole flow; returns ``{"software_accuracy": float, "rows": [...]}`` (fractions)."""
+    """Run the whole flow; returns ``{"software_accuracy": float, "rows": [...]}`` (fractions).
+
+    ``engine`` / ``device`` choose the campaign's executor (:mod:`remeco.host.engines`);
+    the result does not depend on them.
+    """
     if instances < 1:
         raise UserError(f"--instances must be >= 1, got {instances}")
     t0 = time.perf_counter()
@@ -206,7 +230,8 @@ def reproduce(
     network, fmt, out = ctx["network"], ctx["fmt"], ctx["out"]
     sizes = [layer.out_features for layer in network.layers]
     plans = {name: make_plan(name, sizes, ctx["sensitivity"], n_slices=fmt.n_slices) for name in PLAN_NAMES}
-    acc = run_plans(ctx, plans, instances=instances, executor=executor, scheduler=scheduler, workers=workers)
+    acc = run_plans(ctx, plans, instances=instances, executor=executor, scheduler=scheduler, workers=workers,
+                    engine=engine, device=device)
     rows = []
     for name in PLAN_NAMES:
         a = acc[name]
@@ -258,6 +283,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", default="process", choices=("process", "serial", "dask"))
     p.add_argument("--scheduler", default=None, help="dask scheduler address tcp://HOST:PORT")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    add_engine_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -265,12 +291,13 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     check_scheduler(args.scheduler)
+    check_engine(args.engine, args.device)
     executor = "dask" if args.scheduler else args.executor
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     result = reproduce(
         net=args.net, dataset=args.dataset, data_dir=args.data_dir, instances=args.instances,
         test_images=args.test_images, seed=args.seed, out_dir=args.out, executor=executor,
-        scheduler=args.scheduler, workers=args.workers, log=log,
+        scheduler=args.scheduler, workers=args.workers, log=log, engine=args.engine, device=args.device,
     )
     if args.json:
         print(json.dumps(result))
