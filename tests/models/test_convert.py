@@ -1,0 +1,172 @@
+"""remeco.models.convert: torch modules -> the integer network (folding, PTQ, one-line refusals)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from remeco.models.convert import ConversionError, ConvertedNetwork, from_torch
+from remeco.models.data import load_dataset
+from remeco.models.quantized import QuantizedNetwork
+
+
+def _images(n=64, shape=(1, 28, 28), seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(n, *shape), dtype=np.uint8)
+
+
+def _float(module, images):
+    with torch.no_grad():
+        return module.eval()(torch.tensor(images, dtype=torch.float32) / 255)
+
+
+def _randomize_bn(module, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g))
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            with torch.no_grad():
+                m.weight.copy_(torch.randn(n, generator=g))
+                m.bias.copy_(torch.randn(n, generator=g))
+    return module
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_dataset("mnist5k")
+
+
+def test_trained_sequential_integer_accuracy_close_to_float(mnist):
+    train, test = mnist
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 5), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(8, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.2),
+                        nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 10))
+    x, y = torch.tensor(train.images, dtype=torch.float32) / 255, torch.tensor(train.labels)
+    opt = torch.optim.Adam(net.parameters(), 2e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), 64):
+            idx = perm[i:i + 64]
+            opt.zero_grad()
+            F.cross_entropy(net(x[idx]), y[idx]).backward()
+            opt.step()
+    float_acc = float((_float(net, test.images).argmax(1).numpy() == test.labels).mean())
+    q = from_torch(net, train.images[:1000])
+    assert isinstance(q, QuantizedNetwork) and isinstance(q, ConvertedNetwork)
+    int_acc = q.accuracy(test)
+    assert float_acc > 0.9
+    print(f"float {float_acc:.4f} integer {int_acc:.4f}")
+    assert abs(int_acc - float_acc) <= 0.01, (float_acc, int_acc)
+    # The integer network is plain data: saved and loaded without the float model.
+    assert [layer.kind for layer in q.layers] == ["conv", "conv", "dense", "dense"]
+
+
+def test_batchnorm_folding_equals_unfolded_float_output():
+    net = _randomize_bn(nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(4 * 14 * 14, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10)))
+    images = _images()
+    q = from_torch(net, images)
+    with torch.no_grad():
+        folded = q.float_model(torch.tensor(images))
+    torch.testing.assert_close(folded, _float(net, images), rtol=1e-4, atol=1e-4)
+    assert len(q.layers) == 3
+
+
+@pytest.mark.parametrize("tail", ["linear", "conv"])
+def test_average_pool_folds_into_the_next_layer_exactly(tail):
+    torch.manual_seed(1)
+    if tail == "linear":
+        net = nn.Sequential(nn.Conv2d(1, 4, 5), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 12 * 12, 10))
+    else:
+        net = nn.Sequential(nn.Conv2d(1, 4, 5), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
+                            nn.Flatten(), nn.Linear(6 * 12 * 12, 10))
+    images = _images()
+    q = from_torch(net, images)
+    with torch.no_grad():
+        folded = q.float_model(torch.tensor(images))
+    torch.testing.assert_close(folded, _float(net, images), rtol=1e-4, atol=1e-4)
+    # The integer network computes the same classes as its float model on most images.
+    agree = (q.predict(images) == folded.argmax(1).numpy()).mean()
+    assert agree >= 0.9
+
+
+class _Traced(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.pool = nn.MaxPool2d(2)
+        self.fc1 = nn.Linear(4 * 13 * 13, 20)
+        self.fc2 = nn.Linear(20, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.bn(self.conv(x))))
+        x = x.view(x.size(0), -1)
+        x = F.dropout(x, 0.3, self.training)
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_fx_traced_module_converts():
+    net = _randomize_bn(_Traced())
+    images = _images()
+    q = from_torch(net, images)
+    with torch.no_grad():
+        folded = q.float_model(torch.tensor(images))
+    torch.testing.assert_close(folded, _float(net, images), rtol=1e-4, atol=1e-4)
+    assert [layer.kind for layer in q.layers] == ["conv", "dense", "dense"]
+
+
+def test_weight_bits_limit_the_codes():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+    q = from_torch(net, _images(), weight_bits=4)
+    assert all(np.abs(layer.weight).max() == 7 for layer in q.layers)
+
+
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 1, 3, padding=1)
+        self.fc = nn.Linear(784, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.a(x)) + x, 1))
+
+
+@pytest.mark.parametrize("module, words", [
+    (nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.Sigmoid()), ["Sigmoid '2'", "Conv2d, Linear"]),
+    (nn.Sequential(nn.Conv2d(1, 4, 3, groups=1, dilation=2), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 24 * 24, 10)),
+     ["Conv2d '0'", "dilation=1"]),
+    (nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.Linear(32, 10)), ["Linear '2'", "without a ReLU"]),
+    (nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.ReLU()), ["Linear '1'", "last layer"]),
+    (nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(3, stride=2), nn.Flatten(), nn.Linear(4 * 12 * 12, 10)),
+     ["MaxPool2d '2'", "non-overlapping"]),
+    (nn.Sequential(nn.Conv2d(1, 10, 28), nn.AvgPool2d(1)), ["AvgPool2d '1'", "no average pooling"]),
+    (nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Linear(26, 10)), ["Linear '2'", "Flatten"]),
+    (nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.BatchNorm1d(32), nn.Linear(32, 10)),
+     ["BatchNorm1d '3'", "directly follow"]),
+    (_Residual(), ["add", "chains"]),
+])
+def test_unsupported_layers_give_one_line_naming_the_layer(module, words):
+    with pytest.raises(ConversionError) as info:
+        from_torch(module, _images(8))
+    message = str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"input_bits": 4}, "input_bits"), ({"weight_bits": 9}, "weight_bits"),
+])
+def test_bad_arguments_are_one_line(kwargs, word):
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    with pytest.raises(ConversionError, match=word):
+        from_torch(net, _images(4), **kwargs)
+    with pytest.raises(ConversionError, match="uint8"):
+        from_torch(net, _images(4).astype(np.float32))
