@@ -4,8 +4,10 @@ Training, sensitivity analysis and device programming need torch and SciPy; a PY
 (32-bit ARM) has neither. A bundle carries their results to the board: the integer
 network (weights, biases, scales, multipliers and shifts, layer shapes), the numeric
 format, the calibrated ADC shifts, one redundancy plan per mapping, the cell codes of
-one or more programmed chip instances per plan, and test images with their labels.
-Loading it needs NumPy only; the mapped networks are rebuilt with
+one or more programmed chip instances per plan, test images with their labels, and the
+model's expected int32 logits of every chip instance on those images (computed on the PC
+with a campaign engine, :mod:`remeco.host.engines`), so a board run can say whether it
+matched the model. Loading it needs NumPy only; the mapped networks are rebuilt with
 :func:`remeco.models.network.map_network` (deterministic plain NumPy), so a loaded
 bundle gives the same logits as the network it was saved from, on every backend.
 
@@ -20,6 +22,10 @@ File format (version :data:`BUNDLE_VERSION`)
     * ``qnet.*``: the integer network (:meth:`~remeco.models.quantized.QuantizedNetwork.to_arrays`);
     * ``plan.<p>.<layer>``: ``copies_log2`` of plan number ``p``;
     * ``chip.<p>.<instance>.<copy>.<layer>``: cell codes ``(row_tiles, col_tiles, rows, cols)``;
+    * ``expected.<p>.<instance>``: int32 ``(N, classes)`` logits of the model on that chip
+      instance and ``images``, present where the instance's ``chips`` entry has
+      ``"expected": true`` (optional: bundles written before these entries existed have
+      none and load as before);
     * ``images`` (uint8 ``(N, C, H, W)``) and ``labels`` (int64 ``(N,)``).
 
     A reader refuses another ``version`` rather than guessing; every problem with a
@@ -81,6 +87,10 @@ class Bundle:
         uint8 ``(N, C, H, W)`` images of the network's input shape and their integer labels.
     info:
         JSON-serialisable provenance (how the network was trained, the chip seed ...).
+    expected:
+        ``(plan name, instance)`` of ``chips`` -> int32 ``(N, num_classes)`` logits of the
+        model (:mod:`remeco.models.emulation`, no run-time faults) on ``images``: what a
+        backend must return for that chip instance. May be empty (an older bundle).
 
     Raises
     ------
@@ -93,6 +103,7 @@ class Bundle:
     images: np.ndarray
     labels: np.ndarray
     info: Mapping[str, object] = field(default_factory=dict)
+    expected: Mapping[tuple[str, int], np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.mapped, Mapping) or not self.mapped:
@@ -127,6 +138,16 @@ class Bundle:
             json.dumps(dict(self.info))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"info must be JSON-serialisable: {exc}") from None
+        if not isinstance(self.expected, Mapping):
+            raise ValueError("expected must be a mapping of (plan, instance) -> int32 logits")
+        want = (len(images), net.num_classes)
+        for key, logits in self.expected.items():
+            if key not in self.chips:
+                raise ValueError(f"expected key {key!r} must be a (plan, instance) of chips")
+            logits = np.asarray(logits)
+            if logits.dtype != np.int32 or logits.shape != want:
+                raise ValueError(f"expected[{key!r}] must be int32 logits {want} (images x classes), "
+                                 f"got {logits.dtype} {logits.shape}")
 
     @property
     def network(self) -> QuantizedNetwork:
@@ -161,6 +182,12 @@ class Bundle:
             have = ", ".join(map(str, self.instances(plan)))
             raise ValueError(f"the bundle has no chip instance {instance!r} of plan {plan!r}; it has {have}")
         return chip
+
+    def expected_logits(self, plan: str, instance: int) -> np.ndarray | None:
+        """The model's int32 logits of chip instance ``instance`` of ``plan`` on :attr:`images`,
+        or ``None`` where the bundle has none (written before bundles carried them)."""
+        self.chip(plan, instance)  # a plan or instance the bundle lacks: ValueError naming what it has
+        return self.expected.get((plan, instance))
 
 
 def _is_index(v: object) -> bool:
@@ -212,10 +239,14 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle) -> Path:
     chips = []
     for (name, instance), chip in bundle.chips.items():
         p = plans.index(name)
-        chips.append({"plan": name, "instance": int(instance), "copies": len(chip.codes)})
+        expected = bundle.expected.get((name, instance))
+        chips.append({"plan": name, "instance": int(instance), "copies": len(chip.codes),
+                      "expected": expected is not None})
         for c, codes in enumerate(chip.codes):
             for i, code in enumerate(codes):
                 arrays[f"chip.{p}.{int(instance)}.{c}.{i}"] = np.asarray(code)
+        if expected is not None:
+            arrays[f"expected.{p}.{int(instance)}"] = np.asarray(expected)
     arrays["images"] = np.ascontiguousarray(bundle.images)
     arrays["labels"] = np.asarray(bundle.labels, dtype=np.int64)
     meta = {
@@ -294,7 +325,7 @@ def _from_arrays(meta: dict, arrays: dict[str, np.ndarray]) -> Bundle:
         plan = RedundancyPlan(name, k, int(entry["committee_log2"]))
         mapped[name] = map_network(network, plan, fmt, shifts)
         names.append(name)
-    chips = {}
+    chips, expected = {}, {}
     for entry in meta["chips"]:
         name, instance = str(entry["plan"]), int(entry["instance"])
         p = names.index(name) if name in names else -1
@@ -305,4 +336,11 @@ def _from_arrays(meta: dict, arrays: dict[str, np.ndarray]) -> Bundle:
             for c in range(int(entry["copies"]))
         )
         chips[(name, instance)] = ProgrammedNetwork(copies=(), codes=codes)
-    return Bundle(mapped, chips, np.array(arrays["images"]), np.array(arrays["labels"]), dict(meta.get("info", {})))
+        has_expected = entry.get("expected", False)  # absent in bundles older than the expected logits
+        if not isinstance(has_expected, bool):
+            raise ValueError(f"chip instance {instance} of plan {name!r}: 'expected' must be true or false, "
+                             f"got {has_expected!r}")
+        if has_expected:
+            expected[(name, instance)] = np.array(arrays[f"expected.{p}.{instance}"])
+    return Bundle(mapped, chips, np.array(arrays["images"]), np.array(arrays["labels"]), dict(meta.get("info", {})),
+                  expected)

@@ -24,7 +24,14 @@ backends can be compared by it:
   :func:`logits_sha256`): equal on every backend for the same arguments;
 * ``cycles_per_image``, the fabric's cycle counter difference over the run divided by
   ``N`` (cycles of the modeled clock, 100 MHz on the PYNQ-Z2); ``None`` on the model
-  backend, which has no clock.
+  backend, which has no clock;
+* against the model's logits of the chip instance (:mod:`remeco.models.emulation`,
+  from the bundle's expected logits with ``--bundle``, computed by ``remeco bundle``
+  with its ``--engine``; else computed here with the default engine): ``model_accuracy``,
+  the model's accuracy on the same ``N`` images, and ``matches_model``, true iff the
+  run's logits equal the model's. ``matches_model`` is ``None`` when faults were
+  injected at run time (the model has none); both are ``None`` for a bundle without
+  expected logits (one written before bundles carried them).
 
 Example::
 
@@ -50,6 +57,7 @@ import numpy as np
 from remeco.host.bundle import Bundle, BundleError, load_bundle, save_bundle
 from remeco.host.cli import UserError, command
 from remeco.host.driver import BACKENDS, Accelerator, ModelDevice
+from remeco.host.engines import DEFAULT_ENGINE, EngineCache, add_engine_arguments, check_engine
 from remeco.host.paths import check_out_dir, check_out_file
 from remeco.models.data import load_dataset
 from remeco.models.emulation import EmulationFormat
@@ -184,13 +192,16 @@ def build_bundle(
     seed: int = 0,
     out_dir: str | Path = "results",
     epochs: int | None = None,
+    engine: str = DEFAULT_ENGINE,
+    device: str | None = None,
     log=None,
 ) -> Bundle:
     """What ``remeco run`` needs, as a :class:`~remeco.host.bundle.Bundle` for a machine without torch.
 
     The network of :func:`load_network`, mapped under every plan of ``plans`` and
-    programmed as every chip instance of ``instances`` (all with ``seed``), and the
-    first ``images`` test images (default: the whole test split) with their labels.
+    programmed as every chip instance of ``instances`` (all with ``seed``), the
+    first ``images`` test images (default: the whole test split) with their labels,
+    and the model's int32 logits of every (plan, instance) on those images.
 
     Parameters
     ----------
@@ -200,6 +211,9 @@ def build_bundle(
         Test images to include.
     seed, out_dir, epochs, log:
         As for :func:`load_network`.
+    engine, device:
+        Executor of the expected logits (:mod:`remeco.host.engines`); every engine gives
+        the same logits, so the bundle does not depend on it.
     """
     names = tuple(dict.fromkeys(_check_plans(plans)))
     instances = (instances,) if isinstance(instances, (int, np.integer)) else tuple(instances)
@@ -208,10 +222,13 @@ def build_bundle(
     instances = tuple(dict.fromkeys(_check_instance(i) for i in instances))
     if images is not None and (isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1):
         raise UserError(f"--images must be a positive integer, got {images!r}")
+    check_engine(engine, device)
     ctx, test, mapped, chips = _map(names, instances, seed=seed, out_dir=out_dir, epochs=epochs, log=log)
     n = len(test.images) if images is None else int(images)
     if n > len(test.images):
         raise UserError(f"--images must be in [1, {len(test.images)}] (the test set), got {n}")
+    engines = EngineCache(engine, device)
+    expected = {key: engines.logits(mapped[key[0]], test.images[:n], chip) for key, chip in chips.items()}
     trained = ctx["trained"]
     info = {
         "network": ctx["net"],
@@ -222,7 +239,7 @@ def build_bundle(
         "calibration_images": CALIBRATION_IMAGES,
         "chip": ctx["chip"].to_dict(),
     }
-    return Bundle(mapped, chips, test.images[:n], test.labels[:n], info)
+    return Bundle(mapped, chips, test.images[:n], test.labels[:n], info, expected)
 
 
 def open_accelerator(backend: str, fmt: EmulationFormat, *, bitfile: str | Path | None = None, timeout: float | None = None) -> Accelerator:
@@ -416,17 +433,25 @@ def run(
     with open_accelerator(backend, fmt, bitfile=bitfile, timeout=timeout) as acc:
         if bundle is not None:
             mapped, chip, x, y = data.mapped[plan], data.chip(plan, instance), data.images, data.labels
+            expected = data.expected_logits(plan, instance)
         else:
             net = load_network((plan,), instance=instance, seed=0 if seed is None else seed,
                                out_dir="results" if out_dir is None else out_dir, epochs=epochs, log=log)
             if net.fmt != fmt:  # prepare() maps with the default format; the fabric was built for it
                 raise RuntimeError(f"the network is mapped with {net.fmt}, the fabric was elaborated for {fmt}")
             mapped, chip, x, y = net.mapped[plan], net.chips[plan], net.images, net.labels
+            expected = EngineCache().logits(mapped, x[:images], chip)
         acc.load(mapped, chip)
         if faults > 0:
             acc.inject_faults(int(fault_seed), faults, on_fraction)
         log(f"running {images} test images on the {backend} backend (plan {plan}, chip instance {instance})")
         res = run_images(acc, x[:images], y[:images], batch_size=int(batch_size), progress=progress)
+    model_accuracy = matches_model = None
+    if expected is not None:
+        expected = expected[:images]
+        model_accuracy = float((expected.argmax(axis=1) == y[:images]).mean())
+        if faults == 0:  # run-time faults are not in the model: no verdict rather than a false one
+            matches_model = bool(np.array_equal(res["logits"], expected))
     return {
         "backend": backend,
         "plan": plan,
@@ -435,6 +460,8 @@ def run(
         "accuracy": res["accuracy"],
         "logits_sha256": res["logits_sha256"],
         "cycles_per_image": res["cycles_per_image"],
+        "model_accuracy": model_accuracy,
+        "matches_model": matches_model,
     }
 
 
@@ -494,6 +521,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"accuracy          {100 * result['accuracy']:.2f} % on {result['images']} test images")
     print(f"logits sha256     {result['logits_sha256']}")
     print(f"cycles per image  {cycles}")
+    if result["model_accuracy"] is not None:
+        verdict = {True: "logits equal the model's", False: "LOGITS DIFFER from the model's",
+                   None: "not compared (run-time faults are not in the model)"}[result["matches_model"]]
+        print(f"model             {100 * result['model_accuracy']:.2f} % (emulation model, this chip instance); {verdict}")
     return 0
 
 
@@ -505,6 +536,7 @@ def _add_bundle_arguments(p: argparse.ArgumentParser) -> None:
                    help="a chip instance to program under every plan, repeatable (default 0)")
     p.add_argument("--images", type=int, default=None, metavar="N", help="first N test images (default all)")
     _add_build_arguments(p)
+    add_engine_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -515,12 +547,13 @@ def _bundle(args: argparse.Namespace) -> int:
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    check_engine(args.engine, args.device)
     check_out_file(args.file, "FILE")
     check_out_dir("results" if args.out is None else args.out)
     bundle = build_bundle(
         args.plan or ("base",), args.instance or (0,), images=args.images,
         seed=0 if args.seed is None else args.seed, out_dir="results" if args.out is None else args.out,
-        epochs=args.epochs, log=log,
+        epochs=args.epochs, engine=args.engine, device=args.device, log=log,
     )
     path = save_bundle(args.file, bundle)
     result = {

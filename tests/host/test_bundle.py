@@ -1,4 +1,5 @@
-"""Bundles (:mod:`remeco.host.bundle`): round trip bit for bit, and one clear error per bad file."""
+"""Bundles (:mod:`remeco.host.bundle`): round trip bit for bit, the model's expected logits and
+``remeco run --bundle``'s verdict on them, and one clear error per bad file."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import zipfile
 import numpy as np
 import pytest
 
+from remeco.host import run_cli
 from remeco.host.bundle import BUNDLE_VERSION, Bundle, BundleError, load_bundle, save_bundle
+from remeco.host.cli import main
 from remeco.host.driver import Accelerator
-from remeco.host.run_cli import CALIBRATION_IMAGES
+from remeco.host.engines import EngineCache
+from remeco.host.run_cli import CALIBRATION_IMAGES, build_bundle, run
 from remeco.models.chip import ChipParams
 from remeco.models.emulation import EmulationFormat
 from remeco.models.fabric import FabricConfig
@@ -26,14 +30,17 @@ IMAGES = 24
 
 @pytest.fixture(scope="module")
 def fresh(lenet5_small, mnist5k):
-    """The session's LeNet-5 mapped under three plans, chip instances 0 and 1 of each: a Bundle."""
+    """The session's LeNet-5 mapped under three plans, chip instances 0 and 1 of each, with the
+    native engine's expected logits: a Bundle."""
     _, net = lenet5_small
     train, test = mnist5k
     shifts = calibrate_adc_shifts(net, FMT, train.images[:CALIBRATION_IMAGES])
     sizes = [layer.out_features for layer in net.layers]
     mapped = {p: map_network(net, make_plan(p, sizes, n_slices=FMT.n_slices), FMT, shifts) for p in PLANS}
     chips = {(p, i): program_network(mapped[p], ChipParams(), seed=0, instance=i) for p in PLANS for i in (0, 1)}
-    return Bundle(mapped, chips, test.images[:IMAGES], test.labels[:IMAGES], {"seed": 0, "note": "test"})
+    engines = EngineCache("native")
+    expected = {key: engines.logits(mapped[key[0]], test.images[:IMAGES], chip) for key, chip in chips.items()}
+    return Bundle(mapped, chips, test.images[:IMAGES], test.labels[:IMAGES], {"seed": 0, "note": "test"}, expected)
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +122,98 @@ with Accelerator("model") as acc:
     acc.load(b.mapped["layer_averaging"], b.chip("layer_averaging", 0))
     got = acc.infer(b.images[:8])
 assert (got == np.load({str(tmp_path / "want.npy")!r})).all()
-assert run("model", 8, bundle={str(saved)!r}, plan="layer_averaging")["images"] == 8
+res = run("model", 8, bundle={str(saved)!r}, plan="layer_averaging")
+assert res["images"] == 8 and res["matches_model"] is True, res
 print("ok", sorted(m for m in sys.modules if m.startswith("remeco.")))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.startswith("ok"), proc.stderr[-3000:]
+
+
+# -- the model's expected logits and run's verdict ------------------------------------------
+
+
+def test_expected_logits_are_the_reference_executors(fresh, saved):
+    back = load_bundle(saved)
+    assert set(back.expected) == set(fresh.chips)
+    for (plan, instance), chip in back.chips.items():
+        want = infer(back.mapped[plan], back.images, executor="emulation", programmed=chip)
+        got = back.expected_logits(plan, instance)
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got, fresh.expected[plan, instance])
+
+
+@pytest.mark.parametrize("engine", ["native", "torch", "reference"])
+def test_build_bundle_stores_the_reference_logits_with_any_engine(fresh, monkeypatch, engine):
+    """build_bundle's expected logits (training and programming replaced by the fixture's)."""
+    from types import SimpleNamespace
+
+    test = SimpleNamespace(images=fresh.images, labels=fresh.labels)
+    trained = SimpleNamespace(config=SimpleNamespace(epochs=1), int_accuracy=0.5)
+    ctx = {"net": "lenet5", "dataset": "mnist5k", "trained": trained, "chip": ChipParams()}
+    chips = {key: chip for key, chip in fresh.chips.items() if key[0] == "committee"}
+    monkeypatch.setattr(run_cli, "_map", lambda *a, **k: (ctx, test, {"committee": fresh.mapped["committee"]}, chips))
+    built = build_bundle(("committee",), (0, 1), engine=engine)
+    for key, chip in chips.items():
+        want = infer(fresh.mapped["committee"], fresh.images, executor="emulation", programmed=chip)
+        np.testing.assert_array_equal(built.expected[key], want)
+
+
+def test_run_from_the_bundle_matches_the_model(saved):
+    res = run("model", bundle=saved, plan="layer_averaging", instance=1)
+    assert res["matches_model"] is True and res["model_accuracy"] == res["accuracy"]
+    res = run("model", 10, bundle=saved, plan="committee")  # the first 10 images: compared over those
+    assert res["images"] == 10 and res["matches_model"] is True and res["model_accuracy"] == res["accuracy"]
+
+
+def test_a_tampered_expected_array_does_not_match(saved, tmp_path):
+    def tamper(arrays):
+        arrays["expected.2.1"] = arrays["expected.2.1"].copy()
+        arrays["expected.2.1"][5, 3] += 1  # one logit of one image
+
+    path = _rewrite(saved, tmp_path / "tampered.npz", tamper)
+    assert run("model", bundle=path, plan="layer_averaging", instance=1)["matches_model"] is False
+    assert run("model", 5, bundle=path, plan="layer_averaging", instance=1)["matches_model"] is True  # before image 5
+    assert run("model", bundle=path, plan="layer_averaging", instance=0)["matches_model"] is True
+
+
+def test_run_time_faults_give_no_verdict(saved):
+    res = run("model", bundle=saved, plan="base", instance=0, faults=0.02, fault_seed=3)
+    assert res["matches_model"] is None
+    assert res["model_accuracy"] == run("model", bundle=saved, plan="base", instance=0)["model_accuracy"]
+
+
+def test_an_old_bundle_without_expected_logits_loads_and_runs(saved, tmp_path):
+    def strip(arrays):
+        for key in [k for k in arrays if k.startswith("expected.")]:
+            del arrays[key]
+        meta = json.loads(str(arrays["bundle.meta"][()]))
+        for entry in meta["chips"]:
+            del entry["expected"]
+        arrays["bundle.meta"] = np.array(json.dumps(meta))
+
+    old = load_bundle(_rewrite(saved, tmp_path / "old.npz", strip))
+    assert old.expected == {} and old.expected_logits("base", 0) is None
+    res = run("model", bundle=tmp_path / "old.npz")
+    assert res["model_accuracy"] is None and res["matches_model"] is None
+    assert res["logits_sha256"] == run("model", bundle=saved)["logits_sha256"]
+
+
+def test_run_text_names_the_verdict(saved, capsys):
+    assert main(["run", "--backend", "model", "--bundle", str(saved), "--plan", "committee"]) == 0
+    out = capsys.readouterr().out
+    assert "logits equal the model's" in out
+
+
+def test_bundle_engine_options_are_checked_before_training(tmp_path, capsys, monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("trained before checking --engine/--device")
+
+    monkeypatch.setattr(run_cli, "_map", boom)
+    assert main(["bundle", str(tmp_path / "b.npz"), "--engine", "native", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("remeco bundle: error: --device selects") and err.count("\n") == 1, err
 
 
 # -- bad files ------------------------------------------------------------------------------
@@ -215,6 +309,26 @@ def test_inconsistent_arrays(saved, tmp_path):
         load_bundle(_rewrite(saved, tmp_path / "bad2.npz", bad_labels))
 
 
+def test_bad_expected_entries(saved, tmp_path):
+    def flag(value):
+        def edit(arrays):
+            meta = json.loads(str(arrays["bundle.meta"][()]))
+            meta["chips"][0]["expected"] = value
+            arrays["bundle.meta"] = np.array(json.dumps(meta))
+        return edit
+
+    with pytest.raises(BundleError, match="'expected' must be true or false, got 'yes'"):
+        load_bundle(_rewrite(saved, tmp_path / "flag.npz", flag("yes")))
+    with pytest.raises(BundleError, match="entry 'expected.0.0' is missing"):
+        load_bundle(_rewrite(saved, tmp_path / "gone.npz", lambda a: a.pop("expected.0.0")))
+
+    def widen(arrays):
+        arrays["expected.1.1"] = arrays["expected.1.1"].astype(np.int64)
+
+    with pytest.raises(BundleError, match=r"expected\[\('committee', 1\)\] must be int32 logits \(24, 10\)"):
+        load_bundle(_rewrite(saved, tmp_path / "wide.npz", widen))
+
+
 def test_bundle_checks_its_parts(fresh):
     base = fresh.mapped["base"]
     chip = fresh.chip("base", 0)
@@ -231,3 +345,8 @@ def test_bundle_checks_its_parts(fresh):
         Bundle({"base": base}, {("base", 0): chip}, fresh.images.astype(np.int16), fresh.labels)
     with pytest.raises(ValueError, match="JSON-serialisable"):
         Bundle({"base": base}, {("base", 0): chip}, *args, info={"x": object()})
+    logits = fresh.expected["base", 0]
+    with pytest.raises(ValueError, match=r"expected key \('base', 1\) must be a \(plan, instance\) of chips"):
+        Bundle({"base": base}, {("base", 0): chip}, *args, expected={("base", 1): logits})
+    with pytest.raises(ValueError, match=r"must be int32 logits \(24, 10\) .images x classes., got int32 \(23, 10\)"):
+        Bundle({"base": base}, {("base", 0): chip}, *args, expected={("base", 0): logits[:23]})
