@@ -72,6 +72,7 @@ from ..models.fabric import (
     unpack_outputs,
 )
 from ..models.fault_lfsr import THRESHOLD_ONE, rate_threshold
+from ..models.faults import STUCK_ON_FRACTION
 from ..rtl import regmap
 from ..rtl.regmap import STREAM_CODES, STREAM_DESCRIPTORS, STREAM_FAULTS, STREAM_INPUTS, by_offset, lookup
 
@@ -727,7 +728,7 @@ class Accelerator:
         self,
         seed: int,
         rate: float,
-        on_fraction: float = 0.5,
+        on_fraction: float = STUCK_ON_FRACTION,
         *,
         code_on: int | None = None,
         code_off: int | None = None,
@@ -740,7 +741,8 @@ class Accelerator:
             32-bit generator seed (0 acts as 1).
         rate, on_fraction:
             Probabilities in ``[0, 1]``: fault rate and stuck-on share of the faults
-            (:func:`~remeco.models.fault_lfsr.rate_threshold`).
+            (:func:`~remeco.models.fault_lfsr.rate_threshold`); the share defaults to the
+            chip model's (:data:`remeco.models.faults.STUCK_ON_FRACTION`).
         code_on, code_off:
             Codes read from stuck cells; default the ideal top and bottom levels
             ``(levels - 1) << code_frac`` and ``0``.
@@ -755,7 +757,7 @@ class Accelerator:
         self._wait(_bit("STATUS", "GEN_BUSY"), 0, "the fault generator")
         self._check_error("generating the fault map")
 
-    def fault_maps(self, seed: int, rate: float, on_fraction: float = 0.5) -> list[list[np.ndarray]]:
+    def fault_maps(self, seed: int, rate: float, on_fraction: float = STUCK_ON_FRACTION) -> list[list[np.ndarray]]:
         """The maps :meth:`inject_faults` produces on chip, ``maps[copy][layer]`` in tile layout.
 
         Each is ``(row_tiles, col_tiles, rows, cols)`` uint8 of ``{0, 1, 3}`` (padding 0),

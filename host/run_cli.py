@@ -62,6 +62,7 @@ from remeco.host.paths import check_out_dir, check_out_file
 from remeco.models.data import load_dataset
 from remeco.models.emulation import EmulationFormat
 from remeco.models.fabric import FabricConfig
+from remeco.models.faults import STUCK_ON_FRACTION  # default stuck-on share of run-time faults
 from remeco.models.network import MappedNetwork, ProgrammedNetwork, calibrate_adc_shifts, map_network, program_network
 from remeco.models.quantized import QuantizedNetwork
 from remeco.models.redundancy import PLAN_NAMES, make_plan
@@ -80,8 +81,6 @@ __all__ = [
 
 #: Training images the ADC ranges are calibrated on (as in ``remeco reproduce``).
 CALIBRATION_IMAGES = 500
-#: Default stuck-on share of run-time faults: the chip model's (ReMeCo, 83.8 %).
-STUCK_ON_FRACTION = 0.838
 #: Seconds any single wait of the driver may take, per backend: on sim, the first layer's
 #: DMA round for a batch of 100 images moves about 700,000 words at ~25 us each.
 DEFAULT_TIMEOUT = {"model": 10.0, "sim": 300.0, "board": 10.0}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 
@@ -26,6 +27,7 @@ import numpy as np
 from .crossbar import NodalCrossbar
 from .device import DeviceParams, clear_draw_cache, program_tiles
 from .emulation import EmulationFormat, quantize_codes
+from .faults import STUCK_AT_RATE, STUCK_ON_FRACTION
 from .random import rng_for
 
 __all__ = ["ChipParams", "ProgrammedLayer", "wire_resistances", "program_layer", "program_layers", "ideal_transfer",
@@ -58,11 +60,19 @@ class ChipParams:
         Lower truncation of drawn resistances (ohms).
     ir_drop:
         ``"exact"`` (nodal analysis), ``"fast"`` (approximation) or ``"none"``.
+    datapath:
+        Tile size, weight slices, input and ADC bits, cell codes
+        (:class:`~remeco.models.emulation.EmulationFormat`); what a network is mapped with
+        on this chip. ``device.levels`` must equal ``2**datapath.slice_bits``.
+
+    The defaults are the ReMeCo paper's chip (preset ``"paper"``). A configuration is a
+    file: :meth:`load` reads a preset name or a JSON / TOML file, :meth:`save` writes one
+    (format in :mod:`remeco.models.chipfile`).
     """
 
     device: DeviceParams = field(default_factory=DeviceParams)
-    stuck_at_rate: float = 0.01
-    stuck_on_fraction: float = 0.838
+    stuck_at_rate: float = STUCK_AT_RATE
+    stuck_on_fraction: float = STUCK_ON_FRACTION
     d2d_sigma: float = 0.1
     write_verify: bool = True
     wire_mean: float = 2.0
@@ -70,6 +80,7 @@ class ChipParams:
     wire_resistance: float | None = None
     wire_min: float = 0.0
     ir_drop: str = "fast"
+    datapath: EmulationFormat = field(default_factory=EmulationFormat)
 
     def __post_init__(self) -> None:
         for name in ("stuck_at_rate", "stuck_on_fraction"):
@@ -107,14 +118,78 @@ class ChipParams:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ChipParams":
-        """Inverse of :meth:`to_dict` (unknown keys are an error naming them)."""
-        data = dict(data)
-        device = DeviceParams(**data.pop("device", {}))
-        unknown = set(data) - {f for f in cls.__dataclass_fields__}
-        if unknown:
-            raise ValueError(f"unknown chip parameter(s): {sorted(unknown)}")
-        return cls(device=device, **data)
+    def from_dict(cls, data: dict, origin: str = "chip parameters") -> "ChipParams":
+        """Inverse of :meth:`to_dict`; keys left out take their defaults, the metadata keys
+        ``name`` and ``source`` are ignored.
+
+        Raises
+        ------
+        remeco.models.chipfile.ChipConfigError
+            One line naming ``origin`` and the first unknown key, value of a wrong type or
+            out of range (a ``ValueError``).
+        """
+        from .chipfile import METADATA, ChipConfigError, check_chip_dict
+
+        check_chip_dict(cls, data, origin, nested={"device": DeviceParams, "datapath": EmulationFormat})
+        data = {k: v for k, v in data.items() if k not in METADATA}
+        try:
+            device = DeviceParams(**data.pop("device", {}))
+        except ValueError as exc:
+            raise ChipConfigError(f"{origin}: device.{exc}") from None
+        try:
+            datapath = EmulationFormat(**data.pop("datapath", {}))
+        except ValueError as exc:
+            raise ChipConfigError(f"{origin}: datapath.{exc}") from None
+        if device.levels != datapath.levels:
+            raise ChipConfigError(f"{origin}: device.levels ({device.levels}) must equal 2**datapath.slice_bits "
+                                  f"({datapath.levels})")
+        try:
+            return cls(device=device, datapath=datapath, **data)
+        except ValueError as exc:
+            raise ChipConfigError(f"{origin}: {exc}") from None
+
+    @classmethod
+    def load(cls, source: str | os.PathLike) -> "ChipParams":
+        """A chip from a preset name (``"paper"``, ``"isaac"``) or a ``.json`` / ``.toml`` file.
+
+        Raises
+        ------
+        remeco.models.chipfile.ChipConfigError
+            One line: unknown preset, unreadable or invalid file, unknown key, bad value.
+        """
+        from .chipfile import read_chip_file
+
+        data, origin = read_chip_file(source)
+        return cls.from_dict(data, origin)
+
+    def save(self, path: str | os.PathLike, *, source: str | None = None) -> None:
+        """Write this chip to ``path``, JSON or TOML by its suffix (``source``: an optional
+        note on where the numbers come from, kept as metadata)."""
+        import json
+        from pathlib import Path
+
+        from .chipfile import ChipConfigError, to_toml
+
+        path = Path(path)
+        data = ({"source": source} if source else {}) | self.to_dict()
+        if path.suffix.lower() == ".json":
+            text = json.dumps(data, indent=2) + "\n"
+        elif path.suffix.lower() == ".toml":
+            text = to_toml(data, "remeco chip configuration (remeco.models.chipfile)")
+        else:
+            raise ChipConfigError(f"chip file {path}: the name must end in .json or .toml")
+        path.write_text(text, encoding="utf-8")
+
+    def describe(self) -> str:
+        """One line with the parameters a reader of a result needs."""
+        d, dev = self.datapath, self.device
+        wires = (f"{self.wire_resistance:g} ohm" if self.wire_resistance is not None
+                 else f"N({self.wire_mean:g}, {self.wire_std:.3g}) ohm")
+        return (f"stuck-at {100 * self.stuck_at_rate:g} % ({100 * self.stuck_on_fraction:g} % on), "
+                f"D2D {self.d2d_sigma:g}, {'write-and-verify' if self.write_verify else 'open-loop'}, "
+                f"wires {wires}, IR-drop {self.ir_drop}, {d.rows}x{d.cols} tiles, "
+                f"{d.n_slices}x{d.slice_bits}-bit cells ({dev.levels} levels), {d.adc_bits}-bit ADC, "
+                f"{d.input_bits}-bit inputs")
 
 
 @dataclass(frozen=True)

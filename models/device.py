@@ -101,6 +101,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 from scipy.special import exp1
 
+from .faults import STUCK_AT_RATE, STUCK_ON_FRACTION
 from .random import rng_for
 
 __all__ = [
@@ -1028,7 +1029,7 @@ def _check_rate(name: str, value: object) -> None:
 
 
 def sample_stuck_at(shape: tuple[int, ...], seed: int, instance: int, *more: int,
-                    rate: float = 0.01, stuck_on_fraction: float = 0.838) -> np.ndarray:
+                    rate: float = STUCK_AT_RATE, stuck_on_fraction: float = STUCK_ON_FRACTION) -> np.ndarray:
     """Stuck-at fault map, keyed by ``(seed, instance, "stuck_at", *more)``.
 
     Each device is faulty independently with probability ``rate``; a faulty device is
@@ -1191,7 +1192,7 @@ def _tile_draws(shape: tuple[int, ...], params: DeviceParams, seed: int, instanc
 def program_tile(target_levels: np.ndarray, params: DeviceParams | None = None, *, seed: int,
                  instance: int, tile: int = 0, d2d_sigma: float = 0.1,
                  d2d_v_sigma: float | None = None, write_verify: bool = True,
-                 stuck_at_rate: float = 0.01, stuck_on_fraction: float = 0.838,
+                 stuck_at_rate: float = STUCK_AT_RATE, stuck_on_fraction: float = STUCK_ON_FRACTION,
                  read_sigma_rel: float = 0.0) -> ProgrammedTile:
     """Program one tile of chip instance ``(seed, instance)``: faults, D2D, programming.
 
@@ -1229,8 +1230,8 @@ def program_tile(target_levels: np.ndarray, params: DeviceParams | None = None, 
 
 def program_tiles(targets, params: DeviceParams | None = None, *, seed: int, instance: int,
                   tiles, d2d_sigma: float = 0.1, d2d_v_sigma: float | None = None,
-                  write_verify: bool = True, stuck_at_rate: float = 0.01,
-                  stuck_on_fraction: float = 0.838,
+                  write_verify: bool = True, stuck_at_rate: float = STUCK_AT_RATE,
+                  stuck_on_fraction: float = STUCK_ON_FRACTION,
                   read_sigma_rel: float = 0.0) -> list[ProgrammedTile]:
     """Program several tiles of one chip instance at once; ``tiles[i]`` is the key of ``targets[i]``.
 
