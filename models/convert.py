@@ -68,11 +68,16 @@ from torch import nn
 
 from .quantized import _INT32_MAX, QuantizedLayer, QuantizedNetwork, quantize_multiplier
 
-__all__ = ["ConversionError", "SUPPORTED", "ConvertedNetwork", "FoldedNet", "from_torch"]
+__all__ = ["ConversionError", "SUPPORTED", "ConvertedNetwork", "FoldedNet", "fold", "from_torch", "compute_sensitivity"]
 
 #: What :func:`from_torch` accepts, as named in its error messages.
 SUPPORTED = ("Conv2d, Linear, ReLU, MaxPool2d, AvgPool2d (folded into the next Conv2d/Linear), Flatten, "
              "BatchNorm1d/2d (folded), Dropout (dropped)")
+
+
+#: Calibration images a :class:`ConvertedNetwork` keeps for the ADC calibration (as many
+#: as ``remeco reproduce`` calibrates with).
+KEPT_CALIBRATION_IMAGES = 500
 
 
 class ConversionError(ValueError):
@@ -151,11 +156,16 @@ class ConvertedNetwork(QuantizedNetwork):
     ----------
     float_model:
         :class:`FoldedNet`, the user's function with BatchNorm and average pools folded
-        in; used for the sensitivity of the redundancy plans. Not saved by :meth:`save`
-        (the ``.npz`` holds the integer network only).
+        in; used for the sensitivity of the redundancy plans.
+    calibration_images:
+        The first :data:`KEPT_CALIBRATION_IMAGES` calibration images, with which
+        :func:`remeco.evaluate` calibrates the ADC ranges unless given others.
+
+    Neither is saved by :meth:`save` (the ``.npz`` holds the integer network only).
     """
 
     float_model: FoldedNet | None = field(default=None, repr=False)
+    calibration_images: np.ndarray | None = field(default=None, repr=False)
 
 
 # ----------------------------------------------------------------------------- module -> ops
@@ -519,8 +529,7 @@ def from_torch(module: nn.Module, calibration_images: np.ndarray, *, weight_bits
         raise ConversionError(f"calibration_images must be non-empty uint8 raw pixels (N, C, H, W), got "
                               f"{images.dtype} {images.shape}")
     input_shape = tuple(int(v) for v in images.shape[1:])
-    ops = _sequential_ops(module) if isinstance(module, nn.Sequential) else _traced_ops(module)
-    layers = _layers(ops, input_shape)
+    layers = _fold_layers(module, input_shape)
     folded = _folded(layers)
     maxima = folded.activation_maxima(images)
     qmax = 2 ** (weight_bits - 1) - 1
@@ -567,4 +576,78 @@ def from_torch(module: nn.Module, calibration_images: np.ndarray, *, weight_bits
         in_scale = out_scale
     classes = out[-1].out_features
     name = f"torch-{type(module).__name__}"
-    return ConvertedNetwork(name, input_shape, classes, out, float_model=folded)
+    kept = np.array(images[:KEPT_CALIBRATION_IMAGES])
+    kept.flags.writeable = False
+    return ConvertedNetwork(name, input_shape, classes, out, float_model=folded, calibration_images=kept)
+
+
+def _fold_layers(module: nn.Module, input_shape: tuple[int, int, int]) -> list[_Layer]:
+    ops = _sequential_ops(module) if isinstance(module, nn.Sequential) else _traced_ops(module)
+    return _layers(ops, input_shape)
+
+
+def fold(module: nn.Module, input_shape: tuple[int, int, int]) -> FoldedNet:
+    """The float :class:`FoldedNet` of ``module`` (BatchNorm and average pools folded in,
+    one torch layer per integer layer) for ``(C, H, W)`` inputs, without quantizing.
+
+    Raises
+    ------
+    ConversionError
+        As :func:`from_torch`, for what the integer network cannot express.
+    """
+    if not isinstance(module, nn.Module):
+        raise ConversionError(f"module must be a torch nn.Module, got {type(module).__name__}")
+    return _folded(_fold_layers(module, tuple(int(v) for v in input_shape)))
+
+
+def compute_sensitivity(network, images: np.ndarray, labels: np.ndarray, *, module: nn.Module | None = None):
+    """Neuron sensitivity (ReMeCo: mean dE/dw per output neuron) of a network, for the
+    sensitivity-guided redundancy plans.
+
+    Computed by :func:`remeco.models.sensitivity.neuron_sensitivity` on a float model
+    with one layer per integer layer: ``module`` if given (a torch module, folded as
+    :func:`from_torch` folds it, or a built-in :class:`remeco.models.nn.QATNet`), else
+    the ``float_model`` a :func:`from_torch` network carries. Use training images, as
+    the paper does.
+
+    Parameters
+    ----------
+    network:
+        The integer network (its layer sizes are checked against the float model's).
+    images, labels:
+        uint8 ``(N, C, H, W)`` training images and their integer labels.
+    module:
+        Optional float model (see above).
+
+    Returns
+    -------
+    remeco.models.sensitivity.Sensitivity
+
+    Raises
+    ------
+    ConversionError
+        No float model to differentiate, or one whose layers do not match the network.
+    """
+    from .nn import QATNet
+    from .sensitivity import neuron_sensitivity
+
+    if module is None:
+        model = getattr(network, "float_model", None)
+        if model is None:
+            raise ConversionError("the network has no float model to differentiate (it did not come from "
+                                  "remeco.from_torch); pass module= (the torch module it was made from)")
+    elif isinstance(module, (QATNet, FoldedNet)):
+        model = module
+    else:
+        model = fold(module, network.input_shape)
+    sizes = [int(layer.weight.shape[0]) for layer in model.layers]
+    if sizes != [layer.out_features for layer in network.layers]:
+        raise ConversionError(f"the float model's layers have {sizes} neurons, the network's "
+                              f"{[layer.out_features for layer in network.layers]}")
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.dtype != np.uint8 or images.shape[1:] != tuple(network.input_shape):
+        raise ConversionError(f"images must be uint8 of shape (N, {tuple(network.input_shape)}), got "
+                              f"{images.dtype} {images.shape}")
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+        raise ConversionError(f"labels must be {len(images)} integers, got {labels.dtype} {labels.shape}")
+    return neuron_sensitivity(model, images, labels.astype(np.int64))

@@ -1,0 +1,140 @@
+"""remeco.evaluate: a user network on chip instances under plans, as a DataFrame; resumable."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import remeco.host.evaluate as ev
+from remeco.host.evaluate import COLUMNS, EvaluationError, evaluate
+from remeco.host.store import ResultStore
+from remeco.models.chip import ChipParams
+from remeco.models.chipfile import ChipConfigError
+from remeco.models.convert import from_torch
+from remeco.models.data import load_dataset
+from remeco.models.emulation import EmulationFormat
+from remeco.models.redundancy import make_plan
+
+N_TEST = 150
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("mnist5k")
+
+
+@pytest.fixture(scope="module")
+def network(data):
+    train, _ = data
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+    x, y = torch.tensor(train.images, dtype=torch.float32) / 255, torch.tensor(train.labels)
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    for i in range(0, len(x), 50):
+        opt.zero_grad()
+        F.cross_entropy(net(x[i:i + 50]), y[i:i + 50]).backward()
+        opt.step()
+    return from_torch(net.eval(), train.images[:500])
+
+
+def _test(data):
+    return data[1].images[:N_TEST], data[1].labels[:N_TEST]
+
+
+def test_rows_columns_and_costs(data, network):
+    images, labels = _test(data)
+    df = evaluate(network, images, labels, plans=("base", "layer_averaging"), instances=2)
+    assert list(df.columns) == list(COLUMNS)
+    assert list(zip(df.instance, df.plan)) == [(0, "base"), (0, "layer_averaging"), (1, "base"), (1, "layer_averaging")]
+    assert ((df.accuracy >= 0) & (df.accuracy <= 1)).all() and (df.images == N_TEST).all()
+    assert np.allclose(df.accuracy, df.correct / N_TEST)
+    assert df.reference_accuracy.iloc[0] == pytest.approx(float(np.mean(network.predict(images) == labels)))
+    assert df.reference_accuracy.iloc[0] > 0.8
+    base, avg = df.iloc[0], df.iloc[1]
+    # Area counts whole crossbars: both plans fit the same tiles here; energy follows the columns.
+    assert avg.area_mm2 >= base.area_mm2 and avg.energy_j_per_10k_images > base.energy_j_per_10k_images
+    assert avg.extra_columns == pytest.approx(1.0) and base.extra_columns == 0
+    assert base.energy_j_per_10k_images > 10_000 * base.energy_j_per_image  # programming counted once
+    assert "stuck-at 1 %" in base.chip and "83.8 % on" in base.chip
+    assert df.attrs["chip"] == ChipParams().to_dict()
+
+
+def test_ideal_chip_with_a_wide_adc_is_the_integer_reference(data, network):
+    images, labels = _test(data)
+    chip = ChipParams.ideal().with_(datapath=EmulationFormat(adc_bits=16))
+    df = evaluate(network, images, labels, plans=("base", "committee"), instances=1, chip=chip)
+    assert (df.accuracy == df.reference_accuracy).all(), df[["plan", "accuracy", "reference_accuracy"]]
+
+
+def test_resumes_from_the_store_and_engines_give_the_same_rows(tmp_path, data, network, monkeypatch):
+    images, labels = _test(data)
+    db = tmp_path / "runs.sqlite"
+    first = evaluate(network, images, labels, plans=("base",), instances=2, store=db)
+    calls = []
+    real = ev.evaluate_instance
+
+    def counting(spec, instance, plans, **kw):
+        calls.append((instance, tuple(plans)))
+        return real(spec, instance, plans, **kw)
+
+    monkeypatch.setattr(ev, "evaluate_instance", counting)
+    more = evaluate(network, images, labels, plans=("base",), instances=3, store=db, engine="reference")
+    assert calls == [(2, ("base",))]  # only the missing instance
+    assert more.iloc[:2].equals(first)
+    again = evaluate(network, images, labels, plans=("base",), instances=3, store=db, engine="torch")
+    assert calls == [(2, ("base",))] and again.equals(more)
+    with ResultStore(db) as store:
+        assert len(store.campaigns()) == 1
+    assert (tmp_path / "runs.sqlite.data").is_dir()
+
+
+def test_sensitivity_plans_and_user_plans(data, network):
+    train, _ = data
+    images, labels = _test(data)
+    with pytest.raises(EvaluationError, match="'msb' needs the network's sensitivity"):
+        evaluate(network, images, labels, plans=("base", "msb"), instances=1)
+    sens = (train.images[:200], train.labels[:200])
+    from remeco.models.convert import compute_sensitivity
+
+    s = compute_sensitivity(network, *sens)
+    mine = make_plan("msb", [32, 10], s, neuron_fraction=0.5)
+    mine = type(mine)("msb_half", mine.copies_log2)
+    df = evaluate(network, images, labels, plans=("sensitive_layer", mine), instances=1, sensitivity=sens)
+    assert list(df.plan) == ["sensitive_layer", "msb_half"]
+    assert 0 < df.extra_columns.iloc[1] < 0.5
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"plans": ("base", "magic")}, ["unknown plan 'magic'"]),
+    ({"plans": "base"}, ["plans must be"]),
+    ({"chip": "paperr"}, ["unknown chip preset"]),
+    ({"engine": "gpu"}, ["engine"]),
+    ({"workers": 0}, ["workers"]),
+    ({"plans": (make_plan("base", [5, 10]),)}, ["plan 'base' has layers of shape"]),
+])
+def test_bad_arguments_are_one_line(data, network, kwargs, words):
+    images, labels = _test(data)
+    with pytest.raises((EvaluationError, ChipConfigError)) as info:
+        evaluate(network, images, labels, instances=1, **kwargs)
+    assert "\n" not in str(info.value)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_bad_data_is_one_line(data, network):
+    images, labels = _test(data)
+    with pytest.raises(EvaluationError, match="uint8"):
+        evaluate(network, images.astype(np.float32), labels, instances=1)
+    with pytest.raises(EvaluationError, match="labels"):
+        evaluate(network, images, labels[:-1], instances=1)
+    with pytest.raises(EvaluationError, match="QuantizedNetwork"):
+        evaluate(object(), images, labels, instances=1)
+
+
+@pytest.mark.slow
+def test_process_pool_gives_the_serial_rows(data, network):
+    images, labels = _test(data)
+    serial = evaluate(network, images, labels, plans=("base", "committee"), instances=2)
+    pooled = evaluate(network, images, labels, plans=("base", "committee"), instances=2, workers=2)
+    assert pooled.equals(serial)
