@@ -82,13 +82,15 @@ def resolve_path(path: str, mapped=None) -> str:
 class _NativeLayer:
     """One layer of one chip instance, ready for the kernel (keeps its arrays alive)."""
 
-    def __init__(self, mapped_layer, quantized_layer, adc_shift: int, codes: np.ndarray, groups, amx=None) -> None:
+    def __init__(self, mapped_layer, quantized_layer, adc_shift: int, codes: np.ndarray, groups, isa: str,
+                 columns=None) -> None:
         fmt = mapped_layer.fmt
-        self.amx = amx is not None
+        self.isa = isa
+        self.amx = isa == "amx"
         if self.amx:
-            self.packed, self.tile_off = pack_codes_amx(mapped_layer, codes, amx, amx_split(fmt))
+            self.packed, self.tile_off = pack_codes_amx(mapped_layer, codes, columns, amx_split(fmt))
         else:
-            self.packed, self.tile_off = pack_codes(mapped_layer, codes)
+            self.packed, self.tile_off = pack_codes(mapped_layer, codes, columns.perm)
         self.groups = groups
         self.bias = np.ascontiguousarray(quantized_layer.bias, dtype=np.int32)
         self.neurons = mapped_layer.neurons
@@ -109,13 +111,15 @@ class _NativeLayer:
         s.weight_offset = fmt.weight_offset
         s.multiplier = int(quantized_layer.multiplier) if self.relu else 0
         s.shift = int(quantized_layer.shift) if self.relu else 0
+        if columns is not None:
+            self.columns = columns
+            s.Npad = columns.npad
+            s.ep_k, s.ep_half = native.pointer(columns.k), native.pointer(columns.half)
+            s.n_extra = len(columns.ex_col)
+            s.ex_dst, s.ex_col = native.pointer(columns.ex_dst), native.pointer(columns.ex_col)
         if self.amx:
-            self.columns = amx
-            s.split, s.Npad = amx_split(fmt), amx.npad
+            s.split = amx_split(fmt)
             s.wa, s.wa_off = native.pointer(self.packed), native.pointer(self.tile_off)
-            s.ep_k, s.ep_half = native.pointer(amx.k), native.pointer(amx.half)
-            s.n_extra = len(amx.ex_col)
-            s.ex_dst, s.ex_col = native.pointer(amx.ex_dst), native.pointer(amx.ex_col)
         else:
             s.w = native.pointer(self.packed)
             s.tile_off = native.pointer(self.tile_off)
@@ -145,13 +149,10 @@ class _NativeLayer:
         n = len(x)
         if self.images:
             out = np.empty((n, *self.output_shape), dtype=np.uint8)
-            call = lib.remeco_layer_images
         else:
             x = np.ascontiguousarray(self.q.input_rows(x))
             out = np.empty((len(x), self.neurons), dtype=np.uint8 if self.relu else np.int32)
-            call = lib.remeco_layer_rows
-        if self.amx:
-            call = lib.remeco_layer_images_amx
+        call = lib.remeco_layer_images_amx if self.amx else lib.remeco_layer_images_vnni
         bad = ctypes.c_int64(-1)
         status = call(ctypes.byref(self.struct), x.ctypes.data, n if self.images else len(x), out.ctypes.data,
                       ctypes.byref(bad))
@@ -215,8 +216,8 @@ class Engine:
             if isa == "amx" and not (native.amx_available() and fits):
                 raise ValueError("the AMX-INT8 path cannot run here (CPU, operating system or code width)")
             self.isa = isa or ("amx" if native.amx_available() and fits else "vnni")
-        self._amx = ([amx_columns(layer, g) for layer, g in zip(mapped.layers, self._groups)]
-                     if self.isa == "amx" else [None] * len(mapped.layers))
+        self._columns = ([amx_columns(layer, g) for layer, g in zip(mapped.layers, self._groups)]
+                         if self.path == "native" else [None] * len(mapped.layers))
 
     def prepare(self, codes) -> PreparedChip:
         """Prepare a chip instance: ``codes[c][layer]`` as in
@@ -229,9 +230,9 @@ class Engine:
                 raise ValueError(f"chip has {len(per_layer)} layers, the network {len(self.mapped.layers)}")
             if self.path == "native":
                 layers = tuple(
-                    _NativeLayer(m, q, shift, c, g, a)
+                    _NativeLayer(m, q, shift, c, g, self.isa, a)
                     for m, q, shift, c, g, a in zip(self.mapped.layers, net.layers, self.mapped.adc_shifts, per_layer,
-                                                    self._groups, self._amx)
+                                                    self._groups, self._columns)
                 )
             else:
                 from .torch_ops import TorchLayer

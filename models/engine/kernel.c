@@ -1,21 +1,25 @@
 /* Fused integer kernel of one crossbar layer: emulation steps 2-7 of
- * remeco.models.emulation, bit for bit, on AVX-512 VNNI.
+ * remeco.models.emulation, bit for bit, on AVX-512 VNNI or AMX-INT8.
  *
- * Per input vector (one row of the layer's im2col matrix, uint8):
+ * Input vectors (rows of the layer's im2col matrix, uint8; for conv layers the patches
+ * are gathered here, VCHUNK output positions at a time) go through
  *   2. column accumulation per input bit plane: the 0/1 plane bits times the 10-bit
- *      cell codes, as exact 16-bit x 16-bit -> 32-bit dot products (vpdpwssd: two
- *      rows of the tile per 32-bit lane, sixteen physical columns per instruction);
+ *      cell codes, exact integer dot products: vpdpwssd (VNNI path: two rows of the
+ *      tile per 32-bit lane, sixteen physical columns per instruction) or tdpbusd on
+ *      codes split as (hi << split) + lo (AMX path);
  *   3. ADC: clamp((acc + 2^(s-1)) >> s, 0, adc_max);
  *   4. shift-and-add over bit planes and row tiles;
- *   5. copy averaging by column index lists (round half up by 2^k);
+ *   5. copy averaging by column index (round half up by 2^k), 16 neurons at a time;
  *   6. slice recombination and offset correction;
- *   7. to accumulator units, then (mode) bias, int32 check, requantization + ReLU.
+ *   7. to accumulator units, then (mode) bias, int32 check, requantization + ReLU,
+ *      and for conv layers the max pooling.
  * The bit planes are made here from the uint8 inputs and never stored as a matrix;
- * input pairs that are zero and bit planes above the row's highest set bit are
- * skipped: their accumulators are 0, and the ADC maps 0 to 0.
+ * input pairs that are zero and bit planes above the highest set bit are skipped:
+ * their accumulators are 0, and the ADC maps 0 to 0.
  *
- * Weight layout (made by remeco.models.engine.native.pack_codes): per row tile t,
- * starting at tile_off[t] int16 elements, [column block cb][row pair kp][16 lanes][2].
+ * Code layouts (remeco.models.engine.layout): VNNI, pack_codes with the AMX column
+ * order: per row tile t from tile_off[t] int16 elements, [column block][row pair][16
+ * lanes][2]; AMX, pack_codes_amx (see remeco_layer_t).
  *
  * Built by remeco.models.engine.native (gcc -O3 -shared); no Python headers, called
  * through ctypes, which releases the GIL for the call.
@@ -75,13 +79,13 @@ typedef struct {
 
 enum { OK = 0, ERR_INT32 = 1, ERR_ALLOC = 2, ERR_ARGS = 3, ERR_INPUT = 4 };
 
-int remeco_kernel_abi(void) { return 3; }
+int remeco_kernel_abi(void) { return 4; }
 
 int remeco_cpu_supported(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vnni");
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
 }
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -90,7 +94,7 @@ int remeco_cpu_supported(void)
  * shifted ADC outputs into y. Constant NPL / NCB let the compiler keep every
  * accumulator in a register. */
 #define MICRO(NPL, NCB)                                                                      \
-    TARGET static void micro_##NPL##_##NCB(const uint32_t *pl, const int32_t *idx, int m,   \
+    TARGET static void micro_##NPL##_##NCB(const uint32_t *pl, int64_t ps, const int32_t *idx, int m, \
                                            const int16_t *wbase, int64_t cb_stride,         \
                                            __m512i half, __m128i sh, __m512i amax,           \
                                            int32_t *y)                                       \
@@ -102,9 +106,8 @@ int remeco_cpu_supported(void)
             const int16_t *wp = wbase + (int64_t)idx[i] * (2 * LANES);                       \
             __m512i wv[NCB];                                                                 \
             for (int j = 0; j < NCB; j++) wv[j] = _mm512_loadu_si512(wp + j * cb_stride);    \
-            const uint32_t *pi = pl + (int64_t)i * MAX_PLANES;                               \
             for (int b = 0; b < NPL; b++) {                                                  \
-                __m512i xb = _mm512_set1_epi32((int)pi[b]);                                  \
+                __m512i xb = _mm512_set1_epi32((int)pl[b * ps + i]);                         \
                 for (int j = 0; j < NCB; j++) acc[b][j] = _mm512_dpwssd_epi32(acc[b][j], xb, wv[j]); \
             }                                                                                \
         }                                                                                    \
@@ -123,104 +126,12 @@ int remeco_cpu_supported(void)
 MICRO_NCB(1) MICRO_NCB(2) MICRO_NCB(3) MICRO_NCB(4)
 MICRO_NCB(5) MICRO_NCB(6) MICRO_NCB(7) MICRO_NCB(8)
 
-typedef void (*micro_fn)(const uint32_t *, const int32_t *, int, const int16_t *, int64_t, __m512i,
+typedef void (*micro_fn)(const uint32_t *, int64_t, const int32_t *, int, const int16_t *, int64_t, __m512i,
                          __m128i, __m512i, int32_t *);
 
 #define ROW3(NPL) {micro_##NPL##_1, micro_##NPL##_2, micro_##NPL##_3}
 static const micro_fn MICROS[MAX_PLANES][3] = {ROW3(1), ROW3(2), ROW3(3), ROW3(4),
                                                 ROW3(5), ROW3(6), ROW3(7), ROW3(8)};
-
-static inline int64_t round_shift64(int64_t v, int s)
-{
-    return s ? (v + ((int64_t)1 << (s - 1))) >> s : v;
-}
-
-/* T[v][b] = bit b of v: the eight plane words of one input byte. */
-static uint32_t PLANE_TABLE[256][MAX_PLANES] __attribute__((aligned(32)));
-static int plane_table_ready = 0;
-
-static void init_plane_table(void)
-{
-    if (plane_table_ready) return;
-    for (int v = 0; v < 256; v++)
-        for (int b = 0; b < MAX_PLANES; b++) PLANE_TABLE[v][b] = (uint32_t)((v >> b) & 1);
-    plane_table_ready = 1;
-}
-
-typedef struct {
-    int32_t *y;     /* PB * 16 shift-and-added column values */
-    uint32_t *pl;   /* plane words of the non-zero row pairs, MAX_PLANES each */
-    int32_t *idx;   /* their row-pair indices */
-} scratch_t;
-
-/* One input vector xr (K bytes) through steps 2-7; writes N outputs at out (element
- * offset o of the mode's type). Returns 0, ERR_INPUT (an input >= 2^input_bits) or
- * ERR_INT32 (bias-added accumulator outside int32). */
-TARGET static int process_row(const remeco_layer_t *L, const uint8_t *xr, scratch_t *S, void *out, int64_t o)
-{
-    const int K = L->K, rows = L->rows, PB = L->PB;
-    const __m512i half = _mm512_set1_epi32(L->adc_shift ? 1 << (L->adc_shift - 1) : 0);
-    const __m128i sh = _mm_cvtsi32_si128(L->adc_shift);
-    const __m512i amax = _mm512_set1_epi32(L->adc_max);
-    int32_t *y = S->y;
-    memset(y, 0, (size_t)PB * LANES * sizeof(int32_t));
-    int64_t xsum = 0;
-    for (int t = 0; t < L->row_tiles; t++) {
-        const int k0 = t * rows;
-        const int kt = K - k0 < rows ? K - k0 : rows;
-        const int kp_tile = (kt + 1) / 2;
-        /* Non-zero row pairs of this tile and their plane words (bit of the even row in
-         * the low half, of the odd row in the high half). */
-        int m = 0;
-        unsigned any = 0;
-        for (int kp = 0; kp < kp_tile; kp++) {
-            const unsigned v0 = xr[k0 + 2 * kp];
-            const unsigned v1 = (2 * kp + 1 < kt) ? xr[k0 + 2 * kp + 1] : 0u;
-            if (!(v0 | v1)) continue;
-            xsum += v0 + v1;
-            any |= v0 | v1;
-            const __m256i p0 = _mm256_load_si256((const __m256i *)PLANE_TABLE[v0]);
-            const __m256i p1 = _mm256_load_si256((const __m256i *)PLANE_TABLE[v1]);
-            _mm256_storeu_si256((__m256i *)(S->pl + (int64_t)m * MAX_PLANES),
-                                _mm256_or_si256(p0, _mm256_slli_epi32(p1, 16)));
-            S->idx[m++] = kp;
-        }
-        if (!m) continue;
-        if (any >> L->input_bits) return ERR_INPUT;
-        const int npl = 32 - __builtin_clz(any);
-        const int16_t *wt = L->w + L->tile_off[t];
-        const int64_t cb_stride = (int64_t)kp_tile * 2 * LANES;
-        for (int cb = 0; cb < PB; cb += 3) {
-            const int ncb = PB - cb < 3 ? PB - cb : 3;
-            MICROS[npl - 1][ncb - 1](S->pl, S->idx, m, wt + cb * cb_stride, cb_stride, half, sh, amax, y + cb * LANES);
-        }
-    }
-    /* Steps 5-7 per neuron. */
-    for (int j = 0; j < L->N; j++) {
-        int64_t combined = 0;
-        for (int s = 0; s < L->n_slices; s++) {
-            const int g = j * L->n_slices + s;
-            int64_t sum = 0;
-            for (int c = L->grp_start[g]; c < L->grp_start[g + 1]; c++) sum += y[L->grp_cols[c]];
-            combined += round_shift64(sum, L->grp_k[g]) << (L->slice_bits * s);
-        }
-        const int64_t z = (combined << L->adc_shift) - ((L->weight_offset * xsum) << L->code_frac);
-        const int64_t acc = round_shift64(z, L->code_frac);
-        if (L->mode == 0) {
-            ((int64_t *)out)[o + j] = acc;
-            continue;
-        }
-        const int64_t tv = acc + L->bias[j];
-        if (tv > INT32_MAX || tv < INT32_MIN) return ERR_INT32;
-        if (L->mode == 1) {
-            ((int32_t *)out)[o + j] = (int32_t)tv;
-        } else {
-            const int64_t q = round_shift64(tv * L->multiplier, L->shift);
-            ((uint8_t *)out)[o + j] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
-        }
-    }
-    return OK;
-}
 
 static int check_layer(const remeco_layer_t *L)
 {
@@ -231,89 +142,6 @@ static int check_layer(const remeco_layer_t *L)
                     L->C * L->kernel * L->kernel != L->K || L->mode != 2))
         return ERR_ARGS;
     return OK;
-}
-
-/* Rows [0, n) of x (n x K uint8, contiguous, e.g. im2col rows) through the layer; out
- * is int64 (mode 0), int32 (mode 1) or uint8 (mode 2), n x N. Returns 0 or an error
- * code; on ERR_INT32 the offending row is written to *bad_row. */
-TARGET int remeco_layer_rows(const remeco_layer_t *L, const uint8_t *x, int64_t n, void *out, int64_t *bad_row)
-{
-    if (check_layer(L)) return ERR_ARGS;
-    init_plane_table();
-    const int max_pairs = (L->rows + 1) / 2;
-    scratch_t S = {aligned_alloc(64, (size_t)L->PB * LANES * sizeof(int32_t)),
-                   aligned_alloc(32, (size_t)max_pairs * MAX_PLANES * sizeof(uint32_t)),
-                   malloc((size_t)max_pairs * sizeof(int32_t))};
-    int status = (S.y && S.pl && S.idx) ? OK : ERR_ALLOC;
-    for (int64_t r = 0; r < n && status == OK; r++) {
-        status = process_row(L, x + r * L->K, &S, out, r * L->N);
-        if (status) *bad_row = r;
-    }
-    free(S.y); free(S.pl); free(S.idx);
-    return status;
-}
-
-/* Whole images through the layer. Dense: x is n x K (an image's activations, flattened
- * C, H, W), out as remeco_layer_rows. Conv: x is n x (C, H, W) uint8; every output
- * position's patch is gathered in im2col order (channel, kernel row, kernel column; zero
- * padding), run through steps 2-7 with requantization, and the uint8 codes are max
- * pooled into out, n x (N, Ho / pool, Wo / pool): what QuantizedLayer.input_rows and
- * arrange_outputs do, without materialising the im2col matrix. */
-TARGET int remeco_layer_images(const remeco_layer_t *L, const uint8_t *x, int64_t n, void *out, int64_t *bad_row)
-{
-    if (!L->conv) return remeco_layer_rows(L, x, n, out, bad_row);
-    if (check_layer(L)) return ERR_ARGS;
-    init_plane_table();
-    const int max_pairs = (L->rows + 1) / 2;
-    const int positions = L->Ho * L->Wo, N = L->N, P = L->pool;
-    const int hp = L->Ho / P, wp = L->Wo / P;
-    const int64_t in_size = (int64_t)L->C * L->H * L->W, out_size = (int64_t)N * hp * wp;
-    scratch_t S = {aligned_alloc(64, (size_t)L->PB * LANES * sizeof(int32_t)),
-                   aligned_alloc(32, (size_t)max_pairs * MAX_PLANES * sizeof(uint32_t)),
-                   malloc((size_t)max_pairs * sizeof(int32_t))};
-    uint8_t *patch = malloc((size_t)L->K);
-    uint8_t *codes = malloc((size_t)positions * N);
-    int status = (S.y && S.pl && S.idx && patch && codes) ? OK : ERR_ALLOC;
-    for (int64_t i = 0; i < n && status == OK; i++) {
-        const uint8_t *img = x + i * in_size;
-        for (int oh = 0; oh < L->Ho && status == OK; oh++) {
-            for (int ow = 0; ow < L->Wo; ow++) {
-                int k = 0;
-                for (int c = 0; c < L->C; c++) {
-                    for (int ki = 0; ki < L->kernel; ki++) {
-                        const int ih = oh * L->stride - L->padding + ki;
-                        const int row_in = ih >= 0 && ih < L->H;
-                        const uint8_t *src = img + ((int64_t)c * L->H + ih) * L->W;
-                        for (int kj = 0; kj < L->kernel; kj++) {
-                            const int iw = ow * L->stride - L->padding + kj;
-                            patch[k++] = (row_in && iw >= 0 && iw < L->W) ? src[iw] : 0;
-                        }
-                    }
-                }
-                const int64_t pos = (int64_t)oh * L->Wo + ow;
-                status = process_row(L, patch, &S, codes, pos * N);
-                if (status) {
-                    *bad_row = i * positions + pos;
-                    break;
-                }
-            }
-        }
-        if (status) break;
-        uint8_t *dst = (uint8_t *)out + i * out_size;
-        for (int j = 0; j < N; j++)
-            for (int a = 0; a < hp; a++)
-                for (int b = 0; b < wp; b++) {
-                    uint8_t best = 0;
-                    for (int u = 0; u < P; u++)
-                        for (int v = 0; v < P; v++) {
-                            const uint8_t c = codes[((int64_t)(a * P + u) * L->Wo + (b * P + v)) * N + j];
-                            best = c > best ? c : best;
-                        }
-                    dst[((int64_t)j * hp + a) * wp + b] = best;
-                }
-    }
-    free(S.y); free(S.pl); free(S.idx); free(patch); free(codes);
-    return status;
 }
 
 /* ------------------------------------------------------------------ AMX-INT8 path
@@ -328,6 +156,9 @@ TARGET int remeco_layer_images(const remeco_layer_t *L, const uint8_t *x, int64_
  * (int64 lanes where the contract's values need them). */
 
 #define AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,amx-tile,amx-int8")))
+/* The chunked driver and the vectorised steps 5-7 need no tile unit: shared with the
+ * chunked VNNI path (remeco_layer_images_vnni). */
+#define NEURON_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 #define VCHUNK 32
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
@@ -353,6 +184,9 @@ int remeco_amx_supported(void)
 }
 
 typedef struct {
+    uint32_t *pl;    /* VNNI path: plane words of one tile's non-zero row pairs, [plane][ps] */
+    int32_t *idx;    /* VNNI path: their row-pair indices */
+    int64_t ps;      /* row stride of pl: the tile's row pairs + 16 (a compacted store spills <= 15) */
     uint8_t *A;      /* VCHUNK * MAX_PLANES rows x kpad bytes */
     int32_t *rowv, *rowb;
     int32_t *y;      /* VCHUNK x PB * 16 */
@@ -364,6 +198,7 @@ typedef struct {
 static void amx_free(amx_scratch_t *S)
 {
     free(S->A); free(S->rowv); free(S->rowb); free(S->y); free(S->cbuf); free(S->xsum); free(S->sums);
+    free(S->pl); free(S->idx);
 }
 
 static int amx_alloc(const remeco_layer_t *L, amx_scratch_t *S)
@@ -376,7 +211,10 @@ static int amx_alloc(const remeco_layer_t *L, amx_scratch_t *S)
     S->cbuf = aligned_alloc(64, 4 * 256 * sizeof(int32_t)); /* 2 n blocks x 32 rows x 16 */
     S->xsum = malloc(VCHUNK * sizeof(int64_t));
     S->sums = aligned_alloc(64, (size_t)L->n_slices * L->Npad * sizeof(int32_t) + 64);
-    if (!(S->A && S->rowv && S->rowb && S->y && S->cbuf && S->xsum && S->sums)) return ERR_ALLOC;
+    S->ps = (L->rows + 1) / 2 + 16;
+    S->pl = aligned_alloc(64, ((size_t)S->ps * MAX_PLANES * sizeof(uint32_t) + 63) / 64 * 64);
+    S->idx = malloc((size_t)S->ps * sizeof(int32_t));
+    if (!(S->A && S->rowv && S->rowb && S->y && S->cbuf && S->xsum && S->sums && S->pl && S->idx)) return ERR_ALLOC;
     memset(S->A, 0, rows * kpad); /* rows past a chunk's last are read, never used */
     return OK;
 }
@@ -491,10 +329,74 @@ AMX_TARGET static int amx_columns(const remeco_layer_t *L, const uint8_t *x, int
     return OK;
 }
 
+/* Steps 2-4 of nv <= VCHUNK vectors on AVX-512 VNNI, into S->y and S->xsum as
+ * amx_columns does, on codes packed by pack_codes in the AMX column order (L->w,
+ * L->tile_off). Per vector and row tile, sixteen row pairs at a time: the pairs with a
+ * non-zero input are compacted (no data-dependent branch per pair) with their plane
+ * words, plane-major in S->pl (bit b of the even row in bit 0, of the odd row in bit 16;
+ * row stride S->ps), then the micro kernels run over them. */
+TARGET static int vnni_columns(const remeco_layer_t *L, const uint8_t *x, int nv, amx_scratch_t *S, int *bad)
+{
+    const int K = L->K, rows = L->rows, PB = L->PB, W16 = PB * LANES, nb = L->input_bits;
+    const int64_t ps = S->ps;
+    const __m512i half = _mm512_set1_epi32(L->adc_shift ? 1 << (L->adc_shift - 1) : 0);
+    const __m128i sh = _mm_cvtsi32_si128(L->adc_shift);
+    const __m512i amax = _mm512_set1_epi32(L->adc_max);
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i lo_bit = _mm512_set1_epi32(1), hi_bit = _mm512_set1_epi32(1 << 16);
+    memset(S->y, 0, (size_t)nv * W16 * sizeof(int32_t));
+    for (int v = 0; v < nv; v++) {
+        const uint8_t *xr = x + (int64_t)v * K;
+        int32_t *y = S->y + (int64_t)v * W16;
+        __m256i sumv = _mm256_setzero_si256();
+        for (int t = 0; t < L->row_tiles; t++) {
+            const int k0 = t * rows;
+            const int kt = K - k0 < rows ? K - k0 : rows;
+            const int kp_tile = (kt + 1) / 2;
+            int m = 0;
+            __m512i orv = _mm512_setzero_si512();
+            for (int p0 = 0; p0 < kp_tile; p0 += 16) {
+                const int bytes = kt - 2 * p0 < 32 ? kt - 2 * p0 : 32;
+                const __m256i w = _mm256_maskz_loadu_epi8(bytes == 32 ? ~0u : (1u << bytes) - 1, xr + k0 + 2 * p0);
+                const __m512i d = _mm512_cvtepu16_epi32(w); /* even row in bits 0-7, odd in 8-15 */
+                const __mmask16 nz = _mm512_test_epi32_mask(d, d);
+                if (!nz) continue;
+                orv = _mm512_or_si512(orv, d);
+                sumv = _mm256_add_epi64(sumv, _mm256_sad_epu8(w, _mm256_setzero_si256()));
+                _mm512_storeu_si512(S->idx + m, _mm512_maskz_compress_epi32(nz, _mm512_add_epi32(lanes, _mm512_set1_epi32(p0))));
+                for (int b = 0; b < nb; b++) {
+                    const __m512i pw = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(d, b), lo_bit),
+                                                       _mm512_and_si512(_mm512_slli_epi32(d, 8 - b), hi_bit));
+                    _mm512_storeu_si512(S->pl + b * ps + m, _mm512_maskz_compress_epi32(nz, pw));
+                }
+                m += __builtin_popcount(nz);
+            }
+            if (!m) continue;
+            unsigned any = (unsigned)_mm512_reduce_or_epi32(orv);
+            any = (any | any >> 8) & 0xff;
+            if (any >> nb) {
+                *bad = v;
+                return ERR_INPUT;
+            }
+            const int npl = 32 - __builtin_clz(any);
+            const int16_t *wt = L->w + L->tile_off[t];
+            const int64_t cb_stride = (int64_t)kp_tile * 2 * LANES;
+            for (int cb = 0; cb < PB; cb += 3) {
+                const int ncb = PB - cb < 3 ? PB - cb : 3;
+                MICROS[npl - 1][ncb - 1](S->pl, ps, S->idx, m, wt + cb * cb_stride, cb_stride, half, sh, amax,
+                                         y + cb * LANES);
+            }
+        }
+        const __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(sumv), _mm256_extracti128_si256(sumv, 1));
+        S->xsum[v] = _mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1);
+    }
+    return OK;
+}
+
 /* Steps 5-7 of vectors [0, nv) (their y and xsum in S) for all neurons, 16 at a time.
  * Vector v writes out[o + v * N + j] (int32 in mode 1, uint8 in mode 2). Returns OK or
  * ERR_INT32 (*bad = the vector). */
-AMX_TARGET static int amx_neurons(const remeco_layer_t *L, amx_scratch_t *S, int nv, void *out, int64_t o, int *bad)
+NEURON_TARGET static int amx_neurons(const remeco_layer_t *L, amx_scratch_t *S, int nv, void *out, int64_t o, int *bad)
 {
     const int N = L->N, NP = L->Npad, W16 = L->PB * LANES;
     const __m512i cf_half = _mm512_set1_epi64(L->code_frac ? (int64_t)1 << (L->code_frac - 1) : 0);
@@ -566,12 +468,18 @@ static int check_amx(const remeco_layer_t *L)
     return OK;
 }
 
-/* remeco_layer_images on the AMX path: same arguments, same results. */
-AMX_TARGET int remeco_layer_images_amx(const remeco_layer_t *L, const uint8_t *x, int64_t n, void *out,
-                                       int64_t *bad_row)
+typedef int (*columns_fn)(const remeco_layer_t *, const uint8_t *, int, amx_scratch_t *, int *);
+
+AMX_TARGET static void amx_columns_begin(void) { amx_configure(); }
+AMX_TARGET static void amx_columns_end(void) { _tile_release(); }
+
+/* The chunked path: VCHUNK vectors (im2col rows made here for conv layers) through
+ * `columns` (steps 2-4: AMX tiles or VNNI) and amx_neurons (steps 5-7), then max pooling.
+ * Same arguments and results as remeco_layer_images. */
+NEURON_TARGET static int chunked_images(const remeco_layer_t *L, const uint8_t *x, int64_t n, void *out,
+                                        int64_t *bad_row, int use_amx)
 {
-    if (check_amx(L)) return ERR_ARGS;
-    if (!remeco_amx_supported()) return ERR_ARGS;
+    const columns_fn columns = use_amx ? amx_columns : vnni_columns;
     amx_scratch_t S = {0};
     int status = amx_alloc(L, &S);
     uint8_t *patch = NULL, *codes = NULL, *padded = NULL;
@@ -590,13 +498,13 @@ AMX_TARGET int remeco_layer_images_amx(const remeco_layer_t *L, const uint8_t *x
                     for (int kj = 0; kj < L->kernel; kj++) offs[k++] = ((int64_t)c * Hp + ki) * Wp + kj;
         (void)P;
     }
-    if (status == OK) amx_configure();
+    if (status == OK && use_amx) amx_columns_begin();
     if (!L->conv) {
         /* rows (dense layers, or im2col rows made by the caller) */
         for (int64_t r0 = 0; r0 < n && status == OK; r0 += VCHUNK) {
             const int nv = n - r0 < VCHUNK ? (int)(n - r0) : VCHUNK;
             int bad = 0;
-            status = amx_columns(L, x + r0 * L->K, nv, &S, &bad);
+            status = columns(L, x + r0 * L->K, nv, &S, &bad);
             if (status == OK) status = amx_neurons(L, &S, nv, out, r0 * N, &bad);
             if (status) *bad_row = r0 + bad;
         }
@@ -629,7 +537,7 @@ AMX_TARGET int remeco_layer_images_amx(const remeco_layer_t *L, const uint8_t *x
                     }
                 }
                 int bad = 0;
-                status = amx_columns(L, patch, nv, &S, &bad);
+                status = columns(L, patch, nv, &S, &bad);
                 if (status == OK) status = amx_neurons(L, &S, nv, codes, (int64_t)p0 * N, &bad);
                 if (status) *bad_row = i * positions + p0 + bad;
             }
@@ -648,8 +556,25 @@ AMX_TARGET int remeco_layer_images_amx(const remeco_layer_t *L, const uint8_t *x
                     }
         }
     }
-    _tile_release();
+    if (use_amx) amx_columns_end();
     amx_free(&S);
     free(patch); free(codes); free(padded); free(offs);
     return status;
+}
+
+/* remeco_layer_images on the AMX path: same arguments, same results. */
+int remeco_layer_images_amx(const remeco_layer_t *L, const uint8_t *x, int64_t n, void *out, int64_t *bad_row)
+{
+    if (check_amx(L) || !remeco_amx_supported()) return ERR_ARGS;
+    return chunked_images(L, x, n, out, bad_row, 1);
+}
+
+/* remeco_layer_images on the chunked VNNI path: codes packed by pack_codes in the AMX
+ * column order (L->w, L->tile_off), the AMX path's copy tables; same results. */
+int remeco_layer_images_vnni(const remeco_layer_t *L, const uint8_t *x, int64_t n, void *out, int64_t *bad_row)
+{
+    if (check_layer(L) || L->mode < 1 || L->Npad < L->N || L->Npad % LANES || L->n_extra < 0 || !L->w ||
+        !L->tile_off || !L->ep_k || !L->ep_half || !remeco_cpu_supported())
+        return ERR_ARGS;
+    return chunked_images(L, x, n, out, bad_row, 0);
 }

@@ -184,8 +184,9 @@ def pack_codes_amx(mapped, codes: np.ndarray, columns: AmxColumns, split: int) -
     return np.concatenate(parts), np.asarray(offsets, dtype=np.int64)
 
 
-def pack_codes(mapped, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cell codes in the fused kernel's layout.
+def pack_codes(mapped, codes: np.ndarray, perm: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cell codes in the fused kernel's VNNI layout (columns reordered by ``perm``, e.g.
+    :attr:`AmxColumns.perm`, when given).
 
     Returns
     -------
@@ -198,6 +199,8 @@ def pack_codes(mapped, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     fmt = mapped.fmt
     c2 = tile_codes(mapped, codes)
+    if perm is not None:
+        c2 = c2[..., perm]
     p = mapped.physical_columns
     pb = -(-p // LANES)
     parts, offsets, at = [], [], 0

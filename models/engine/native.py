@@ -35,7 +35,7 @@ SOURCE = Path(__file__).with_name("kernel.c")
 #: VNNI can still load the library and be told so by ``remeco_cpu_supported``).
 CFLAGS = ("-O3", "-std=c11", "-fPIC", "-shared", "-fno-strict-aliasing")
 #: The ABI version the Python side expects (``remeco_kernel_abi`` in kernel.c).
-ABI = 3
+ABI = 4
 
 
 #: Kernel return codes (the enum in kernel.c) -> what they mean.
@@ -187,9 +187,9 @@ def load() -> ctypes.CDLL:
         if lib.remeco_kernel_abi() != ABI:
             raise KernelUnavailable(f"{path} has another ABI version")
         if not lib.remeco_cpu_supported():
-            raise KernelUnavailable("this CPU lacks AVX-512 VNNI (the fused kernel's instructions)")
+            raise KernelUnavailable("this CPU lacks AVX-512 VNNI / DQ (the fused kernel's instructions)")
         lib.remeco_amx_supported.restype = ctypes.c_int
-        for name in ("remeco_layer_rows", "remeco_layer_images", "remeco_layer_images_amx"):
+        for name in ("remeco_layer_images_vnni", "remeco_layer_images_amx"):
             fn = getattr(lib, name)
             fn.restype = ctypes.c_int
             fn.argtypes = [ctypes.POINTER(LayerStruct), ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
