@@ -10,7 +10,7 @@ missing ``wire_resistance`` is the JSON ``null``: the resistance is drawn per in
 
 Presets (``ChipParams.load("paper")``) are TOML files in ``remeco/models/presets/chips``:
 
-``paper``  the ReMeCo paper's chip (Table 2 and Section 4.1, see ``shared/REFERENCE.md``):
+``paper``  the ReMeCo paper's chip (its Table 2 and Section 4.1):
            1 % stuck-at faults, 83.8 % of them stuck-on; 4-bit devices, 8-bit weights in
            2 slices; 128 x 128 crossbars; wires N(2 ohm, 0.5 ohm^2); D2D sigma 0.1 mu;
            write-and-verify. It equals ``ChipParams()``.
