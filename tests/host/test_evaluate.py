@@ -138,3 +138,17 @@ def test_process_pool_gives_the_serial_rows(data, network):
     serial = evaluate(network, images, labels, plans=("base", "committee"), instances=2)
     pooled = evaluate(network, images, labels, plans=("base", "committee"), instances=2, workers=2)
     assert pooled.equals(serial)
+
+
+def test_all_six_plans_work_for_a_converted_network(data, network):
+    from remeco.models.redundancy import PLAN_NAMES
+
+    train, _ = data
+    images, labels = _test(data)
+    df = evaluate(network, images, labels, plans=PLAN_NAMES, instances=1,
+                  sensitivity=(train.images[:200], train.labels[:200]))
+    assert tuple(df.plan) == PLAN_NAMES
+    assert (df.accuracy > 0.5).all(), df[["plan", "accuracy"]]
+    extra = dict(zip(df.plan, df.extra_columns))
+    assert extra["base"] == 0 and extra["committee"] == pytest.approx(1.0)
+    assert 0 < extra["msb"] < extra["sensitive_neuron"] < extra["layer_averaging"]

@@ -170,3 +170,22 @@ def test_bad_arguments_are_one_line(kwargs, word):
         from_torch(net, _images(4), **kwargs)
     with pytest.raises(ConversionError, match="uint8"):
         from_torch(net, _images(4).astype(np.float32))
+
+
+def test_sensitivity_from_the_network_or_the_module_is_the_same():
+    from remeco.models.convert import compute_sensitivity
+
+    torch.manual_seed(3)
+    net = _randomize_bn(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Flatten(), nn.Linear(4 * 13 * 13, 10)))
+    images, labels = _images(32), np.arange(32) % 10
+    q = from_torch(net, images)
+    a = compute_sensitivity(q, images, labels)
+    b = compute_sensitivity(q, images, labels, module=net)
+    assert [s.shape for s in a.signed] == [(4,), (10,)]
+    for x, y in zip(a.magnitude, b.magnitude):
+        np.testing.assert_allclose(x, y, rtol=1e-5)
+    assert (a.magnitude[-1] > 0).all() and a.magnitude[0].max() > 0  # a hidden channel may be dead
+    plain = type(q).__mro__[1](q.name, q.input_shape, q.num_classes, q.layers)  # a QuantizedNetwork
+    with pytest.raises(ConversionError, match="module="):
+        compute_sensitivity(plain, images, labels)
