@@ -100,15 +100,19 @@ def _context(spec: dict, data_dir: str) -> dict:
 
 
 def evaluate_instance(spec: dict, instance: int, plans: list[str], *, data_dir: str,
-                      engine: str = DEFAULT_ENGINE, device: str | None = None) -> dict[str, dict]:
+                      engine: str = DEFAULT_ENGINE, device: str | None = None,
+                      pool_worker: bool = True) -> dict[str, dict]:
     """Campaign task: accuracy of every plan in ``plans`` on chip instance ``(spec["seed"], instance)``.
 
-    ``data_dir`` (where the network and images are), ``engine`` and ``device`` are bound
-    with :func:`functools.partial`, outside the spec: they do not change the rows.
+    ``data_dir`` (where the network and images are), ``engine``, ``device`` and
+    ``pool_worker`` are bound with :func:`functools.partial`, outside the spec: they do not
+    change the rows. A pool worker is made single-threaded (one worker per core); in the
+    caller's own process the thread settings are left alone.
     """
     from remeco.models.network import program_network
 
-    limit_worker_threads()
+    if pool_worker:
+        limit_worker_threads()
     ctx = _context(spec, data_dir)
     engines = ctx["engines"].setdefault((engine, device), EngineCache(engine, device))
     out = {}
@@ -360,7 +364,7 @@ def evaluate(
             atomic_savez(img_file, {"images": images, "labels": labels})
         result_store = stack.enter_context(ResultStore(db))
         serial = workers is None or workers == 1
-        task = functools.partial(evaluate_instance, data_dir=str(data_dir), engine=engine)
+        task = functools.partial(evaluate_instance, data_dir=str(data_dir), engine=engine, pool_worker=not serial)
         cid = run_campaign(spec, task, instances=instances, plans=list(plan_map), store=result_store,
                            executor="serial" if serial else "process", workers=None if serial else workers,
                            group_by_instance=True, progress=progress)

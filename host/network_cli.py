@@ -53,6 +53,7 @@ def _train(args: argparse.Namespace) -> int:
         "int_accuracy": tm.int_accuracy,
         "agreement": tm.agreement,
         "parameters": tm.network.num_parameters,
+        "network_sha256": tm.network.sha256(),  # the network's identity (QuantizedNetwork.sha256)
         "train_seconds": tm.train_seconds,
         "from_cache": tm.from_cache,
         "path": str(tm.path),

@@ -138,11 +138,7 @@ def prepare(
         f"({'cached' if trained.from_cache else f'trained in {trained.train_seconds:.0f} s'})"
     )
     # Named by content, so a retrained (different) network never reuses a stale file.
-    digest = hashlib.sha256()
-    for key, value in sorted(network.to_arrays().items()):
-        digest.update(key.encode())
-        digest.update(np.ascontiguousarray(value).tobytes())
-    network_file = out / f"network-{net}-{digest.hexdigest()[:16]}.npz"
+    network_file = out / f"network-{net}-{network.sha256()[:16]}.npz"
     save_network_once(network, network_file)  # a damaged copy is rewritten
     sens_file = out / f"sensitivity-{network_file.stem}.json"
     n_sens = min(1000, len(train.images))

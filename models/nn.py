@@ -85,15 +85,23 @@ are zero where an activation is clamped.
 Determinism
 -----------
 :func:`train` draws everything (initial weights, batch order, augmentation shifts)
-from one ``torch.Generator`` seeded with ``seed``; it touches no global RNG. On a
-given machine, torch build and thread count the trained weights are bit-identical
-run to run; across thread counts or CPUs, float summation order may differ in the
-last bits (pass ``threads`` to pin it). The integer reference is exact everywhere.
+from one ``torch.Generator`` seeded with ``seed``; it touches no global RNG. It runs
+on one torch thread with torch's deterministic algorithms, whatever the caller's
+thread count (both restored afterwards): torch splits reductions across threads, so
+with two threads the float sums differ in the last bits and, over 20 epochs, the
+trained network too (40,627 of 44,426 integer weights and biases of the default
+LeNet-5 differed between one and two threads). One thread is also not slower on the
+project's 2-core machines: 29-34 s against 142-145 s for two threads (default LeNet-5,
+other jobs running). The trained network therefore depends only on the recipe, the
+torch build and the CPU's vector kernels (oneDNN and BLAS pick them by instruction
+set, so a CPU with other vector units may still train another network: not measured,
+one machine type here). Its identity is
+:meth:`QuantizedNetwork.sha256`. The integer reference is exact everywhere.
 
 Cache
 -----
 :func:`get_trained` stores one ``.npz`` (no pickle) per (network spec, training
-hyper-parameters, train and test data hashes, format version) under
+hyper-parameters, :data:`TRAINING_VERSION`, train and test data hashes, format version) under
 ``$REMECO_CACHE`` or ``~/.cache/remeco``, written to a temporary file and renamed,
 so an interrupted run never leaves a partial entry. An entry that does not load and
 validate (empty, truncated, wrong fields) is named in one warning line and retrained
@@ -132,6 +140,7 @@ from .quantized import exact_matmul, im2col, quantize_multiplier, requantize
 
 __all__ = [
     "ACT_MOMENTUM",
+    "TRAINING_VERSION",
     "MULTIPLIER_BITS",
     "MAX_SHIFT",
     "NET_NAMES",
@@ -166,6 +175,9 @@ __all__ = [
 ACT_MOMENTUM = 0.99
 #: Network names accepted by :func:`net_spec`.
 NET_NAMES = ("lenet5", "lenet_paper", "alexnet")
+#: How :func:`train` runs, in the cache key: 2 = one torch thread, deterministic
+#: algorithms (1 = the caller's thread count, whose networks depend on it).
+TRAINING_VERSION = 2
 
 
 # ----------------------------------------------------------------------------- specs
@@ -581,17 +593,20 @@ def _config(net: str | NetSpec, **overrides: object) -> TrainConfig:
 
 
 @contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count (restored afterwards)."""
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+def _deterministic_torch() -> Iterator[None]:
+    """One intra-op thread and torch's deterministic algorithms, the caller's settings
+    restored afterwards: float sums in a fixed order, so training does not depend on
+    how many threads the caller (or the machine) has."""
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
     try:
         yield
     finally:
-        torch.set_num_threads(previous)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.set_num_threads(threads)
 
 
 def _augment(images: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
@@ -637,7 +652,8 @@ def train(
         See :class:`TrainConfig`; ``None`` takes the network's
         :func:`default_config` value.
     threads:
-        If given, torch's thread count during training (restored afterwards).
+        Kept for older callers: ``None`` or 1 only. Training always runs on one torch
+        thread (see the module docstring), whatever the caller's thread count.
     log:
         Called with one line per epoch (mean loss), e.g. ``print``.
 
@@ -648,8 +664,10 @@ def train(
 
     Notes
     -----
-    Deterministic given ``seed``: see the module docstring.
+    Deterministic given ``seed``, on any thread count: see the module docstring.
     """
+    if threads not in (None, 1):
+        raise ValueError(f"threads must be None or 1 (training always runs on one thread), got {threads!r}")
     spec = _as_spec(net_name)
     config = _config(
         spec, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr,
@@ -670,7 +688,7 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
     model.train()
-    with _torch_threads(threads):
+    with _deterministic_torch():
         for epoch in range(epochs):
             order = torch.randperm(n, generator=generator)
             loss_sum = 0.0
@@ -828,6 +846,7 @@ def cache_key(spec: NetSpec, config: TrainConfig, train_hash: str, test_hash: st
     """
     recipe = {
         "format": _FORMAT_VERSION,
+        "training": TRAINING_VERSION,
         "act_momentum": ACT_MOMENTUM,
         "multiplier_bits": MULTIPLIER_BITS,
         "spec": dataclasses.asdict(spec),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -540,6 +541,18 @@ class QuantizedNetwork:
                 )
             )
         return cls(meta["name"], tuple(meta["input_shape"]), meta["num_classes"], layers)
+
+    def sha256(self) -> str:
+        """The network's identity: SHA-256 (hex) over :meth:`to_arrays` in key order (each
+        key's text, then its array's bytes in native order: the same on every little-endian
+        machine). Equal networks, equal digests;
+        ``remeco train --json`` prints it and ``remeco reproduce`` names the network file
+        by its first 16 digits."""
+        digest = hashlib.sha256()
+        for key, value in sorted(self.to_arrays().items()):
+            digest.update(key.encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        return digest.hexdigest()
 
     def save(self, path: str | Path) -> None:
         """Write to an ``.npz`` file atomically (temporary file, then rename).

@@ -122,6 +122,13 @@ def test_bad_arguments_are_one_line(data, network, kwargs, words):
         assert word in str(info.value)
 
 
+def test_serial_evaluation_leaves_the_callers_threads_alone(data, network):
+    images, labels = _test(data)
+    before = torch.get_num_threads()
+    evaluate(network, images, labels, instances=1)
+    assert torch.get_num_threads() == before
+
+
 def test_bad_data_is_one_line(data, network):
     images, labels = _test(data)
     with pytest.raises(EvaluationError, match="uint8"):

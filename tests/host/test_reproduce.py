@@ -6,6 +6,7 @@ import pytest
 
 from remeco.host.cli import main
 from remeco.host.reproduce import reproduce
+from remeco.models.quantized import QuantizedNetwork
 
 EPOCHS = 4  # a short training keeps the test quick; the software accuracy is still ~97 %
 
@@ -79,6 +80,9 @@ def test_train_and_sensitivity_commands(result, capsys, tmp_path):
     assert main(["train", "--epochs", str(EPOCHS), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["from_cache"] and info["parameters"] == 44426 and info["int_accuracy"] > 0.9
+    # one identity of the network: the digest train prints names reproduce's network file
+    network_file = result[1] / f"network-lenet5-{info['network_sha256'][:16]}.npz"
+    assert QuantizedNetwork.load(network_file).sha256() == info["network_sha256"]
     assert main(["sensitivity", "--epochs", str(EPOCHS), "--images", "50", "--out", str(tmp_path), "--json"]) == 0
     layers = json.loads(capsys.readouterr().out)["layer_sensitivity"]
     assert len(layers) == 5 and (tmp_path / "sensitivity.png").exists()

@@ -344,6 +344,54 @@ def test_training_is_deterministic(data):
     assert a != c
 
 
+_THREADS_SCRIPT = """
+import json, sys
+import torch
+torch.set_num_threads(int(sys.argv[1]))
+from remeco.models import nn as rn
+from remeco.models.data import load_dataset
+train, _ = load_dataset()
+net = rn.export(rn.train("lenet5", train, epochs=1, seed=0))
+print(json.dumps({"sha256": net.sha256(), "threads_after": torch.get_num_threads(),
+                  "deterministic_after": torch.are_deterministic_algorithms_enabled()}))
+"""
+
+
+def test_training_does_not_depend_on_the_callers_thread_count():
+    """One epoch of the whole embedded training split, in processes set to 1 and 2 torch
+    threads: the same network. Before training ran single-threaded, these two differed
+    in 1,242 of 44,190 integer weights (smaller runs of 300-2,000 images happened to agree,
+    hence the whole split)."""
+    import json
+    import subprocess
+    import sys
+
+    out = {}
+    for threads in (1, 2):
+        proc = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(threads)], capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out[threads] = json.loads(proc.stdout)
+        # the caller's settings are restored
+        assert out[threads]["threads_after"] == threads and out[threads]["deterministic_after"] is False
+    assert out[1]["sha256"] == out[2]["sha256"]
+
+
+def test_training_refuses_another_thread_count(data):
+    with pytest.raises(ValueError, match="threads must be None or 1"):
+        rn.train("lenet5", data[0].subset(10), epochs=1, seed=0, threads=2)
+
+
+def test_network_sha256_is_its_content(trained):
+    _, qnet = trained
+    digest = qnet.sha256()
+    assert len(digest) == 64 and digest == rn.QuantizedNetwork.from_arrays(qnet.to_arrays()).sha256()
+    arrays = qnet.to_arrays()
+    arrays["qnet.0.weight"] = arrays["qnet.0.weight"].copy()
+    arrays["qnet.0.weight"][0, 0] ^= 1
+    assert rn.QuantizedNetwork.from_arrays(arrays).sha256() != digest
+
+
 def test_default_configs():
     assert rn.default_config("lenet5") == rn.TrainConfig()
     assert rn.default_config("lenet_paper").lr < rn.default_config("lenet5").lr
@@ -397,6 +445,15 @@ def test_cache_key_covers_the_recipe():
     assert base != rn.cache_key(spec, rn.TrainConfig(), "c" * 16, "b" * 16)
     assert base != rn.cache_key(spec, rn.TrainConfig(), "a" * 16, "c" * 16)
     assert base != rn.cache_key(rn.net_spec("lenet_paper"), rn.TrainConfig(), "a" * 16, "b" * 16)
+
+
+
+def test_cache_key_names_the_training_procedure(monkeypatch):
+    """Entries trained on the caller's thread count (training version 1) are never served."""
+    spec = rn.net_spec("lenet5")
+    new = rn.cache_key(spec, rn.TrainConfig(), "a" * 16, "b" * 16)
+    monkeypatch.setattr(rn, "TRAINING_VERSION", 1)
+    assert rn.cache_key(spec, rn.TrainConfig(), "a" * 16, "b" * 16) != new
 
 
 def test_interrupted_write_leaves_no_entry(data, tmp_path, monkeypatch):
