@@ -137,14 +137,6 @@ def _sha256(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _network_sha256(network: QuantizedNetwork) -> str:
-    digest = hashlib.sha256()
-    for key, value in sorted(network.to_arrays().items()):
-        digest.update(key.encode())
-        digest.update(np.ascontiguousarray(value).tobytes())
-    return digest.hexdigest()
-
-
 def _chip(chip: ChipParams | str | os.PathLike | None) -> ChipParams:
     if chip is None:
         return ChipParams()
@@ -336,7 +328,7 @@ def evaluate(
         costs = {name: _costs(m, cost) for name, m in mapped.items()}
     except ValueError as exc:
         raise EvaluationError(str(exc).splitlines()[0]) from None
-    network_sha = _network_sha256(network)
+    network_sha = network.sha256()
     images_sha = _sha256(images, labels)
     spec = {
         "kind": "evaluate",
@@ -357,7 +349,7 @@ def evaluate(
         data_dir = db.with_name(db.name + ".data")
         data_dir.mkdir(parents=True, exist_ok=True)
         net_file = data_dir / f"network-{network_sha[:16]}.npz"
-        if not net_file.exists() or _network_sha256(QuantizedNetwork.load(net_file)) != network_sha:
+        if not net_file.exists() or QuantizedNetwork.load(net_file).sha256() != network_sha:
             network.save(net_file)
         img_file = data_dir / f"images-{images_sha[:16]}.npz"
         if not img_file.exists():
