@@ -130,7 +130,7 @@ class ChipParams:
         """
         from .chipfile import METADATA, ChipConfigError, check_chip_dict
 
-        check_chip_dict(cls, data, origin, nested={"device": DeviceParams, "datapath": EmulationFormat})
+        data = check_chip_dict(cls, data, origin, nested={"device": DeviceParams, "datapath": EmulationFormat})
         data = {k: v for k, v in data.items() if k not in METADATA}
         try:
             device = DeviceParams(**data.pop("device", {}))

@@ -96,8 +96,11 @@ def _check_type(key: str, value: Any, annotation: str, origin: str) -> None:
         raise ChipConfigError(f"{origin}: {key} must be {want}, got {value!r}")
 
 
-def check_chip_dict(cls: type, data: Any, origin: str, prefix: str = "", nested: dict[str, type] | None = None) -> None:
-    """Raise :class:`ChipConfigError` naming the first unknown key or value of a wrong type.
+def check_chip_dict(cls: type, data: Any, origin: str, prefix: str = "",
+                    nested: dict[str, type] | None = None) -> dict[str, Any]:
+    """Raise :class:`ChipConfigError` naming the first unknown key or value of a wrong type;
+    return ``data`` with integers in float fields made floats (so ``2`` and ``2.0`` are
+    the same chip, also in a campaign's spec).
 
     ``cls`` is a dataclass; ``nested`` maps field names to the dataclasses of their tables.
     """
@@ -105,19 +108,25 @@ def check_chip_dict(cls: type, data: Any, origin: str, prefix: str = "", nested:
         raise ChipConfigError(f"{origin}: {prefix.rstrip('.') or 'the configuration'} must be a table of parameters, "
                               f"got {type(data).__name__}")
     known = {f.name: f for f in fields(cls)}
+    out = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
         if not prefix and key in METADATA:
             if not isinstance(value, str):
                 raise ChipConfigError(f"{origin}: {key} must be a string, got {value!r}")
+            out[key] = value
             continue
         if key not in known:
             allowed = sorted(known) + (list(METADATA) if not prefix else [])
             raise ChipConfigError(f"{origin}: unknown chip parameter {name!r}; known: {', '.join(allowed)}")
         if nested and key in nested:
-            check_chip_dict(nested[key], value, origin, f"{name}.")
-        else:
-            _check_type(name, value, str(known[key].type), origin)
+            out[key] = check_chip_dict(nested[key], value, origin, f"{name}.")
+            continue
+        annotation = str(known[key].type)
+        _check_type(name, value, annotation, origin)
+        floats = "float" in {part.strip() for part in annotation.split("|")}
+        out[key] = float(value) if floats and isinstance(value, int) and not isinstance(value, bool) else value
+    return out
 
 
 def _toml_value(value: Any) -> str:

@@ -1,5 +1,6 @@
 """Chip configurations as files: JSON / TOML round trips, presets, one-line errors, one stuck-on share."""
 
+import json
 import re
 from pathlib import Path
 
@@ -28,6 +29,16 @@ def test_save_and_load_round_trip(tmp_path, suffix):
     # None (drawn wires) survives TOML, which has no null.
     ChipParams().save(path)
     assert ChipParams.load(path).wire_resistance is None
+
+
+def test_integers_in_float_fields_are_the_same_chip(tmp_path):
+    path = tmp_path / "chip.toml"
+    path.write_text("wire_mean = 2\nd2d_sigma = 0\n[device]\nv_p = 4\n")
+    chip = ChipParams.load(path)
+    assert chip == ChipParams(d2d_sigma=0.0)
+    assert json.dumps(chip.to_dict()) == json.dumps(ChipParams(d2d_sigma=0.0).to_dict())  # the spec's text
+    assert isinstance(chip.wire_mean, float) and isinstance(chip.device.v_p, float)
+    assert isinstance(chip.device.levels, int)
 
 
 def test_presets_paper_is_the_default_chip_and_isaac_has_two_bit_cells():
