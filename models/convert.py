@@ -31,8 +31,10 @@ non-overlapping max pool; the last layer returns its int32 accumulators as logit
 ``Softmax``, ``LogSoftmax``   dropped when last (the predicted class is unchanged)
 ============================  ===============================================================
 
-Anything else raises :class:`ConversionError` (a ``ValueError``), one line naming the
-layer and what is supported.
+A user module inside an ``nn.Sequential`` (a conv + BatchNorm + ReLU block, say) is
+traced with ``torch.fx`` and must itself be such a chain. Anything else raises
+:class:`ConversionError` (a ``ValueError``), one line naming the layer and what is
+supported.
 
 Input convention
 ----------------
@@ -233,6 +235,8 @@ def _sequential_ops(module: nn.Sequential, prefix: str = "") -> list[_Op]:
         full = f"{prefix}{name}"
         if isinstance(child, nn.Sequential):
             ops += _sequential_ops(child, full + ".")
+        elif not type(child).__module__.startswith("torch.") and any(True for _ in child.children()):
+            ops += _traced_ops(child, full + ".")  # a user block (conv + BN + ReLU, say): trace it
         else:
             ops.append(_module_op(child, full))
     return ops
@@ -243,8 +247,9 @@ _FX_FLATTEN = {torch.flatten}
 _FX_SKIP = {F.dropout}
 
 
-def _traced_ops(module: nn.Module) -> list[_Op]:
-    """Trace ``module`` with torch.fx; its graph must be a chain of supported operations."""
+def _traced_ops(module: nn.Module, prefix: str = "") -> list[_Op]:
+    """Trace ``module`` with torch.fx; its graph must be a chain of supported operations
+    (``prefix``: the module's name inside its parent, for messages)."""
     import torch.fx
 
     try:
@@ -271,9 +276,9 @@ def _traced_ops(module: nn.Module) -> list[_Op]:
         if not node.args or node.args[0] is not previous:
             raise ConversionError(f"node '{node.name}' ({node.op} {getattr(node.target, '__name__', node.target)}) "
                                   f"does not continue a chain; remeco networks are chains of {SUPPORTED}")
-        label = f"'{node.name}'"
+        label = f"'{prefix}{node.name}'"
         if node.op == "call_module":
-            ops.append(_module_op(graph_module.get_submodule(node.target), str(node.target)))
+            ops.append(_module_op(graph_module.get_submodule(node.target), f"{prefix}{node.target}"))
         elif node.op == "call_function" and node.target in _FX_RELU:
             ops.append(_Op("relu", f"relu {label}"))
         elif node.op == "call_function" and node.target in _FX_SKIP:

@@ -121,6 +121,26 @@ def test_fx_traced_module_converts():
     assert [layer.kind for layer in q.layers] == ["conv", "dense", "dense"]
 
 
+class _Block(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x)))
+
+
+def test_user_blocks_inside_a_sequential_are_traced():
+    net = _randomize_bn(nn.Sequential(_Block(1, 4), nn.MaxPool2d(2), _Block(4, 8), nn.Flatten(),
+                                      nn.Linear(8 * 14 * 14, 10)))
+    images = _images()
+    q = from_torch(net, images)
+    with torch.no_grad():
+        folded = q.float_model(torch.tensor(images))
+    torch.testing.assert_close(folded, _float(net, images), rtol=1e-4, atol=1e-4)
+    assert [layer.pool for layer in q.layers] == [2, 1, 1]
+
+
 def test_weight_bits_limit_the_codes():
     net = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
     q = from_torch(net, _images(), weight_bits=4)
