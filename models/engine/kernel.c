@@ -90,48 +90,46 @@ int remeco_cpu_supported(void)
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
-/* One (row, tile, group of NCB column blocks) with NPL planes: accumulate and add the
- * shifted ADC outputs into y. Constant NPL / NCB let the compiler keep every
- * accumulator in a register. */
-#define MICRO(NPL, NCB)                                                                      \
-    TARGET static void micro_##NPL##_##NCB(const uint32_t *pl, int64_t ps, const int32_t *idx, int m, \
-                                           const int16_t *wbase, int64_t cb_stride,         \
-                                           __m512i half, __m128i sh, __m512i amax,           \
-                                           int32_t *y)                                       \
-    {                                                                                        \
-        __m512i acc[NPL][NCB];                                                               \
-        for (int b = 0; b < NPL; b++)                                                        \
-            for (int j = 0; j < NCB; j++) acc[b][j] = _mm512_setzero_si512();                \
-        for (int i = 0; i < m; i++) {                                                        \
-            const int16_t *wp = wbase + (int64_t)idx[i] * (2 * LANES);                       \
-            __m512i wv[NCB];                                                                 \
-            for (int j = 0; j < NCB; j++) wv[j] = _mm512_loadu_si512(wp + j * cb_stride);    \
-            for (int b = 0; b < NPL; b++) {                                                  \
-                __m512i xb = _mm512_set1_epi32((int)pl[b * ps + i]);                         \
-                for (int j = 0; j < NCB; j++) acc[b][j] = _mm512_dpwssd_epi32(acc[b][j], xb, wv[j]); \
-            }                                                                                \
-        }                                                                                    \
-        for (int j = 0; j < NCB; j++) {                                                      \
-            __m512i ys = _mm512_loadu_si512(y + j * LANES);                                  \
-            for (int b = 0; b < NPL; b++) {                                                  \
-                __m512i a = _mm512_sra_epi32(_mm512_add_epi32(acc[b][j], half), sh);         \
-                a = _mm512_min_epi32(_mm512_max_epi32(a, _mm512_setzero_si512()), amax);     \
-                ys = _mm512_add_epi32(ys, _mm512_slli_epi32(a, b));                          \
-            }                                                                                \
-            _mm512_storeu_si512(y + j * LANES, ys);                                          \
-        }                                                                                    \
+/* acc += w . broadcast(*p) (vpdpwssd with an embedded broadcast): written in assembly
+ * because gcc otherwise copies every accumulator of the micro kernels through another
+ * register (and the stack) on each iteration. */
+TARGET static inline __m512i dpwssd_bcast(__m512i acc, __m512i w, const uint32_t *p)
+{
+    __asm__("vpdpwssd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*p));
+    return acc;
+}
+
+/* Bit planes b0 .. b0 + NP - 1 (NP = 4 or 8) of one row tile and one block of 16 columns:
+ * the column sums of the m compacted row pairs (plane words p[b0 + k][i] at
+ * pl + (b0 + k) * ps, pair indices idx[i], codes of pair kp at wcb + kp * 32), then ADC and
+ * shift-and-add into y. NP independent accumulators hide vpdpwssd's latency; planes past
+ * the vector's highest set bit hold zero words (an ADC of 0 adds 0). */
+#define MICRO_PLANES(NP)                                                                          \
+    TARGET static void micro_planes##NP(const uint32_t *const *p, const int32_t *idx, int m,         \
+                                        const int16_t *wcb, __m512i half, __m128i sh, __m512i amax,   \
+                                        int b0, int32_t *y)                                          \
+    {                                                                                                \
+        __m512i acc[NP];                                                                             \
+        const uint32_t *q[NP];                                                                       \
+        for (int k = 0; k < NP; k++) {                                                               \
+            acc[k] = _mm512_setzero_si512();                                                         \
+            q[k] = p[k];                                                                             \
+        }                                                                                            \
+        for (int i = 0; i < m; i++) {                                                                \
+            const __m512i w = _mm512_loadu_si512(wcb + (int64_t)idx[i] * (2 * LANES));               \
+            for (int k = 0; k < NP; k++) acc[k] = dpwssd_bcast(acc[k], w, q[k] + i);                 \
+        }                                                                                            \
+        const __m512i zero = _mm512_setzero_si512();                                                 \
+        __m512i ys = _mm512_loadu_si512(y);                                                          \
+        for (int k = 0; k < NP; k++) {                                                               \
+            __m512i a = _mm512_sra_epi32(_mm512_add_epi32(acc[k], half), sh);                        \
+            a = _mm512_min_epi32(_mm512_max_epi32(a, zero), amax);                                   \
+            ys = _mm512_add_epi32(ys, _mm512_sll_epi32(a, _mm_cvtsi32_si128(b0 + k)));               \
+        }                                                                                            \
+        _mm512_storeu_si512(y, ys);                                                                  \
     }
-
-#define MICRO_NCB(NPL) MICRO(NPL, 1) MICRO(NPL, 2) MICRO(NPL, 3)
-MICRO_NCB(1) MICRO_NCB(2) MICRO_NCB(3) MICRO_NCB(4)
-MICRO_NCB(5) MICRO_NCB(6) MICRO_NCB(7) MICRO_NCB(8)
-
-typedef void (*micro_fn)(const uint32_t *, int64_t, const int32_t *, int, const int16_t *, int64_t, __m512i,
-                         __m128i, __m512i, int32_t *);
-
-#define ROW3(NPL) {micro_##NPL##_1, micro_##NPL##_2, micro_##NPL##_3}
-static const micro_fn MICROS[MAX_PLANES][3] = {ROW3(1), ROW3(2), ROW3(3), ROW3(4),
-                                                ROW3(5), ROW3(6), ROW3(7), ROW3(8)};
+MICRO_PLANES(4)
+MICRO_PLANES(8)
 
 static int check_layer(const remeco_layer_t *L)
 {
@@ -187,6 +185,9 @@ typedef struct {
     uint32_t *pl;    /* VNNI path: plane words of one tile's non-zero row pairs, [plane][ps] */
     int32_t *idx;    /* VNNI path: their row-pair indices */
     int64_t ps;      /* row stride of pl: the tile's row pairs + 16 (a compacted store spills <= 15) */
+    uint32_t *zrow;  /* ps zero words: the plane rows past input_bits */
+    uint8_t *zero_out; /* the outputs of an all-zero input vector, once zero_ready */
+    int zero_ready;
     uint8_t *A;      /* VCHUNK * MAX_PLANES rows x kpad bytes */
     int32_t *rowv, *rowb;
     int32_t *y;      /* VCHUNK x PB * 16 */
@@ -198,7 +199,7 @@ typedef struct {
 static void amx_free(amx_scratch_t *S)
 {
     free(S->A); free(S->rowv); free(S->rowb); free(S->y); free(S->cbuf); free(S->xsum); free(S->sums);
-    free(S->pl); free(S->idx);
+    free(S->pl); free(S->idx); free(S->zero_out); free(S->zrow);
 }
 
 static int amx_alloc(const remeco_layer_t *L, amx_scratch_t *S)
@@ -214,7 +215,11 @@ static int amx_alloc(const remeco_layer_t *L, amx_scratch_t *S)
     S->ps = (L->rows + 1) / 2 + 16;
     S->pl = aligned_alloc(64, ((size_t)S->ps * MAX_PLANES * sizeof(uint32_t) + 63) / 64 * 64);
     S->idx = malloc((size_t)S->ps * sizeof(int32_t));
-    if (!(S->A && S->rowv && S->rowb && S->y && S->cbuf && S->xsum && S->sums && S->pl && S->idx)) return ERR_ALLOC;
+    S->zero_out = malloc((size_t)L->N * sizeof(int32_t));
+    S->zrow = calloc((size_t)S->ps, sizeof(uint32_t));
+    if (!(S->A && S->rowv && S->rowb && S->y && S->cbuf && S->xsum && S->sums && S->pl && S->idx && S->zero_out &&
+          S->zrow))
+        return ERR_ALLOC;
     memset(S->A, 0, rows * kpad); /* rows past a chunk's last are read, never used */
     return OK;
 }
@@ -381,10 +386,15 @@ TARGET static int vnni_columns(const remeco_layer_t *L, const uint8_t *x, int nv
             const int npl = 32 - __builtin_clz(any);
             const int16_t *wt = L->w + L->tile_off[t];
             const int64_t cb_stride = (int64_t)kp_tile * 2 * LANES;
-            for (int cb = 0; cb < PB; cb += 3) {
-                const int ncb = PB - cb < 3 ? PB - cb : 3;
-                MICROS[npl - 1][ncb - 1](S->pl, ps, S->idx, m, wt + cb * cb_stride, cb_stride, half, sh, amax,
-                                         y + cb * LANES);
+            /* eight planes per pass over the pairs where the vector has them, else four */
+            const int np = npl > 4 ? 8 : 4;
+            const uint32_t *pp[MAX_PLANES];
+            for (int k = 0; k < MAX_PLANES; k++) pp[k] = k < nb ? S->pl + k * ps : S->zrow;
+            for (int cb = 0; cb < PB; cb++) {
+                if (np == 8)
+                    micro_planes8(pp, S->idx, m, wt + cb * cb_stride, half, sh, amax, 0, y + cb * LANES);
+                else
+                    micro_planes4(pp, S->idx, m, wt + cb * cb_stride, half, sh, amax, 0, y + cb * LANES);
             }
         }
         const __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(sumv), _mm256_extracti128_si256(sumv, 1));
@@ -406,7 +416,15 @@ NEURON_TARGET static int amx_neurons(const remeco_layer_t *L, amx_scratch_t *S, 
     const __m128i qs = _mm_cvtsi32_si128(L->shift);
     const __m512i i32max = _mm512_set1_epi64(INT32_MAX), i32min = _mm512_set1_epi64(INT32_MIN);
     const __m512i zero = _mm512_setzero_si512(), u8max = _mm512_set1_epi64(255);
+    const size_t osz = L->mode == 1 ? sizeof(int32_t) : 1;
     for (int v = 0; v < nv; v++) {
+        /* An all-zero input vector (xsum 0: its y is all zero) has the same outputs as
+         * every other: computed once per call, then copied (border patches of images). */
+        uint8_t *dst_row = (uint8_t *)out + (o + (int64_t)v * N) * osz;
+        if (S->xsum[v] == 0 && S->zero_ready) {
+            memcpy(dst_row, S->zero_out, N * osz);
+            continue;
+        }
         const int32_t *y = S->y + (int64_t)v * W16;
         /* copy 0 of every (slice, neuron) is y[s * N + j]; extra copies are added into a
          * copy of it laid out s * Npad + j */
@@ -456,6 +474,10 @@ NEURON_TARGET static int amx_neurons(const remeco_layer_t *L, amx_scratch_t *S, 
                 }
             }
         }
+        if (S->xsum[v] == 0) {
+            memcpy(S->zero_out, dst_row, N * osz);
+            S->zero_ready = 1;
+        }
     }
     return OK;
 }
@@ -466,6 +488,39 @@ static int check_amx(const remeco_layer_t *L)
         L->n_extra < 0 || !L->wa || !L->wa_off || !L->ep_k || !L->ep_half)
         return ERR_ARGS;
     return OK;
+}
+
+/* Max pooling of one image's output codes, (Ho, Wo, N) position-major, into (N, hp, wp):
+ * per pooled row the P rows' elementwise maximum (64 bytes per instruction), then per
+ * pooled column the maximum of P groups of N codes (N <= 64 per masked load, wider
+ * layers in 64-code slices). rowmax holds Wo * N bytes. */
+NEURON_TARGET static void max_pool(const uint8_t *codes, int Wo, int N, int P, int hp, int wp, uint8_t *rowmax,
+                                   uint8_t *dst)
+{
+    const int64_t row = (int64_t)Wo * N, plane = (int64_t)hp * wp;
+    for (int a = 0; a < hp; a++) {
+        const uint8_t *r0 = codes + (int64_t)a * P * row;
+        for (int64_t k = 0; k < row; k += 64) {
+            const int64_t left = row - k;
+            const __mmask64 mk = left >= 64 ? ~0ULL : (1ULL << left) - 1;
+            __m512i mx = _mm512_maskz_loadu_epi8(mk, r0 + k);
+            for (int u = 1; u < P; u++) mx = _mm512_max_epu8(mx, _mm512_maskz_loadu_epi8(mk, r0 + u * row + k));
+            _mm512_mask_storeu_epi8(rowmax + k, mk, mx);
+        }
+        for (int b = 0; b < wp; b++) {
+            for (int j0 = 0; j0 < N; j0 += 64) {
+                const int left = N - j0;
+                const __mmask64 mk = left >= 64 ? ~0ULL : (1ULL << left) - 1;
+                const uint8_t *g = rowmax + (int64_t)b * P * N + j0;
+                __m512i mx = _mm512_maskz_loadu_epi8(mk, g);
+                for (int v = 1; v < P; v++) mx = _mm512_max_epu8(mx, _mm512_maskz_loadu_epi8(mk, g + (int64_t)v * N));
+                uint8_t best[64];
+                _mm512_storeu_si512(best, mx);
+                const int n = left < 64 ? left : 64;
+                for (int j = 0; j < n; j++) dst[(j0 + j) * plane + (int64_t)a * wp + b] = best[j];
+            }
+        }
+    }
 }
 
 typedef int (*columns_fn)(const remeco_layer_t *, const uint8_t *, int, amx_scratch_t *, int *);
@@ -482,16 +537,17 @@ NEURON_TARGET static int chunked_images(const remeco_layer_t *L, const uint8_t *
     const columns_fn columns = use_amx ? amx_columns : vnni_columns;
     amx_scratch_t S = {0};
     int status = amx_alloc(L, &S);
-    uint8_t *patch = NULL, *codes = NULL, *padded = NULL;
+    uint8_t *patch = NULL, *codes = NULL, *padded = NULL, *rowmax = NULL;
     int64_t *offs = NULL;
     const int N = L->N;
     if (status == OK && L->conv) {
         const int P = L->pool, Hp = L->H + 2 * L->padding, Wp = L->W + 2 * L->padding;
         patch = malloc((size_t)VCHUNK * L->K + 8);
         codes = malloc((size_t)L->Ho * L->Wo * N);
+        rowmax = malloc((size_t)L->Wo * N + 64);
         padded = calloc((size_t)L->C * Hp * Wp + 8, 1);
         offs = malloc((size_t)L->K * sizeof(int64_t));
-        if (!(patch && codes && padded && offs)) status = ERR_ALLOC;
+        if (!(patch && codes && padded && offs && rowmax)) status = ERR_ALLOC;
         else
             for (int c = 0, k = 0; c < L->C; c++)
                 for (int ki = 0; ki < L->kernel; ki++)
@@ -542,23 +598,12 @@ NEURON_TARGET static int chunked_images(const remeco_layer_t *L, const uint8_t *
                 if (status) *bad_row = i * positions + p0 + bad;
             }
             if (status) break;
-            uint8_t *dst = (uint8_t *)out + i * out_size;
-            for (int j = 0; j < N; j++)
-                for (int a = 0; a < hp; a++)
-                    for (int b = 0; b < wp; b++) {
-                        uint8_t best = 0;
-                        for (int u = 0; u < P; u++)
-                            for (int v = 0; v < P; v++) {
-                                const uint8_t c = codes[((int64_t)(a * P + u) * L->Wo + (b * P + v)) * N + j];
-                                best = c > best ? c : best;
-                            }
-                        dst[((int64_t)j * hp + a) * wp + b] = best;
-                    }
+            max_pool(codes, L->Wo, N, P, hp, wp, rowmax, (uint8_t *)out + i * out_size);
         }
     }
     if (use_amx) amx_columns_end();
     amx_free(&S);
-    free(patch); free(codes); free(padded); free(offs);
+    free(patch); free(codes); free(padded); free(offs); free(rowmax);
     return status;
 }
 
