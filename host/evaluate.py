@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from remeco.host.campaign import limit_worker_threads, run_campaign
-from remeco.host.engines import DEFAULT_ENGINE, ENGINES, EngineCache
+from remeco.host.cli import UserError
+from remeco.host.engines import DEFAULT_ENGINE, ENGINES, EngineCache, check_engine
 from remeco.host.store import ResultStore, canonical_json
 from remeco.models.chip import ChipParams
 from remeco.models.quantized import QuantizedNetwork, atomic_savez
@@ -226,6 +227,7 @@ def evaluate(
     workers: int | None = None,
     store: str | os.PathLike | None = None,
     engine: str = DEFAULT_ENGINE,
+    device: str | None = None,
     sensitivity: Sensitivity | tuple[np.ndarray, np.ndarray] | None = None,
     module: nn.Module | None = None,
     calibration_images: np.ndarray | None = None,
@@ -264,6 +266,8 @@ def evaluate(
         ``<store>.data``); ``None``: a temporary one, removed afterwards.
     engine:
         ``"native"`` (fused kernel), ``"torch"`` or ``"reference"``; identical rows.
+    device:
+        Torch device of the ``"torch"`` engine (``"cpu"`` by default, ``"cuda"``, ...).
     sensitivity:
         For the sensitivity-guided plans: a ``Sensitivity`` or ``(train_images,
         train_labels)`` (see the module docstring).
@@ -309,6 +313,10 @@ def evaluate(
     fmt = params.datapath
     if engine not in ENGINES:
         raise EvaluationError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    try:
+        check_engine(engine, device)
+    except UserError as exc:  # the command line's wording names --device; say device=
+        raise EvaluationError(str(exc).replace("--device", "device").replace("--engine", "engine")) from None
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise EvaluationError(f"workers must be a positive integer or None, got {workers!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -356,7 +364,8 @@ def evaluate(
             atomic_savez(img_file, {"images": images, "labels": labels})
         result_store = stack.enter_context(ResultStore(db))
         serial = workers is None or workers == 1
-        task = functools.partial(evaluate_instance, data_dir=str(data_dir), engine=engine, pool_worker=not serial)
+        task = functools.partial(evaluate_instance, data_dir=str(data_dir), engine=engine, device=device,
+                                 pool_worker=not serial)
         cid = run_campaign(spec, task, instances=instances, plans=list(plan_map), store=result_store,
                            executor="serial" if serial else "process", workers=None if serial else workers,
                            group_by_instance=True, progress=progress)

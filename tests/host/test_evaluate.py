@@ -111,6 +111,8 @@ def test_sensitivity_plans_and_user_plans(data, network):
     ({"chip": "paperr"}, ["unknown chip preset"]),
     ({"engine": "gpu"}, ["engine"]),
     ({"workers": 0}, ["workers"]),
+    ({"engine": "native", "device": "cpu"}, ["device selects the torch engine"]),
+    ({"engine": "torch", "device": "tpu:7"}, ["device 'tpu:7'"]),
     ({"plans": (make_plan("base", [5, 10]),)}, ["plan 'base' has layers of shape"]),
 ])
 def test_bad_arguments_are_one_line(data, network, kwargs, words):
