@@ -311,6 +311,9 @@ def evaluate(
     images, labels = _check_data(network, images, labels)
     params = _chip(chip)
     fmt = params.datapath
+    if params.device.levels != fmt.levels:
+        raise EvaluationError(f"chip: device.levels ({params.device.levels}) must equal 2**datapath.slice_bits "
+                              f"({fmt.levels})")
     if engine not in ENGINES:
         raise EvaluationError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     try:

@@ -13,6 +13,7 @@ from remeco.models.chip import ChipParams
 from remeco.models.chipfile import ChipConfigError
 from remeco.models.convert import from_torch
 from remeco.models.data import load_dataset
+from remeco.models.device import DeviceParams
 from remeco.models.emulation import EmulationFormat
 from remeco.models.redundancy import make_plan
 
@@ -114,6 +115,7 @@ def test_sensitivity_plans_and_user_plans(data, network):
     ({"engine": "native", "device": "cpu"}, ["device selects the torch engine"]),
     ({"engine": "torch", "device": "tpu:7"}, ["device 'tpu:7'"]),
     ({"plans": (make_plan("base", [5, 10]),)}, ["plan 'base' has layers of shape"]),
+    ({"chip": ChipParams(device=DeviceParams(levels=8))}, ["device.levels (8)"]),
 ])
 def test_bad_arguments_are_one_line(data, network, kwargs, words):
     images, labels = _test(data)
@@ -161,3 +163,10 @@ def test_all_six_plans_work_for_a_converted_network(data, network):
     extra = dict(zip(df.plan, df.extra_columns))
     assert extra["base"] == 0 and extra["committee"] == pytest.approx(1.0)
     assert 0 < extra["msb"] < extra["sensitive_neuron"] < extra["layer_averaging"]
+
+
+def test_the_isaac_preset_maps_with_its_own_datapath(data, network):
+    images, labels = _test(data)
+    df = evaluate(network, images, labels, instances=1, chip="isaac")
+    assert "4x2-bit cells" in df.chip.iloc[0] and df.attrs["chip"]["datapath"]["n_slices"] == 4
+    assert df.accuracy.iloc[0] > 0.5
