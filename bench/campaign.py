@@ -1,27 +1,32 @@
-"""Campaign throughput: non-ideal LeNet-5 inference in (image x chip-instance) pairs per second.
+"""Campaign throughput: (test image x chip instance) pairs per second, engine against its peers.
 
-The full stack per chip instance: stuck-at faults + D2D variation after write-and-verify
-+ fast IR-drop + 2 x 4-bit slices + 8-bit ADC (the default ChipParams), programmed from
-(seed, instance), then the fixed-point emulation model (bit-exact with the RTL) on the
-test images. Printed side by side with:
+One run measures, side by side, on the same network, images and chip instances:
 
-- ideal float PyTorch inference of the same network (dequantized weights; the bound);
-- IBM aihwkit's analog inference of the same network (same weights, same images; its
-  InferenceRPUConfig with PCM-like programming noise, a new programming per chip
-  instance), run in a separate interpreter given by ``--aihwkit-python`` or the
-  ``REMECO_AIHWKIT_PYTHON`` variable: aihwkit ships as a source distribution only and
-  its C++ build (~8 minutes here, see README) is not part of remeco's environment.
+- the engine (:mod:`remeco.models.engine`, the default of every campaign) on one core and
+  on two single-threaded worker processes, each task programming its chip instance and
+  evaluating every image, as ``remeco reproduce`` does;
+- the reference executor (``models.network.infer(executor="emulation")``) on one core;
+- ideal float PyTorch of the same network (dequantized weights) on 1 and 2 threads;
+- IBM aihwkit's analog inference of the same network, when an interpreter with aihwkit
+  is given (``--aihwkit-python`` / ``REMECO_AIHWKIT_PYTHON``: aihwkit ships as a source
+  distribution only and is not part of remeco's environment);
 
-Targets: >= 20,000 pairs / s on this 2-core machine; a paper-scale campaign (1,000
-instances x 10,000 images x 6 plans) projected at <= 1 hour.
+checks that the engine's logits equal the reference's (``bit_exact``), prints the ratios
+and the time split (programming, engine preparation, inference) and projects a
+1,000 instances x 1,000 images x 6 plans campaign from the measured six-plan rate.
 
-Run: ``python bench/campaign.py [--images 1000] [--instances 4]``.
+Targets (issue 9), LeNet-5 on two cores: >= 20,000 pairs/s (base plan), >= 0.4 of the ideal
+float network's images/s, >= 10x the reference per core; paper LeNet >= 10x the reference
+per core; the projected campaign <= 10 minutes.
+
+Run: ``python bench/campaign.py [--net lenet5|lenet_paper] [--images 1000] [--instances 8] [--json]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import tempfile
@@ -31,46 +36,113 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 TARGET_PAIRS = 20_000
-PAPER_PAIRS = 1_000 * 10_000 * 6
+TARGET_FLOAT_FRACTION = 0.4
+TARGET_REFERENCE_RATIO = 10.0
+CAMPAIGN = (1_000, 1_000, 6)  # instances x images x plans
+TARGET_CAMPAIGN_S = 600.0
 
 
-def _setup(images: int):
-    from remeco.models.data import load_dataset
-    from remeco.models.emulation import EmulationFormat
+def _setup(net: str, images: int) -> dict:
+    """Network, the six plans mapped, test images: what every worker shares."""
+    from remeco.host.reproduce import prepare
     from remeco.models.network import calibrate_adc_shifts, map_network
-    from remeco.models.nn import get_trained
-    from remeco.models.redundancy import make_plan
+    from remeco.models.redundancy import PLAN_NAMES, make_plan
 
-    train, test = load_dataset()
-    tm = get_trained("lenet5", train, test)
-    net = tm.network
-    fmt = EmulationFormat()
-    mapped = map_network(net, make_plan("base", [l.out_features for l in net.layers]), fmt,
-                         calibrate_adc_shifts(net, fmt, train.images[:500]))
-    return tm, mapped, test.images[:images], test.labels[:images]
+    out = os.path.join(tempfile.gettempdir(), f"remeco-bench-campaign-{net}")
+    ctx = prepare(net=net, out_dir=out, plot=False, log=lambda *_: None)
+    network, fmt = ctx["network"], ctx["fmt"]
+    from remeco.models.data import load_dataset
+
+    train, test = load_dataset(ctx["dataset"])
+    shifts = calibrate_adc_shifts(network, fmt, train.images[:500])
+    sizes = [layer.out_features for layer in network.layers]
+    mapped = {name: map_network(network, make_plan(name, sizes, ctx["sensitivity"], n_slices=fmt.n_slices), fmt, shifts)
+              for name in PLAN_NAMES}
+    n = min(images, len(test.images))
+    return {"network": network, "software": float(ctx["trained"].int_accuracy), "mapped": mapped,
+            "images": test.images[:n], "labels": test.labels[:n], "chip": ctx["chip"]}
 
 
 _STATE: dict = {}
 
 
-def _worker_pairs(args) -> tuple[int, float, int]:
-    """One chip instance: program it and run every image; returns (pairs, seconds, correct)."""
-    instance, images, executor = args
+def _init_worker(state: dict) -> None:
     from remeco.host.campaign import limit_worker_threads
-    from remeco.models.chip import ChipParams
-    from remeco.models.network import infer, program_network
 
     limit_worker_threads()
-    if images not in _STATE:
-        _STATE.clear()
-        _STATE[images] = _setup(images)
-    _, mapped, x, y = _STATE[images]
-    params = ChipParams()
-    t0 = time.perf_counter()
-    chip = program_network(mapped, params, seed=0, instance=instance)
-    logits = infer(mapped, x, executor=executor, programmed=chip, params=params)
-    dt = time.perf_counter() - t0
-    return len(x), dt, int((logits.argmax(1) == y).sum())
+    _STATE.clear()
+    _STATE.update(state)
+    _STATE["engines"] = {}
+
+
+def _task(args) -> dict:
+    """One chip instance under the given plans, as a campaign task: program, then evaluate.
+
+    Returns pairs, correct and the seconds spent programming, preparing and inferring.
+    """
+    instance, plans, engine, images = args
+    from remeco.models.engine import Engine
+    from remeco.models.network import infer, program_network
+
+    x, y = _STATE["images"][:images], _STATE["labels"][:images]
+    out = {"pairs": 0, "correct": 0, "program_s": 0.0, "prepare_s": 0.0, "infer_s": 0.0}
+    for name in plans:
+        mapped = _STATE["mapped"][name]
+        t0 = time.perf_counter()
+        chip = program_network(mapped, _STATE["chip"], seed=0, instance=instance)
+        t1 = time.perf_counter()
+        if engine == "reference":
+            t2 = t1
+            logits = infer(mapped, x, executor="emulation", programmed=chip)
+        else:
+            eng = _STATE["engines"].get(name) or _STATE["engines"].setdefault(name, Engine(mapped, engine))
+            prepared = eng.prepare(chip)
+            t2 = time.perf_counter()
+            logits = eng.infer(x, prepared)
+        t3 = time.perf_counter()
+        out["pairs"] += len(x)
+        out["correct"] += int((logits.argmax(1) == y).sum())
+        out["program_s"] += t1 - t0
+        out["prepare_s"] += t2 - t1
+        out["infer_s"] += t3 - t2
+    return out
+
+
+def _serial(state: dict, instances, plans, engine: str, images: int) -> dict:
+    """Tasks in this process (one core); the first instance is a warm-up, not counted."""
+    _init_worker(state)
+    _task((instances[0], plans, engine, images))
+    return _sum([_task((i, plans, engine, images)) for i in instances[1:]])
+
+
+def _sum(parts: list[dict]) -> dict:
+    return {k: sum(p[k] for p in parts) for k in parts[0]}
+
+
+def _pool(state: dict, workers: int, instances, plans, engine: str, images: int) -> tuple[dict, float]:
+    """Tasks on ``workers`` single-threaded processes; returns the sums and the wall time."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(state,)) as pool:
+        list(pool.map(_task, [(10_000 + w, plans, engine, min(images, 32)) for w in range(workers)]))  # warm workers
+        t0 = time.perf_counter()
+        parts = list(pool.map(_task, [(i, plans, engine, images) for i in instances]))
+        wall = time.perf_counter() - t0
+    return _sum(parts), wall
+
+
+def _bit_exact(state: dict, plans, images: int) -> bool:
+    """The engine's logits equal the reference executor's on one chip instance per plan."""
+    from remeco.models.engine import Engine
+    from remeco.models.network import infer, program_network
+
+    x = state["images"][:images]
+    for name in plans:
+        mapped = state["mapped"][name]
+        chip = program_network(mapped, state["chip"], seed=0, instance=7)
+        ref = infer(mapped, x, executor="emulation", programmed=chip)
+        if not np.array_equal(Engine(mapped).infer(x, chip), ref):
+            return False
+    return True
 
 
 def _float_model(network):
@@ -178,67 +250,101 @@ def _aihwkit_rate(python: str, network, images: np.ndarray, labels: np.ndarray, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, default=1000)
-    ap.add_argument("--instances", type=int, default=4, help="chip instances for the 2-worker run")
+    ap.add_argument("--net", default="lenet5", choices=("lenet5", "lenet_paper"))
+    ap.add_argument("--images", type=int, default=1000, help="test images per chip instance (default 1000)")
+    ap.add_argument("--instances", type=int, default=8, help="chip instances per measurement (default 8)")
+    ap.add_argument("--reference-images", type=int, default=None,
+                    help="images per instance for the reference executor (default: --images for lenet5, 100 for "
+                         "lenet_paper)")
+    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--aihwkit-python", default=os.environ.get("REMECO_AIHWKIT_PYTHON"),
                     help="python interpreter of an environment with aihwkit installed")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args()
-    cores = os.cpu_count() or 1
-    tm, mapped, x, y = _setup(args.images)
-    print(f"LeNet-5, {args.images} test images, software accuracy {100 * tm.int_accuracy:.2f} %; {cores} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    if args.instances < 2 or args.images < 1 or args.workers < 1:
+        ap.error("--instances must be >= 2, --images and --workers >= 1")
+    say = (lambda *a: None) if args.json else print
+    from remeco.models.engine import Engine
+    from remeco.models.redundancy import PLAN_NAMES
 
-    # one core, in process
-    _STATE[args.images] = (tm, mapped, x, y)
-    rows = []
-    for executor in ("emulation", "physics"):
-        _worker_pairs((0, args.images, executor))  # warm-up (caches, page faults)
-        n, dt, correct = _worker_pairs((1, args.images, executor))
-        rows.append((f"{executor}, 1 core", n / dt, correct / n))
+    state = _setup(args.net, args.images)
+    n = len(state["images"])
+    ref_images = args.reference_images or (n if args.net == "lenet5" else min(n, 100))
+    isa = Engine(state["mapped"]["base"]).isa or "torch path"
+    say(f"{args.net}, {n} test images, software accuracy {100 * state['software']:.2f} %; {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f}; engine kernel: {isa}")
+    base, six = ["base"], list(PLAN_NAMES)
+    instances = list(range(args.instances))
 
-    # all cores: a process pool, one instance per task (as a campaign runs)
-    with ProcessPoolExecutor(max_workers=cores) as pool:
-        list(pool.map(_worker_pairs, [(i, args.images, "emulation") for i in range(cores)]))  # warm workers
-        t0 = time.perf_counter()
-        res = list(pool.map(_worker_pairs, [(i, args.images, "emulation") for i in range(args.instances)]))
-        wall = time.perf_counter() - t0
-    pool_rate = sum(r[0] for r in res) / wall
-    rows.append((f"emulation, {cores} workers", pool_rate, np.mean([r[2] / r[0] for r in res])))
+    exact = _bit_exact(state, six, min(n, 200))
+    one = _serial(state, instances[:3], base, "native", n)  # 2 counted instances, one core
+    ref = _serial(state, instances[:3], base, "reference", ref_images)
+    two, wall2 = _pool(state, args.workers, instances, base, "native", n)
+    mix, wall6 = _pool(state, args.workers, instances[: max(2, args.instances // 2)], six, "native", n)
+    f1, _ = _float_rate(state["network"], state["images"], 1)
+    f2, logits = _float_rate(state["network"], state["images"], args.workers)
 
-    f1, _ = _float_rate(tm.network, x, 1)
-    fall, logits = _float_rate(tm.network, x, cores)
-    float_acc = float((logits.argmax(1) == y).mean())
+    def rate(r: dict) -> float:
+        return r["pairs"] / (r["program_s"] + r["prepare_s"] + r["infer_s"])
 
-    print("\nthroughput (image x chip-instance pairs per second; accuracy on the non-ideal chips)")
-    print(f"  {'executor':<26} {'pairs/s':>10} {'accuracy':>9}")
-    for name, rate, acc in rows:
-        print(f"  {name:<26} {rate:10.0f} {100 * acc:8.2f} %")
-    print(f"  {'ideal float PyTorch, 1 thread':<26} {f1:10.0f} {100 * float_acc:8.2f} %")
-    print(f"  {'ideal float PyTorch, ' + str(cores) + ' thr':<26} {fall:10.0f}")
-    print(f"\nratio emulation ({cores} workers) / ideal float PyTorch ({cores} threads): {pool_rate / fall:.4f}")
-    # The emulation converts every input bit plane of every weight slice separately (the
-    # ADC is non-linear per plane), so it does at least input_bits * n_slices times the
-    # multiply-adds of the ideal network, with the same GEMM kernels: an upper bound.
-    fmt = mapped.fmt
-    work = fmt.input_bits * fmt.n_slices
-    print(f"work bound: >= {work}x the ideal network's MACs per pair ({fmt.input_bits} input bit planes x "
-          f"{fmt.n_slices} slices), so at most ~{fall / work:,.0f} pairs/s on this machine with float GEMMs "
-          f"(target {TARGET_PAIRS:,}: {TARGET_PAIRS / (fall / work):.1f}x above that bound)")
+    rate1, rate_ref, rate2, rate6 = rate(one), rate(ref), two["pairs"] / wall2, mix["pairs"] / wall6
+    campaign_s = CAMPAIGN[0] * CAMPAIGN[1] * CAMPAIGN[2] / rate6
+    split = {k: one[k] / one["pairs"] * 1e6 for k in ("program_s", "prepare_s", "infer_s")}
+    result = {
+        "network": args.net, "images": n, "workers": args.workers, "isa": isa, "bit_exact": exact,
+        "pairs_per_s_1c": rate1, "pairs_per_s_2w": rate2, "pairs_per_s_2w_six_plans": rate6,
+        "reference_pairs_per_s_1c": rate_ref, "ideal_images_per_s_1t": f1, "ideal_images_per_s_2t": f2,
+        "ratio_vs_reference_1c": rate1 / rate_ref, "ratio_vs_ideal_2t": rate2 / f2,
+        "us_per_pair_1c": {k[:-2]: v for k, v in split.items()},
+        "projected_campaign_s": campaign_s,
+        "accuracy_engine": one["correct"] / one["pairs"], "accuracy_ideal": float((logits.argmax(1) == state["labels"]).mean()),
+        "targets": {
+            "pairs_per_s_2w": TARGET_PAIRS if args.net == "lenet5" else None,
+            "ratio_vs_ideal_2t": TARGET_FLOAT_FRACTION if args.net == "lenet5" else None,
+            "ratio_vs_reference_1c": TARGET_REFERENCE_RATIO,
+            "projected_campaign_s": TARGET_CAMPAIGN_S if args.net == "lenet5" else None,
+        },
+    }
     if args.aihwkit_python:
         try:
-            ai = _aihwkit_rate(args.aihwkit_python, tm.network, x, y, 2)
-            print(f"aihwkit {ai['version']} analog inference, 1 thread (programming + inference per instance): "
-                  f"{ai['pairs_per_s']:.0f} pairs/s, accuracy {100 * ai['accuracy']:.2f} %; "
-                  f"ratio remeco emulation (1 core) / aihwkit (1 thread): {rows[0][1] / ai['pairs_per_s']:.3f}")
+            ai = _aihwkit_rate(args.aihwkit_python, state["network"], state["images"], state["labels"], 2)
+            result["aihwkit_pairs_per_s_1t"] = ai["pairs_per_s"]
+            result["ratio_vs_aihwkit_1c"] = rate1 / ai["pairs_per_s"]
         except (OSError, RuntimeError) as exc:
-            print(f"aihwkit: could not run with {args.aihwkit_python}: {exc}")
-    else:
-        print("aihwkit: not measured here: it ships as a source distribution only; build it in its own "
-              "environment (README) and pass --aihwkit-python")
-    hours = PAPER_PAIRS / pool_rate / 3600
-    print(f"\ntargets: >= {TARGET_PAIRS:,} pairs/s: {pool_rate:,.0f} -> {'met' if pool_rate >= TARGET_PAIRS else 'NOT met'}; "
-          f"paper-scale campaign (1,000 x 10,000 x 6) projected {hours:.1f} h (<= 1 h: "
-          f"{'met' if hours <= 1 else 'NOT met'})")
+            say(f"aihwkit: could not run with {args.aihwkit_python}: {exc}")
+    if args.json:
+        print(json.dumps(result))
+        return
+    w = args.workers
+    print(f"\nbit-exact with the reference executor on every plan: {'yes' if exact else 'NO'}")
+    print("throughput (image x chip-instance pairs per second, programming included; base plan unless noted)")
+    rows = [
+        ("engine, 1 core", rate1), (f"engine, {w} workers", rate2), (f"engine, {w} workers, six plans", rate6),
+        ("reference executor, 1 core", rate_ref), ("ideal float PyTorch, 1 thread", f1),
+        (f"ideal float PyTorch, {w} threads", f2),
+    ]
+    if "aihwkit_pairs_per_s_1t" in result:
+        rows.append(("aihwkit analog, 1 thread", result["aihwkit_pairs_per_s_1t"]))
+    for name, r in rows:
+        print(f"  {name:<34} {r:12,.0f}")
+    print(f"per pair on one core: programming {split['program_s']:.1f} us, engine preparation "
+          f"{split['prepare_s']:.1f} us, inference {split['infer_s']:.1f} us")
+    print(f"ratios: engine / reference (1 core) {rate1 / rate_ref:.1f}x; engine {w} workers / ideal float {w} threads "
+          f"{rate2 / f2:.3f}" + (f"; engine / aihwkit (1 core) {result['ratio_vs_aihwkit_1c']:.2f}x"
+                                  if "ratio_vs_aihwkit_1c" in result else ""))
+    if not args.aihwkit_python:
+        print("aihwkit: not measured (source distribution only; build it in its own environment and pass "
+              "--aihwkit-python)")
+    print(f"projected {CAMPAIGN[0]:,} instances x {CAMPAIGN[1]:,} images x {CAMPAIGN[2]} plans on {w} workers: "
+          f"{campaign_s / 60:.1f} min")
+    t = result["targets"]
+    checks = [("ratio_vs_reference_1c", rate1 / rate_ref, ">=")]
+    if t["pairs_per_s_2w"]:
+        checks += [("pairs_per_s_2w", rate2, ">="), ("ratio_vs_ideal_2t", rate2 / f2, ">="),
+                   ("projected_campaign_s", campaign_s, "<=")]
+    for key, value, op in checks:
+        ok = value >= t[key] if op == ">=" else value <= t[key]
+        print(f"target {key} {op} {t[key]:,}: {value:,.2f} -> {'met' if ok else 'NOT met'}")
 
 
 if __name__ == "__main__":
