@@ -28,7 +28,7 @@ from remeco.host.cli import UserError, command
 from remeco.host.engines import DEFAULT_ENGINE, EngineCache, add_engine_arguments, check_engine
 from remeco.host.paths import check_out_dir
 from remeco.host.store import ResultStore
-from remeco.models.chip import ChipParams
+from remeco.models.chip import DEVICE_KEYING, ChipParams
 from remeco.models.cachefile import atomic_write_text
 from remeco.models.data import load_dataset
 from remeco.models.emulation import EmulationFormat
@@ -145,7 +145,7 @@ def run_dse(
     points = sweep_points(sweeps)
     spec = {
         "kind": "dse", "dataset": "mnist5k", "data_dir": None, "network_file": str(network_file.resolve()),
-        "seed": seed, "test_images": test_images, "points": points,
+        "seed": seed, "test_images": test_images, "points": points, "device_keying": DEVICE_KEYING,
     }
     with ResultStore(out / "results.sqlite") as store:
         task = functools.partial(evaluate_point, engine=engine, device=device)

@@ -2,8 +2,17 @@
 
 Everything random about a chip instance comes from ``(seed, instance)`` only (see
 :mod:`remeco.models.random`): the wire resistance of the instance's circuit model, and per
-tile (keyed by layer and tile index) the stuck-at map and the device-to-device variation
-met while programming. Programming a layer gives, per tile, the programmed conductances
+device the stuck-at state and the device-to-device variation met while programming.
+
+Paired chip instances: a device is keyed by its *logical position* (layer, committee
+copy, copy of the neuron, slice, neuron, row), not by where a plan's layout puts it
+(:func:`layer_draws`). So on one chip instance the first copy of every weight is the same
+device under every redundancy plan, each redundant copy has its own device (the same one
+in every plan that has that copy), and the difference between two plans on an instance
+is the plans' effect, not a new chip's. What still depends on the layout is physics:
+the IR-drop a cell sees at its place in its crossbar, and the padding cells.
+
+Programming a layer gives, per tile, the programmed conductances
 and the *transfer matrix* ``T`` (effective conductance of every cell including IR-drop and
 sneak paths, :class:`remeco.models.crossbar.NodalCrossbar`), from which the physics model
 computes currents and the emulation model takes its integer cell codes.
@@ -25,12 +34,13 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .crossbar import NodalCrossbar
-from .device import DeviceParams, clear_draw_cache, program_tiles
+from .device import D2DParams, DeviceDraws, DeviceParams, clear_draw_cache, draw_devices, program_drawn
 from .emulation import EmulationFormat, quantize_codes
 from .faults import STUCK_AT_RATE, STUCK_ON_FRACTION
 from .random import rng_for
 
-__all__ = ["ChipParams", "ProgrammedLayer", "wire_resistances", "program_layer", "program_layers", "ideal_transfer",
+__all__ = ["ChipParams", "ProgrammedLayer", "DEVICE_KEYING", "wire_resistances", "layer_draws", "program_layer", "program_layers",
+           "ideal_transfer",
            "clear_tile_cache", "set_tile_cache_size"]
 
 _IR_METHODS = ("exact", "fast", "none")
@@ -265,8 +275,83 @@ def _levels_digest(levels: np.ndarray, device: DeviceParams) -> tuple:
     return a.shape, hashlib.blake2b(a.data, digest_size=16).digest()
 
 
+#: How the devices of a chip instance are keyed (:func:`layer_draws`). Campaign specs
+#: carry it, so results stored under another keying are never served as this one's.
+DEVICE_KEYING = "logical-position-v1"
+
+# Stream keys of device draws (after seed, instance): the kind of devices first, so that
+# the logical devices of a layer and the padding cells of its crossbars never share a stream.
+_LOGICAL, _PADDING = 0, 1
+
+
+def _layout_digest(mapped) -> bytes:
+    """Content key of a layer's layout: which logical device every physical cell holds."""
+    fmt = mapped.fmt
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.array([mapped.fan_in, mapped.neurons, fmt.n_slices, fmt.rows, fmt.cols], dtype=np.int64).data)
+    for a in (mapped.col_neuron, mapped.col_slice, mapped.col_copy):
+        h.update(np.ascontiguousarray(a, dtype=np.int64).data)
+    return h.digest()
+
+
+def layer_draws(mapped, params: ChipParams, *, seed: int, instance: int, layer: int = 0,
+                committee_copy: int = 0) -> DeviceDraws:
+    """The devices of a mapped layer on chip instance ``(seed, instance)``, tile by tile.
+
+    Devices are drawn by *logical position*, not by where the layout puts them: the device
+    holding row ``r`` of slice ``s`` of neuron ``j``, copy ``c`` of layer ``layer`` in
+    committee copy ``committee_copy`` is element ``[s, r, j]`` of the draw keyed
+    ``(layer, committee_copy, c)`` (:func:`remeco.models.device.draw_devices`). So copy 0
+    of every plan sees the very same devices as the base plan, each redundant copy
+    has its own (the same ones in every plan that has that copy), and a plan's effect on a
+    chip instance is measured on the same chip. Padding cells (level 0, unused rows and
+    columns) hold no logical device; their stuck-at states are drawn per physical tile
+    from streams of their own (they are never pulsed, so D2D variation does not apply).
+
+    Returns
+    -------
+    DeviceDraws
+        Arrays of shape ``(row_tiles, col_tiles, rows, cols)`` like the layer's levels.
+    """
+    fmt, device = mapped.fmt, params.device
+    d2d_v = 0.08 if params.d2d_sigma > 0 else 0.0  # as program_tile's default
+    kw = dict(params=device, d2d=D2DParams(sigma_rel=float(params.d2d_sigma), v_sigma=d2d_v),
+              stuck_at_rate=params.stuck_at_rate, stuck_on_fraction=params.stuck_on_fraction)
+    k, p = mapped.fan_in, mapped.physical_columns
+    full = (mapped.row_tiles * fmt.rows, mapped.col_tiles * fmt.cols)
+    faults = np.empty(full, dtype=np.int8)
+    up, down = np.empty(full), np.empty(full)
+    for c in np.unique(mapped.col_copy):
+        drawn = draw_devices((fmt.n_slices, k, mapped.neurons), seed, instance, _LOGICAL, int(layer),
+                             int(committee_copy), int(c), **kw)
+        cols = np.flatnonzero(mapped.col_copy == c)
+        s, j = mapped.col_slice[cols], mapped.col_neuron[cols]
+        for dst, src in ((faults, drawn.fault_map), (up, drawn.rate_up), (down, drawn.rate_down)):
+            dst[:k, cols] = src[s, :, j].T  # (columns, rows) -> (rows, columns)
+    # Padding: the unused rows below the fan-in and the unused columns of the last column
+    # tile, drawn per physical tile (so plans that have that tile share them). A padding
+    # cell is programmed to level 0 from the reset state, which it already holds, so it
+    # is never pulsed and its D2D variation cannot matter: only its stuck-at state is drawn.
+    pad_kw = dict(kw, d2d=D2DParams.none())
+    pad = np.ones((fmt.rows, fmt.cols), dtype=bool)
+    for rt in range(mapped.row_tiles):
+        for ct in range(mapped.col_tiles):
+            r0, c0 = rt * fmt.rows, ct * fmt.cols
+            pad[:] = True
+            pad[: max(0, min(k - r0, fmt.rows)), : max(0, min(p - c0, fmt.cols))] = False
+            if not pad.any():
+                continue
+            drawn = draw_devices((fmt.rows, fmt.cols), seed, instance, _PADDING, int(layer),
+                                 int(committee_copy), rt, ct, **pad_kw)
+            for dst, src in ((faults, drawn.fault_map), (up, drawn.rate_up), (down, drawn.rate_down)):
+                block = dst[r0:r0 + fmt.rows, c0:c0 + fmt.cols]
+                block[pad] = src[pad]
+    shape = (mapped.row_tiles, fmt.rows, mapped.col_tiles, fmt.cols)
+    return DeviceDraws(*(a.reshape(shape).transpose(0, 2, 1, 3) for a in (faults, up, down)))
+
+
 def program_layer(
-    mapped, params: ChipParams, *, seed: int, instance: int, layer: int = 0
+    mapped, params: ChipParams, *, seed: int, instance: int, layer: int = 0, committee_copy: int = 0
 ) -> ProgrammedLayer:
     """Program every tile of a mapped layer on chip instance ``(seed, instance)``.
 
@@ -280,66 +365,83 @@ def program_layer(
         Identify the chip instance; all randomness derives from them.
     layer:
         Layer index, so different layers of one chip use independent devices.
+    committee_copy:
+        Which whole-network copy of a committee the layer belongs to (its own devices).
+
+    The devices are drawn by logical position (:func:`layer_draws`), so the same layer on
+    the same chip instance under two plans shares the devices of its first copy.
     """
-    return program_layers([mapped], params, seed=seed, instance=instance, layers=[layer])[0]
+    return program_layers([mapped], params, seed=seed, instance=instance, layers=[layer],
+                          committee_copies=[committee_copy])[0]
+
+
+def _check_key(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
 
 
 def program_layers(
-    mapped_layers, params: ChipParams, *, seed: int, instance: int, layers
+    mapped_layers, params: ChipParams, *, seed: int, instance: int, layers, committee_copies=None
 ) -> list[ProgrammedLayer]:
-    """:func:`program_layer` of several layers of one chip instance, ``layers[i]`` the index of
-    ``mapped_layers[i]``; the results are identical, the devices of all layers are
-    simulated in one vectorized pass and tiles already programmed in this process (same
-    levels, parameters and keys) are taken from a memo.
+    """:func:`program_layer` of several layers of one chip instance, ``layers[i]`` (and
+    ``committee_copies[i]``, default 0) the keys of ``mapped_layers[i]``; the results are
+    identical, the devices of all layers are simulated in one vectorized pass and tiles
+    already programmed in this process (same levels, layout, parameters and keys) are
+    taken from a memo.
     """
-    if len(mapped_layers) != len(layers):
-        raise ValueError(f"got {len(mapped_layers)} mapped layers and {len(layers)} layer indices")
+    copies = [0] * len(layers) if committee_copies is None else list(committee_copies)
+    if len(mapped_layers) != len(layers) or len(copies) != len(layers):
+        raise ValueError(f"got {len(mapped_layers)} mapped layers, {len(layers)} layer indices and "
+                         f"{len(copies)} committee copies")
     for mapped in mapped_layers:
         if mapped.fmt.levels != params.device.levels:
             raise ValueError(
                 f"device levels ({params.device.levels}) must equal 2**slice_bits of the format ({mapped.fmt.levels})"
             )
-    for layer in layers:
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or layer < 0:
-            raise ValueError(f"layer must be a non-negative integer, got {layer!r}")
+    for layer, copy in zip(layers, copies):
+        _check_key("layer", layer)
+        _check_key("committee_copy", copy)
     r_w, r_b = wire_resistances(params, seed=seed, instance=instance)
     out_levels = [mapped.target_levels() for mapped in mapped_layers]
-    # Every tile: (layer slot, rt, ct, tile key, memo key), then the missing ones at once.
+    # Every tile: (layer slot, rt, ct, memo key), then the missing ones at once.
     jobs, missing = [], {}
-    for slot, (mapped, layer, levels) in enumerate(zip(mapped_layers, layers, out_levels)):
+    for slot, (mapped, layer, copy, levels) in enumerate(zip(mapped_layers, layers, copies, out_levels)):
+        layout = _layout_digest(mapped)
         for rt in range(mapped.row_tiles):
             for ct in range(mapped.col_tiles):
-                tile = int(layer) * 1_000_000 + rt * mapped.col_tiles + ct
-                key = (_levels_digest(levels[rt, ct], params.device), params, seed, instance, tile)
-                jobs.append((slot, rt, ct, tile, key))
+                key = (_levels_digest(levels[rt, ct], params.device), layout, params, seed, instance,
+                       int(layer), int(copy), rt, ct)
+                jobs.append((slot, rt, ct, key))
                 if key not in _TILE_CACHE and key not in missing:
-                    missing[key] = (levels[rt, ct], tile)
+                    missing[key] = (slot, rt, ct)
     fresh = {}
     if missing:
-        results = program_tiles(
-            [lv for lv, _ in missing.values()],
-            params.device,
-            seed=seed,
-            instance=instance,
-            tiles=[tile for _, tile in missing.values()],
-            d2d_sigma=params.d2d_sigma,
-            write_verify=params.write_verify,
-            stuck_at_rate=params.stuck_at_rate,
-            stuck_on_fraction=params.stuck_on_fraction,
-        )
-        for key, result in zip(missing, results):
-            g = result.conductance
+        draws = {}
+        for slot, _, _ in missing.values():
+            if slot not in draws:
+                draws[slot] = layer_draws(mapped_layers[slot], params, seed=seed, instance=instance,
+                                          layer=layers[slot], committee_copy=copies[slot])
+        cells = list(missing.values())
+        flat = [np.concatenate([np.ravel(get(slot)[rt, ct]) for slot, rt, ct in cells]) for get in (
+            lambda slot: out_levels[slot], lambda slot: draws[slot].fault_map,
+            lambda slot: draws[slot].rate_up, lambda slot: draws[slot].rate_down)]
+        res = program_drawn(flat[0], DeviceDraws(*flat[1:]), params.device, write_verify=params.write_verify)
+        bounds = np.cumsum([0] + [int(np.prod(out_levels[slot].shape[2:])) for slot, _, _ in cells])
+        for i, (key, (slot, rt, ct)) in enumerate(missing.items()):
+            shape = out_levels[slot].shape[2:]
+            a, b = int(bounds[i]), int(bounds[i + 1])
+            g = res.conductance[a:b].reshape(shape)
             if params.ir_drop == "none" or (r_w == 0 and r_b == 0):
                 transfer = g
             else:
                 transfer = NodalCrossbar(g, r_w, r_b, method=params.ir_drop).transfer_matrix
-            fresh[key] = (g, result.fault_map, result.pulses, transfer)
+            fresh[key] = (g, np.array(draws[slot].fault_map[rt, ct]), res.pulses[a:b].reshape(shape), transfer)
     shapes = [levels.shape for levels in out_levels]
     transfer = [np.empty(shape) for shape in shapes]
     conductance = [np.empty(shape) for shape in shapes]
     fault_map = [np.zeros(shape, dtype=np.int8) for shape in shapes]
     pulses = [np.zeros(shape, dtype=np.int64) for shape in shapes]
-    for slot, rt, ct, _, key in jobs:
+    for slot, rt, ct, key in jobs:
         entry = fresh.get(key)
         if entry is None:
             entry = _TILE_CACHE[key]

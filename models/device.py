@@ -87,7 +87,9 @@ Randomness
 Every random draw comes from :func:`remeco.models.random.rng_for` keyed by
 ``(seed, instance, purpose, *more)``: purposes ``"d2d"``, ``"stuck_at"`` and
 ``"verify_read"`` (read noise during write-and-verify), each with the tile index (and any
-further indices) as extra stream keys.
+further indices) as extra stream keys. :func:`draw_devices` takes any keys, so a chip can
+key its devices by logical position (:mod:`remeco.models.chip`) and program them with
+:func:`program_drawn`.
 """
 
 from __future__ import annotations
@@ -122,6 +124,9 @@ __all__ = [
     "read_noise",
     "program_tile",
     "program_tiles",
+    "DeviceDraws",
+    "draw_devices",
+    "program_drawn",
     "clear_draw_cache",
 ]
 
@@ -743,6 +748,11 @@ def program_open_loop(target_levels: np.ndarray, params: DeviceParams | None = N
     params = DeviceParams() if params is None else params
     levels, x0, faults, dyn, target_x, aim = _prepare(target_levels, params, variation,
                                                       initial_state, fault_map)
+    return _open_loop(levels, x0, faults, dyn, target_x, aim, params)
+
+
+def _open_loop(levels, x0, faults, dyn: "_Dynamics", target_x, aim, params: DeviceParams) -> ProgrammingResult:
+    """The body of :func:`program_open_loop`, on prepared arrays."""
     rising = aim > x0
     needed = np.abs(dyn.position(aim, rising) - dyn.position(x0, rising))
     nominal_rate = np.where(rising, dyn.rate_up_nominal, dyn.rate_down_nominal)
@@ -1143,16 +1153,47 @@ class ProgrammedTile:
     reads: np.ndarray
 
 
-# Device draws of a tile (stuck-at map and the per-device pulse rates that follow from the
-# D2D parameters) depend on the tile's keys and the parameters only, not on the levels it
-# is programmed to: plans that put different levels on the same tile key share them.
+@dataclass(frozen=True)
+class DeviceDraws:
+    """The random part of an array of devices of one chip instance (plain data, read-only).
+
+    Everything programming needs from the draws: the stuck-at map and, from the D2D
+    parameters, each device's progress per second of a SET / RESET pulse (zero where the
+    device is stuck, as it does not respond). Element ``i`` of every array is one device.
+
+    Attributes
+    ----------
+    fault_map:
+        int8, 0 healthy, +1 stuck-at-on, -1 stuck-at-off (see :func:`sample_stuck_at`).
+    rate_up, rate_down:
+        float64 progress rates of the device's pulses (see :func:`draw_variation`).
+    """
+
+    fault_map: np.ndarray
+    rate_up: np.ndarray
+    rate_down: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the arrays."""
+        return int(self.fault_map.nbytes + self.rate_up.nbytes + self.rate_down.nbytes)
+
+
+# Device draws (stuck-at map and the per-device pulse rates that follow from the D2D
+# parameters) depend on their stream keys and the parameters only, not on the levels the
+# devices are programmed to: plans that put different levels on the same devices share
+# them. LRU, bounded by entries and by bytes (a layer of a large network is megabytes).
 _DRAW_CACHE: OrderedDict = OrderedDict()
 _DRAW_CACHE_SIZE = 64
+_DRAW_CACHE_BYTES = 256 << 20
+_DRAW_CACHE_HELD = 0  # bytes held by _DRAW_CACHE
 
 
 def clear_draw_cache() -> None:
     """Forget the memoised device draws (stuck-at maps and rates) of this process."""
+    global _DRAW_CACHE_HELD
     _DRAW_CACHE.clear()
+    _DRAW_CACHE_HELD = 0
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -1160,33 +1201,100 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _tile_draws(shape: tuple[int, ...], params: DeviceParams, seed: int, instance: int, tile: int,
-                d2d: D2DParams, stuck_at_rate: float, stuck_on_fraction: float):
-    """``(fault_map, variation, rate_up, rate_down)`` of one tile, rates zero where stuck.
+def draw_devices(shape: tuple[int, ...], seed: int, instance: int, *more: int,
+                 params: DeviceParams | None = None, d2d: D2DParams | None = None,
+                 stuck_at_rate: float = STUCK_AT_RATE, stuck_on_fraction: float = STUCK_ON_FRACTION) -> DeviceDraws:
+    """Stuck-at map and pulse rates of an array of devices, keyed by ``(seed, instance, *more)``.
 
-    Exactly what :func:`program_tile` draws and :func:`_prepare` derives; memoised (LRU,
-    read-only arrays).
+    Exactly :func:`sample_stuck_at` and :func:`draw_variation` with the same keys (streams
+    ``"stuck_at"`` and ``"d2d"``), turned into pulse rates as programming does; memoised
+    (LRU, read-only arrays), so asking twice for the same devices costs nothing.
+
+    Parameters
+    ----------
+    shape:
+        Shape of the device array.
+    seed, instance:
+        Campaign seed and chip-instance index.
+    more:
+        Further stream indices: what identifies these devices on the chip (a tile index,
+        or a logical position as :mod:`remeco.models.chip` uses).
+    params:
+        Nominal device (default :class:`DeviceParams`).
+    d2d:
+        Device-to-device variation (default :class:`D2DParams`).
+    stuck_at_rate, stuck_on_fraction:
+        See :func:`sample_stuck_at`.
     """
-    key = (shape, params, seed, instance, tile, d2d, stuck_at_rate, stuck_on_fraction)
+    params = DeviceParams() if params is None else params
+    d2d = D2DParams() if d2d is None else d2d
+    shape = tuple(int(s) for s in shape)
+    stuck_at_rate, stuck_on_fraction = float(stuck_at_rate), float(stuck_on_fraction)
+    key = (shape, params, seed, instance, tuple(int(m) for m in more), d2d, stuck_at_rate, stuck_on_fraction)
     hit = _DRAW_CACHE.get(key)
     if hit is not None:
         _DRAW_CACHE.move_to_end(key)
         return hit
-    faults = sample_stuck_at(shape, seed, instance, tile, rate=stuck_at_rate,
+    faults = sample_stuck_at(shape, seed, instance, *more, rate=stuck_at_rate,
                              stuck_on_fraction=stuck_on_fraction)
-    variation = draw_variation(shape, seed, instance, tile, params=params, d2d=d2d)
+    variation = draw_variation(shape, seed, instance, *more, params=params, d2d=d2d)
     dyn = _Dynamics.build(params, variation, shape)
     stuck = faults != 0
-    r_up = np.where(stuck, 0.0, dyn.rate_up)
-    r_down = np.where(stuck, 0.0, dyn.rate_down)
-    for a in (faults, variation.v_p, variation.v_n, variation.a_p, variation.a_n):
-        _frozen(a)
-    value = (faults, variation, _frozen(r_up), _frozen(r_down))
-    if _DRAW_CACHE_SIZE > 0:
+    value = DeviceDraws(_frozen(faults), _frozen(np.where(stuck, 0.0, dyn.rate_up)),
+                        _frozen(np.where(stuck, 0.0, dyn.rate_down)))
+    global _DRAW_CACHE_HELD
+    if _DRAW_CACHE_SIZE > 0 and value.nbytes <= _DRAW_CACHE_BYTES:
         _DRAW_CACHE[key] = value
-        while len(_DRAW_CACHE) > _DRAW_CACHE_SIZE:
-            _DRAW_CACHE.popitem(last=False)
+        _DRAW_CACHE_HELD += value.nbytes
+        while len(_DRAW_CACHE) > _DRAW_CACHE_SIZE or _DRAW_CACHE_HELD > _DRAW_CACHE_BYTES:
+            _DRAW_CACHE_HELD -= _DRAW_CACHE.popitem(last=False)[1].nbytes
     return value
+
+
+def _open_loop_drawn(levels: np.ndarray, draws: DeviceDraws, params: DeviceParams) -> ProgrammingResult:
+    """:func:`program_open_loop` from the reset state, for devices given by their draws
+    (the same element-wise operations, so the same bits)."""
+    nominal = _Dynamics.build(params, None, ())
+    dyn = _Dynamics(nominal.up, nominal.down, draws.rate_up, draws.rate_down,
+                    nominal.rate_up_nominal, nominal.rate_down_nominal)
+    x0 = np.zeros(levels.shape)
+    target_x = levels / float(params.levels - 1)
+    margin = params.aim_margin / (params.levels - 1)
+    aim = np.clip(target_x, margin, 1.0 - margin)
+    return _open_loop(levels, x0, draws.fault_map, dyn, target_x, aim, params)
+
+
+def program_drawn(target_levels: np.ndarray, draws: DeviceDraws, params: DeviceParams | None = None, *,
+                  write_verify: bool = True) -> ProgrammingResult:
+    """Program devices whose random part is already drawn, from the reset state.
+
+    ``target_levels[i]`` is programmed on the device ``draws[i]`` describes (arrays of one
+    shape; the devices may come from anywhere on the chip, since every device is simulated
+    on its own data). No verify-read noise: it is a draw per read, not per device.
+
+    Parameters
+    ----------
+    target_levels:
+        Integer levels, any shape.
+    draws:
+        The devices (:func:`draw_devices`, or arrays gathered from several draws).
+    params:
+        Device parameters (default :class:`DeviceParams`).
+    write_verify:
+        Write-and-verify (True) or open loop.
+    """
+    params = DeviceParams() if params is None else params
+    levels = params.check_levels(target_levels, "target_levels")
+    shape = levels.shape
+    for name in ("fault_map", "rate_up", "rate_down"):
+        if np.shape(getattr(draws, name)) != shape:
+            raise ValueError(f"draws.{name} has shape {np.shape(getattr(draws, name))}, target_levels {shape}")
+    if not write_verify:
+        return _open_loop_drawn(levels, draws, params)
+    res = _write_verify_flat(levels.ravel(), np.zeros(levels.size), np.ravel(draws.fault_map),
+                             np.ravel(draws.rate_up), np.ravel(draws.rate_down), params, 0.0,
+                             [(None, 0, levels.size)])
+    return ProgrammingResult(*(a.reshape(shape) for a in res))
 
 
 def program_tile(target_levels: np.ndarray, params: DeviceParams | None = None, *, seed: int,
@@ -1253,30 +1361,30 @@ def program_tiles(targets, params: DeviceParams | None = None, *, seed: int, ins
     d2d = D2DParams(sigma_rel=float(d2d_sigma), v_sigma=float(d2d_v_sigma))
     stuck_at_rate, stuck_on_fraction = float(stuck_at_rate), float(stuck_on_fraction)
     all_levels = [params.check_levels(t, "target_levels") for t in targets]
-    draws = [_tile_draws(tuple(int(s) for s in lv.shape), params, seed, instance, tile, d2d,
-                         stuck_at_rate, stuck_on_fraction)
+    draws = [draw_devices(lv.shape, seed, instance, tile, params=params, d2d=d2d,
+                          stuck_at_rate=stuck_at_rate, stuck_on_fraction=stuck_on_fraction)
              for lv, tile in zip(all_levels, tiles)]
     if not write_verify:
         out = []
-        for levels, (faults, variation, _, _) in zip(all_levels, draws):
-            res = program_open_loop(levels, params, variation, fault_map=faults)
-            out.append(ProgrammedTile(res.conductance, levels, faults, res.pulses,
+        for levels, drawn in zip(all_levels, draws):
+            res = _open_loop_drawn(levels, drawn, params)
+            out.append(ProgrammedTile(res.conductance, levels, drawn.fault_map, res.pulses,
                                       res.pulse_time, res.converged, res.reads))
         return out
     sizes = [lv.size for lv in all_levels]
     bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     flat = [np.concatenate([a.ravel() for a in arrays]) if len(arrays) > 1 else arrays[0].ravel()
-            for arrays in (all_levels, [d[0] for d in draws], [d[2] for d in draws],
-                           [d[3] for d in draws])]
+            for arrays in (all_levels, [d.fault_map for d in draws], [d.rate_up for d in draws],
+                           [d.rate_down for d in draws])]
     segments = [(rng_for(seed, instance, "verify_read", tile) if read_sigma_rel > 0 else None,
                  int(bounds[i]), int(bounds[i + 1])) for i, tile in enumerate(tiles)]
     x0 = np.zeros(int(bounds[-1]))
     g, pulses, pulse_time, converged, reads = _write_verify_flat(
         flat[0], x0, flat[1], flat[2], flat[3], params, float(read_sigma_rel), segments)
     out = []
-    for i, (levels, (faults, _, _, _)) in enumerate(zip(all_levels, draws)):
+    for i, (levels, drawn) in enumerate(zip(all_levels, draws)):
         a, b, shape = int(bounds[i]), int(bounds[i + 1]), levels.shape
-        out.append(ProgrammedTile(g[a:b].reshape(shape), levels, faults, pulses[a:b].reshape(shape),
+        out.append(ProgrammedTile(g[a:b].reshape(shape), levels, drawn.fault_map, pulses[a:b].reshape(shape),
                                   pulse_time[a:b].reshape(shape), converged[a:b].reshape(shape),
                                   reads[a:b].reshape(shape)))
     return out

@@ -9,7 +9,8 @@ The walk of DESIGN.md for a whole network:
                      -> per-layer :class:`~remeco.models.mapping.MappedLayer`.
 ``program_network``  one chip instance ``(seed, instance)``: every layer of every
                      committee copy programmed on its own tiles
-                     (:func:`remeco.models.chip.program_layer`).
+                     (:func:`remeco.models.chip.program_layer`), devices drawn by
+                     logical position so that plans share the chip.
 ``infer``            images -> int32 logits with an executor:
                      ``"emulation"`` (fixed point, the RTL contract), ``"physics"``
                      (float currents + ADC), or ``"reference"`` (exact integer network,
@@ -179,8 +180,10 @@ def map_network(
 def program_network(mapped: MappedNetwork, params: ChipParams, *, seed: int, instance: int) -> ProgrammedNetwork:
     """Program every layer (and every committee copy) on chip instance ``(seed, instance)``.
 
-    Committee copy ``c`` uses layer keys ``c * 1000 + layer`` so that its tiles are
-    physically different devices of the same chip instance.
+    Devices are drawn by logical position (:func:`remeco.models.chip.layer_draws`): the
+    first copy of every (layer, neuron, slice, row) is the same device under every plan,
+    so plans are compared on the same chip; redundant copies within a layer and committee
+    copy ``c > 0`` have devices of their own, keyed by their copy index.
     """
     from .chip import program_layers
 
@@ -190,7 +193,8 @@ def program_network(mapped: MappedNetwork, params: ChipParams, *, seed: int, ins
     # base plan, say) come from the tile memo.
     progs = program_layers(
         list(mapped.layers) * n_copies, params, seed=seed, instance=instance,
-        layers=[c * 1000 + i for c in range(n_copies) for i in range(n_layers)],
+        layers=[i for _ in range(n_copies) for i in range(n_layers)],
+        committee_copies=[c for c in range(n_copies) for _ in range(n_layers)],
     )
     copies = tuple(tuple(progs[c * n_layers:(c + 1) * n_layers]) for c in range(n_copies))
     codes = tuple(tuple(p.codes(params.device, mapped.fmt) for p in progs) for progs in copies)

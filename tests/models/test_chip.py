@@ -105,3 +105,100 @@ def test_tile_memo_gives_identical_read_only_results_and_can_be_disabled():
         np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
         np.testing.assert_array_equal(getattr(fresh, name), getattr(first, name))
     assert all(not entry[0].flags.writeable for entry in chip_mod._TILE_CACHE.values())
+
+
+# --------------------------------------------------------------------------- paired chip instances
+
+
+def _cells(a: np.ndarray, mapped) -> np.ndarray:
+    """Tile-shaped ``(rt, ct, rows, cols)`` -> ``(fan_in, physical_columns)`` of used cells."""
+    rt, ct, rows, cols = a.shape
+    return a.transpose(0, 2, 1, 3).reshape(rt * rows, ct * cols)[: mapped.fan_in, : mapped.physical_columns]
+
+
+def _by_logical(a: np.ndarray, mapped, copy: int) -> np.ndarray:
+    """Used cells of copy ``copy`` as ``(n_slices, fan_in, neurons)``, NaN where the layout has none."""
+    out = np.full((mapped.fmt.n_slices, mapped.fan_in, mapped.neurons), np.nan)
+    cols = np.flatnonzero(mapped.col_copy == copy)
+    out[mapped.col_slice[cols], :, mapped.col_neuron[cols]] = _cells(a, mapped)[:, cols].T
+    return out
+
+
+PAIRED = ChipParams(stuck_at_rate=0.2)  # many faults, default D2D: differences cannot hide
+
+
+@pytest.fixture(scope="module")
+def plans():
+    fmt = EmulationFormat(rows=32, cols=32)
+    w = np.random.default_rng(5).integers(-128, 128, (70, 24))
+    msb = np.zeros((24, 2), int)
+    msb[::3, 1] = 1  # some neurons, MSB slice only
+    return {"base": map_layer(w, fmt), "averaging": map_layer(w, fmt, 1),
+            "msb": map_layer(w, fmt, msb), "four": map_layer(w, fmt, 2)}
+
+
+def test_first_copy_is_the_same_device_in_every_layout(plans):
+    from remeco.models.chip import layer_draws
+
+    base = plans["base"]
+    draws = {name: layer_draws(m, PAIRED, seed=4, instance=2, layer=1) for name, m in plans.items()}
+    progs = {name: program_layer(m, PAIRED, seed=4, instance=2, layer=1) for name, m in plans.items()}
+    for name, m in plans.items():
+        assert m.physical_columns > base.physical_columns or name == "base"
+        for field in ("fault_map", "rate_up", "rate_down"):
+            want = _by_logical(getattr(draws["base"], field), base, 0)
+            np.testing.assert_array_equal(_by_logical(getattr(draws[name], field), m, 0), want)
+        np.testing.assert_array_equal(_cells(progs[name].fault_map, m), _cells(draws[name].fault_map, m))
+        # the same device programmed to the same level: the same conductance and pulses
+        for field in ("conductance", "pulses"):
+            np.testing.assert_array_equal(_by_logical(getattr(progs[name], field), m, 0),
+                                          _by_logical(getattr(progs["base"], field), base, 0))
+    assert (_cells(draws["base"].fault_map, base) != 0).mean() == pytest.approx(0.2, abs=0.03)
+
+
+def test_redundant_copies_have_their_own_devices_shared_between_plans(plans):
+    from remeco.models.chip import layer_draws
+
+    d = {name: layer_draws(m, PAIRED, seed=4, instance=2, layer=1) for name, m in plans.items()}
+    avg, four, msb = plans["averaging"], plans["four"], plans["msb"]
+    for field in ("fault_map", "rate_up"):
+        c0, c1 = (_by_logical(getattr(d["averaging"], field), avg, c) for c in (0, 1))
+        assert np.mean(c0 != c1) > 0.1  # copy 1 is another device
+        # copy 1 of a neuron is the same device whichever plan copies it
+        np.testing.assert_array_equal(_by_logical(getattr(d["four"], field), four, 1), c1)
+        m1 = _by_logical(getattr(d["msb"], field), msb, 1)
+        held = ~np.isnan(m1)
+        assert held.sum() == msb.fan_in * 8
+        np.testing.assert_array_equal(m1[held], c1[held])
+        c2, c3 = (_by_logical(getattr(d["four"], field), four, c) for c in (2, 3))
+        assert np.mean(c2 != c1) > 0.1 and np.mean(c3 != c2) > 0.1
+
+
+def test_paired_draws_are_a_function_of_the_keys(plans):
+    from remeco.models.chip import clear_tile_cache, layer_draws
+
+    m = plans["averaging"]
+    a = program_layer(m, PAIRED, seed=4, instance=2, layer=1, committee_copy=1)
+    clear_tile_cache()
+    b = program_layer(m, PAIRED, seed=4, instance=2, layer=1, committee_copy=1)
+    for field in ("transfer", "conductance", "fault_map", "pulses"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    ref = layer_draws(m, PAIRED, seed=4, instance=2, layer=1)
+    for other in (dict(committee_copy=1), dict(layer=2), dict(instance=3), dict(seed=5)):
+        kw = dict(seed=4, instance=2, layer=1) | other
+        assert np.mean(layer_draws(m, PAIRED, **kw).fault_map != ref.fault_map) > 0.05, other
+    with pytest.raises(ValueError, match="committee_copy"):
+        program_layer(m, PAIRED, seed=0, instance=0, committee_copy=-1)
+
+
+def test_padding_cells_are_never_pulsed_so_only_their_stuck_state_is_drawn(plans):
+    m = plans["msb"]
+    prog = program_layer(m, PAIRED, seed=4, instance=2, layer=1)
+    rt, ct, rows, cols = prog.pulses.shape
+    pad = np.ones((rt * rows, ct * cols), dtype=bool)
+    pad[: m.fan_in, : m.physical_columns] = False
+    flat = {f: getattr(prog, f).transpose(0, 2, 1, 3).reshape(pad.shape) for f in ("pulses", "conductance", "fault_map")}
+    healthy = pad & (flat["fault_map"] == 0)
+    assert healthy.sum() > 100 and (pad & (flat["fault_map"] != 0)).sum() > 10
+    assert not flat["pulses"][healthy].any()
+    np.testing.assert_array_equal(flat["conductance"][healthy], PAIRED.device.g_off)

@@ -54,3 +54,30 @@ def test_network_mapping_errors(setup):
         infer(mapped, images, executor="spice")
     with pytest.raises(ValueError, match="programmed"):
         infer(mapped, images, executor="emulation")
+
+
+def test_plans_share_the_chip_instance_copy_zero_devices(setup):
+    """Paired chip instances: the first copy of every weight is the same device in every plan."""
+    net, sizes, calib, _, _ = setup
+    fmt = EmulationFormat()
+    shifts = calibrate_adc_shifts(net, fmt, calib)
+    params = ChipParams(stuck_at_rate=0.05)
+    chips = {}
+    for name in ("base", "committee", "layer_averaging"):
+        mapped = map_network(net, make_plan(name, sizes), fmt, shifts)
+        chips[name] = (mapped, program_network(mapped, params, seed=1, instance=7))
+    base, committee = chips["base"][1], chips["committee"][1]
+    for b, c0, c1 in zip(base.copies[0], committee.copies[0], committee.copies[1]):
+        for field in ("transfer", "conductance", "fault_map", "pulses"):
+            np.testing.assert_array_equal(getattr(c0, field), getattr(b, field))
+        assert not np.array_equal(c1.fault_map, b.fault_map)
+    mapped, averaging = chips["layer_averaging"]
+    for layer, b, a in zip(mapped.layers, base.copies[0], averaging.copies[0]):
+        rt, ct, rows, cols = a.conductance.shape
+        g = a.conductance.transpose(0, 2, 1, 3).reshape(rt * rows, ct * cols)
+        rt, ct, rows, cols = b.conductance.shape
+        g_base = b.conductance.transpose(0, 2, 1, 3).reshape(rt * rows, ct * cols)
+        first = np.flatnonzero(layer.col_copy == 0)  # base columns in order: neuron, then slice
+        np.testing.assert_array_equal(g[: layer.fan_in, first], g_base[: layer.fan_in, : first.size])
+        second = np.flatnonzero(layer.col_copy == 1)
+        assert not np.array_equal(g[: layer.fan_in, second], g[: layer.fan_in, first])
