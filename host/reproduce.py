@@ -28,8 +28,8 @@ from remeco.host.cli import UserError, command
 from remeco.host.engines import DEFAULT_ENGINE, EngineCache, add_engine_arguments, check_engine
 from remeco.host.paths import check_out_dir
 from remeco.host.store import ResultStore
-from remeco.models.chip import ChipParams
-from remeco.models.cost import estimate
+from remeco.models.chip import DEVICE_KEYING, ChipParams
+from remeco.models.cost import AREA_MODELS, estimate
 from remeco.models.data import load_dataset
 from remeco.models.emulation import EmulationFormat
 from remeco.models.mapping import map_layer
@@ -37,8 +37,9 @@ from remeco.models.network import calibrate_adc_shifts, infer, map_network, prog
 from remeco.models.nn import QuantizedNetwork, get_trained, save_network_once
 from remeco.models.redundancy import PLAN_NAMES, RedundancyPlan, make_plan
 from remeco.models.sensitivity import cached_sensitivity, neuron_sensitivity, plot_histograms
+from remeco.models.stats import paired_difference, summarize
 
-__all__ = ["prepare", "run_plans", "reproduce", "evaluate_instance", "plan_costs"]
+__all__ = ["prepare", "run_plans", "reproduce", "evaluate_instance", "plan_costs", "plan_rows"]
 
 # Per-process memo of what every task of one campaign shares (network, mapped plans,
 # test images). Keyed by the campaign's spec hash, so it can never serve another campaign.
@@ -98,13 +99,43 @@ def evaluate_instance(spec: dict, instance: int, plans: list[str], engine: str =
     return out
 
 
-def plan_costs(network: QuantizedNetwork, plan: RedundancyPlan, fmt: EmulationFormat, preset: str) -> dict:
-    """Area (mm^2) and energy (J per 10,000 images) of a network under a plan."""
+def plan_costs(network: QuantizedNetwork, plan: RedundancyPlan, fmt: EmulationFormat, preset: str,
+               area_model: str = "columns") -> dict:
+    """Area (mm^2) and energy (J per 10,000 images) of a network under a plan.
+
+    ``area_model``: ``"columns"`` (devices and column periphery in use, the paper's
+    accounting) or ``"tiles"`` (whole crossbars), see :mod:`remeco.models.cost`.
+    """
     layers = [map_layer(layer.weight.astype(np.int64), fmt, k) for layer, k in zip(network.layers, plan.copies_log2)]
     vectors = [int(np.prod(layer.positions)) for layer in network.layers]
     copies = 1 << plan.committee_log2
-    report = estimate(layers * copies, preset, images=10_000, vectors_per_image=vectors * copies)
+    report = estimate(layers * copies, preset, images=10_000, vectors_per_image=vectors * copies,
+                      area_model=area_model)
     return {"area_mm2": report.area_mm2, "energy_j": report.energy_j}
+
+
+def plan_rows(acc: dict[str, np.ndarray]) -> list[dict]:
+    """Accuracy statistics of every plan over the (paired) chip instances.
+
+    Per plan: mean, median, std, the 95 % t-interval of the mean (``accuracy_ci95``) and the
+    paired difference against ``base`` and ``committee`` (``diff_vs_base`` /
+    ``diff_vs_committee``: ``{"mean", "ci95"}``), see :mod:`remeco.models.stats`. An
+    interval is ``None`` with one instance; a difference is ``None`` when the reference
+    plan was not run.
+    """
+    rows = []
+    for name, a in acc.items():
+        s = summarize(a)
+        rows.append({
+            "plan": name,
+            "accuracy_mean": s["mean"],
+            "accuracy_median": s["median"],
+            "accuracy_std": s["std"],
+            "accuracy_ci95": s["ci95"],
+            "diff_vs_base": paired_difference(a, acc["base"]) if "base" in acc else None,
+            "diff_vs_committee": paired_difference(a, acc["committee"]) if "committee" in acc else None,
+        })
+    return rows
 
 
 def prepare(
@@ -180,6 +211,7 @@ def run_plans(
         "test_images": ctx["test_images"],
         "calibration_images": 500,
         "executor": "emulation",
+        "device_keying": DEVICE_KEYING,
     }
     with ResultStore(ctx["out"] / "results.sqlite") as store:
         cid = run_campaign(
@@ -212,14 +244,19 @@ def reproduce(
     log=print,
     engine: str = DEFAULT_ENGINE,
     device: str | None = None,
+    area_model: str = "columns",
 ) -> dict:
-    """Run the whole flow; returns ``{"software_accuracy": float, "rows": [...]}`` (fractions).
+    """Run the whole flow; returns ``{"software_accuracy": float, "area_model": str, "rows":
+    [...]}`` (accuracies as fractions; row keys in :func:`plan_rows`, plus ``area_mm2`` and
+    ``energy_j``).
 
     ``engine`` / ``device`` choose the campaign's executor (:mod:`remeco.host.engines`);
-    the result does not depend on them.
+    the result does not depend on them. ``area_model``: see :func:`plan_costs`.
     """
     if instances < 1:
         raise UserError(f"--instances must be >= 1, got {instances}")
+    if area_model not in AREA_MODELS:
+        raise UserError(f"--area-model must be one of {', '.join(AREA_MODELS)}, got {area_model!r}")
     t0 = time.perf_counter()
     ctx = prepare(net=net, dataset=dataset, data_dir=data_dir, test_images=test_images, seed=seed,
                   out_dir=out_dir, chip=chip, fmt=fmt, epochs=epochs, plot=plot, log=log)
@@ -228,41 +265,48 @@ def reproduce(
     plans = {name: make_plan(name, sizes, ctx["sensitivity"], n_slices=fmt.n_slices) for name in PLAN_NAMES}
     acc = run_plans(ctx, plans, instances=instances, executor=executor, scheduler=scheduler, workers=workers,
                     engine=engine, device=device)
-    rows = []
-    for name in PLAN_NAMES:
-        a = acc[name]
-        cost = plan_costs(network, plans[name], fmt, cost_preset)
-        rows.append(
-            {
-                "plan": name,
-                "accuracy_mean": float(a.mean()),
-                "accuracy_median": float(np.median(a)),
-                "accuracy_std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
-                "area_mm2": cost["area_mm2"],
-                "energy_j": cost["energy_j"],
-            }
-        )
+    rows = plan_rows({name: acc[name] for name in PLAN_NAMES})
+    for row in rows:
+        row.update(plan_costs(network, plans[row["plan"]], fmt, cost_preset, area_model))
     software = float(ctx["trained"].int_accuracy)
-    result = {"software_accuracy": software, "rows": rows}
+    result = {"software_accuracy": software, "area_model": area_model, "rows": rows}
     (out / "reproduce.json").write_text(json.dumps(result, indent=2))
     if plot:
-        _box_plot(acc, software, out / "accuracy_boxplot.png", instances)
+        _box_plot(acc, rows, software, out / "accuracy_boxplot.png", instances)
     log(f"done in {time.perf_counter() - t0:.0f} s; results in {out}/")
     return result
 
 
-def _box_plot(acc: dict[str, np.ndarray], software: float, path: Path, instances: int) -> None:
+def _box_plot(acc: dict[str, np.ndarray], rows: list[dict], software: float, path: Path, instances: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    fig, ax = plt.subplots(figsize=(7.5, 3.9))
     ax.boxplot([100 * acc[n] for n in PLAN_NAMES], tick_labels=[n.replace("_", "\n") for n in PLAN_NAMES])
+    # The mean with its 95 % interval beside each box, and the paired difference to the
+    # base (what the plan buys on the same chips) written under it.
+    by_plan = {r["plan"]: r for r in rows}
+    for x, name in enumerate(PLAN_NAMES, start=1):
+        r = by_plan[name]
+        mean, ci = 100 * r["accuracy_mean"], r["accuracy_ci95"]
+        err = [[mean - 100 * ci[0]], [100 * ci[1] - mean]] if ci else None
+        ax.errorbar(x + 0.3, mean, yerr=err, fmt="o", ms=3, color="tab:red", capsize=3, lw=1,
+                    label="mean, 95 % CI" if x == 1 else None)
+        d = r["diff_vs_base"]
+        if name != "base" and d is not None:
+            text = f"{100 * d['mean']:+.1f}" + (f"\n[{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]"
+                                                  if d["ci95"] else "")
+            ax.annotate(text, (x, 0), xycoords=("data", "axes fraction"), xytext=(0, 3),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=6, color="tab:red")
     ax.axhline(100 * software, color="tab:green", ls="--", lw=1, label="software (8-bit)")
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo - 0.15 * (hi - lo), hi + 0.1 * (hi - lo))  # room for the annotations and the legend
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"Accuracy over {instances} chip instances (ReMeCo Fig. 5 analogue)", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"Accuracy over {instances} chip instances (ReMeCo Fig. 5 analogue); "
+                 f"bottom: paired difference to base, pp [95 % CI]", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -280,6 +324,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", default=None, help="dask scheduler address tcp://HOST:PORT")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     add_engine_arguments(p)
+    p.add_argument("--area-model", default="columns", choices=AREA_MODELS,
+                   help="columns (default): devices and column periphery in use, the paper's accounting; "
+                        "tiles: whole 128 x 128 crossbars")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -294,6 +341,7 @@ def _run(args: argparse.Namespace) -> int:
         net=args.net, dataset=args.dataset, data_dir=args.data_dir, instances=args.instances,
         test_images=args.test_images, seed=args.seed, out_dir=args.out, executor=executor,
         scheduler=args.scheduler, workers=args.workers, log=log, engine=args.engine, device=args.device,
+        area_model=args.area_model,
     )
     if args.json:
         print(json.dumps(result))
@@ -302,11 +350,23 @@ def _run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"ReMeCo on {args.net} ({args.instances} chip instances); software accuracy "
-                        f"{100 * result['software_accuracy']:.2f} %")
-    for col in ("plan", "acc. mean", "median", "std", "area mm^2", "energy J / 10k img"):
+                        f"{100 * result['software_accuracy']:.2f} %; area model {result['area_model']}",
+                  caption="intervals: 95 % t-intervals over chip instances; differences paired per instance, in pp")
+    for col in ("plan", "acc. %", "95 % CI", "median", "std", "vs base, pp", "vs committee, pp", "area mm^2",
+                "J / 10k img"):
         table.add_column(col, justify="left" if col == "plan" else "right")
+
+    def interval(ci, fmt="{:.1f}"):
+        return "n/a" if ci is None else f"[{fmt.format(100 * ci[0])},{fmt.format(100 * ci[1])}]"
+
+    def diff(d):
+        return "" if d is None else f"{100 * d['mean']:+.2f} {interval(d['ci95'], fmt='{:+.1f}')}"
+
     for r in result["rows"]:
-        table.add_row(r["plan"], f"{100 * r['accuracy_mean']:.2f} %", f"{100 * r['accuracy_median']:.2f} %",
-                      f"{100 * r['accuracy_std']:.2f}", f"{r['area_mm2']:.4g}", f"{r['energy_j']:.4g}")
+        table.add_row(r["plan"], f"{100 * r['accuracy_mean']:.2f}", interval(r["accuracy_ci95"]),
+                      f"{100 * r['accuracy_median']:.2f}", f"{100 * r['accuracy_std']:.2f}",
+                      diff(r["diff_vs_base"]) if r["plan"] != "base" else "",
+                      diff(r["diff_vs_committee"]) if r["plan"] != "committee" else "",
+                      f"{r['area_mm2']:.4g}", f"{r['energy_j']:.4g}")
     Console().print(table)
     return 0

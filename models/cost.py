@@ -15,6 +15,8 @@ the number of output positions for a convolution lowered to a matrix)
 ------------------------------------------------------------------------------------------
 * ``crossbars`` = ``row_tiles * col_tiles`` (every (row tile, column tile) pair is one
   physical crossbar, see :mod:`remeco.models.mapping`).
+* ``crossbar_columns`` = ``physical_columns * row_tiles`` (a used column in each row tile
+  it spans), ``crossbar_columns_physical`` = ``crossbars * cols``.
 * ``devices_programmed`` = ``fan_in * physical_columns`` (every redundant copy has its
   own devices); ``devices_physical`` = ``crossbars * rows * cols`` (padding included: a
   crossbar is fabricated whole, so crossbar *area* is charged on physical devices).
@@ -68,6 +70,19 @@ Costing (:func:`cost_from_counts`)
   ``digital_energy_per_byte_j * digital_bytes`` (digital periphery);
 * ``energy_j`` = ``images *`` energy per image ``+ write_energy_per_device_j *
   devices_written`` (programming once, reported separately as ``write``).
+
+Area models (``area_model``, :data:`AREA_MODELS`)
+--------------------------------------------------
+* ``tiles`` (the default of :func:`estimate`): whole crossbars, as fabricated --
+  ``devices_physical`` and one periphery per crossbar; a plan that adds a few columns
+  pays for a whole new crossbar (area ratios are crossbar-count ratios).
+* ``columns`` (the paper's accounting; ``remeco reproduce``'s default): the devices and
+  the per-column periphery a plan uses -- ``devices_programmed``, and every per-crossbar
+  periphery charged for the share of its columns in use, ``crossbars * crossbar_columns
+  / crossbar_columns_physical`` per layer (``crossbar_columns = physical_columns *
+  row_tiles``). Per-layer and per-network periphery is the same in both models. On the
+  paper-size LeNet below this gives area / base 1.994 (committee), 1.792 (S-neuron),
+  1.396 (MSB), 1.017 (S-layer) against Table 4's 1.885, 1.708, 1.354, 1.041.
 
 Presets (JSON data in :mod:`remeco.models.presets`)
 ---------------------------------------------------
@@ -188,6 +203,7 @@ from .mapping import MappedLayer
 __all__ = [
     "DAC_MODES",
     "AREA_SCOPES",
+    "AREA_MODELS",
     "Counts",
     "NetworkCounts",
     "CostPreset",
@@ -202,6 +218,10 @@ __all__ = [
 
 DAC_MODES = ("bit_serial", "multi_level")
 AREA_SCOPES = ("crossbar", "layer", "network")
+#: How area is charged (see the module docstring, "Area models"): ``"columns"`` the
+#: devices and per-column periphery a plan uses (the paper's accounting), ``"tiles"``
+#: whole crossbars with their full periphery.
+AREA_MODELS = ("columns", "tiles")
 
 _UM2_PER_MM2 = 1e6
 _MM2_PER_CM2 = 100.0
@@ -237,6 +257,10 @@ class Counts:
         (padding included).
     physical_columns:
         Used crossbar columns (neurons x slices x copies).
+    crossbar_columns, crossbar_columns_physical:
+        Used columns summed over the crossbars they span (``physical_columns *
+        row_tiles``) and all columns of the crossbars (``crossbars * cols``); their ratio
+        is the share of the crossbars' periphery the ``"columns"`` area model charges.
     macs_per_image:
         Logical multiply-accumulates (``fan_in * neurons * V``), independent of mapping.
     device_reads_per_image, device_cycles_per_image:
@@ -257,6 +281,8 @@ class Counts:
     devices_programmed: int
     devices_physical: int
     physical_columns: int
+    crossbar_columns: int
+    crossbar_columns_physical: int
     macs_per_image: int
     device_reads_per_image: int
     device_cycles_per_image: int
@@ -389,6 +415,8 @@ def count_layer(
         devices_programmed=mapped.devices,
         devices_physical=mapped.tiles * fmt.rows * fmt.cols,
         physical_columns=p,
+        crossbar_columns=p * mapped.row_tiles,
+        crossbar_columns_physical=mapped.tiles * fmt.cols,
         macs_per_image=mapped.fan_in * n * v,
         device_reads_per_image=mapped.devices * v,
         device_cycles_per_image=mapped.devices * v * cycles,
@@ -651,11 +679,18 @@ class CostReport:
         }
 
 
-def _instances(scope: str, c: Counts) -> int:
+def _instances(scope: str, counts: NetworkCounts, area_model: str) -> float:
+    """Periphery instances charged at ``scope``; per crossbar, under the ``"columns"``
+    model, each crossbar counts for the share of its columns in use (layer by layer)."""
+    c = counts.total
+    if scope == "crossbar" and area_model == "columns":
+        return sum(x.crossbars * x.crossbar_columns / x.crossbar_columns_physical
+                   for x in counts.per_layer if x.crossbar_columns_physical)
     return {"crossbar": c.crossbars, "layer": c.layers, "network": 1}[scope]
 
 
-def cost_from_counts(counts: NetworkCounts, preset: CostPreset, images: int = 10_000) -> CostReport:
+def cost_from_counts(counts: NetworkCounts, preset: CostPreset, images: int = 10_000, *,
+                     area_model: str = "tiles") -> CostReport:
     """Area and energy from counts: each count times its preset cost (linear).
 
     Parameters
@@ -666,14 +701,20 @@ def cost_from_counts(counts: NetworkCounts, preset: CostPreset, images: int = 10
         Per-event energies and per-instance areas.
     images:
         Images the inference energy is for.
+    area_model:
+        ``"tiles"`` (whole crossbars) or ``"columns"`` (the devices and column periphery
+        in use), see :data:`AREA_MODELS`; energy does not depend on it.
     """
     n_img = _require_count("images", images, 0)
+    if area_model not in AREA_MODELS:
+        raise ValueError(f"area_model must be one of {AREA_MODELS}, got {area_model!r}")
     c = counts.total
+    devices = c.devices_physical if area_model == "tiles" else c.devices_programmed
     area = {
-        "crossbar": c.devices_physical / preset.density_devices_per_cm2 * _MM2_PER_CM2,
-        "analog_periphery": _instances(preset.analog_periphery_area_per, c)
+        "crossbar": devices / preset.density_devices_per_cm2 * _MM2_PER_CM2,
+        "analog_periphery": _instances(preset.analog_periphery_area_per, counts, area_model)
         * preset.analog_periphery_area_um2 / _UM2_PER_MM2,
-        "digital_periphery": _instances(preset.digital_periphery_area_per, c)
+        "digital_periphery": _instances(preset.digital_periphery_area_per, counts, area_model)
         * preset.digital_periphery_area_um2 / _UM2_PER_MM2,
     }
     per_image = {
@@ -705,6 +746,7 @@ def estimate(
     vectors_per_image: Sequence[int] | None = None,
     dac: str = "bit_serial",
     write_pulses: Sequence[np.ndarray | int | None] | None = None,
+    area_model: str = "tiles",
 ) -> CostReport:
     """Area and energy of running ``images`` images through a mapped network.
 
@@ -722,8 +764,10 @@ def estimate(
         ``"bit_serial"`` or ``"multi_level"`` (see :func:`count_layer`).
     write_pulses:
         Optional per-layer programming pulse counts (reported in the counts only).
+    area_model:
+        ``"tiles"`` or ``"columns"`` (see :data:`AREA_MODELS` and the module docstring).
     """
     if not isinstance(preset, CostPreset):
         preset = load_preset(preset)
     counts = count_network(network_layers, vectors_per_image, dac=dac, write_pulses=write_pulses)
-    return cost_from_counts(counts, preset, images)
+    return cost_from_counts(counts, preset, images, area_model=area_model)

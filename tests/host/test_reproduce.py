@@ -20,15 +20,41 @@ def result(tmp_path_factory):
 
 def test_json_shape_and_files(result):
     res, out = result
-    assert set(res) == {"software_accuracy", "rows"}
+    assert set(res) == {"software_accuracy", "area_model", "rows"} and res["area_model"] == "columns"
     assert [r["plan"] for r in res["rows"]] == [
         "base", "committee", "layer_averaging", "sensitive_neuron", "msb", "sensitive_layer"]
     for r in res["rows"]:
-        assert set(r) == {"plan", "accuracy_mean", "accuracy_median", "accuracy_std", "area_mm2", "energy_j"}
+        assert set(r) == {"plan", "accuracy_mean", "accuracy_median", "accuracy_std", "accuracy_ci95",
+                          "diff_vs_base", "diff_vs_committee", "area_mm2", "energy_j"}
         assert 0 <= r["accuracy_mean"] <= 1 and r["area_mm2"] > 0 and r["energy_j"] > 0
+        lo, hi = r["accuracy_ci95"]
+        assert lo <= r["accuracy_mean"] <= hi
+        for ref in ("base", "committee"):
+            d = r[f"diff_vs_{ref}"]
+            assert set(d) == {"mean", "ci95"} and d["ci95"][0] <= d["mean"] <= d["ci95"][1]
+    by_plan = {r["plan"]: r for r in res["rows"]}
+    assert by_plan["base"]["diff_vs_base"] == {"mean": 0.0, "ci95": [0.0, 0.0]}
+    assert by_plan["committee"]["diff_vs_base"]["mean"] == pytest.approx(
+        by_plan["committee"]["accuracy_mean"] - by_plan["base"]["accuracy_mean"])
     assert json.loads((out / "reproduce.json").read_text()) == res
     assert (out / "accuracy_boxplot.png").stat().st_size > 1000
     assert (out / "sensitivity.png").stat().st_size > 1000
+
+
+def test_one_instance_gives_null_intervals_and_tiles_area_model(result):
+    _, out = result
+    res = reproduce(instances=1, test_images=250, out_dir=out, executor="serial", epochs=EPOCHS, plot=False,
+                    area_model="tiles", log=lambda *_: None)
+    assert json.loads(json.dumps(res, allow_nan=False)) == res  # valid JSON: null, never NaN
+    assert res["area_model"] == "tiles"
+    for r in res["rows"]:
+        assert r["accuracy_ci95"] is None and r["accuracy_std"] == 0.0
+        assert r["diff_vs_base"]["ci95"] is None and r["diff_vs_committee"]["ci95"] is None
+    area = {r["plan"]: r["area_mm2"] for r in res["rows"]}
+    columns = {r["plan"]: r["area_mm2"] for r in result[0]["rows"]}
+    assert area["sensitive_layer"] == area["base"]  # whole crossbars: the few extra columns fit
+    assert columns["sensitive_layer"] > columns["base"]  # columns: they are charged
+    assert area["base"] > columns["base"]
 
 
 def test_redundancy_recovers_accuracy_lost_to_non_idealities(result):
@@ -63,6 +89,9 @@ def test_bad_arguments_are_one_line_errors(capsys, tmp_path):
     assert "instances" in capsys.readouterr().err
     assert main(["reproduce", "--dataset", "imagenet", "--out", str(tmp_path)]) == 2
     assert "name must be one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # argparse choices: usage and one error line
+        main(["reproduce", "--area-model", "devices", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "--area-model" in capsys.readouterr().err
 
 
 def test_search_reports_the_trade_off(result, capsys):
