@@ -26,7 +26,9 @@ non-overlapping max pool; the last layer returns its int32 accumulators as logit
 ``BatchNorm1d/2d``            directly after a ``Linear`` / ``Conv2d``; folded into it with
                               its running statistics (eval mode)
 ``Flatten``                   ``start_dim=1`` (also ``torch.flatten(x, 1)``, ``x.flatten(1)``,
-                              ``x.view(x.size(0), -1)`` in a traced ``forward``)
+                              ``x.view(x.size(0), -1)`` in a traced ``forward``, where
+                              ``F.relu``, ``F.max_pool2d``, ``F.avg_pool2d`` and ``F.dropout``
+                              are accepted too)
 ``Dropout``, ``Identity``     dropped (inference)
 ``Softmax``, ``LogSoftmax``   dropped when last (the predicted class is unchanged)
 ============================  ===============================================================
@@ -245,6 +247,13 @@ def _sequential_ops(module: nn.Sequential, prefix: str = "") -> list[_Op]:
 _FX_RELU = {torch.relu, F.relu}
 _FX_FLATTEN = {torch.flatten}
 _FX_SKIP = {F.dropout}
+_FX_SOFTMAX = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax}
+# Functional pools: their positional parameters after the input, to build the module form.
+_FX_POOLS = {
+    F.max_pool2d: (nn.MaxPool2d, ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")),
+    F.avg_pool2d: (nn.AvgPool2d, ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                                  "divisor_override")),
+}
 
 
 def _traced_ops(module: nn.Module, prefix: str = "") -> list[_Op]:
@@ -283,6 +292,18 @@ def _traced_ops(module: nn.Module, prefix: str = "") -> list[_Op]:
             ops.append(_Op("relu", f"relu {label}"))
         elif node.op == "call_function" and node.target in _FX_SKIP:
             ops.append(_Op("skip", f"dropout {label}"))
+        elif node.op == "call_function" and node.target in _FX_POOLS:
+            cls, names = _FX_POOLS[node.target]
+            kwargs = dict(zip(names, node.args[1:])) | dict(node.kwargs)
+            try:
+                pool = cls(**kwargs)
+            except TypeError as exc:
+                raise ConversionError(f"{node.target.__name__} {label}: {exc}") from None
+            ops.append(_pool_op(pool, f"{node.target.__name__} {label}"))
+        elif (node.op == "call_function" and node.target in _FX_SOFTMAX) or (
+            node.op == "call_method" and node.target in ("softmax", "log_softmax")
+        ):
+            ops.append(_Op("softmax", f"softmax {label}"))
         elif (node.op == "call_function" and node.target in _FX_FLATTEN) or (
             node.op == "call_method" and node.target == "flatten"
         ):
@@ -533,8 +554,17 @@ def from_torch(module: nn.Module, calibration_images: np.ndarray, *, weight_bits
     if images.dtype != np.uint8 or images.ndim != 4 or len(images) == 0:
         raise ConversionError(f"calibration_images must be non-empty uint8 raw pixels (N, C, H, W), got "
                               f"{images.dtype} {images.shape}")
+    devices = {str(t.device) for t in (*module.parameters(), *module.buffers())} - {"cpu"}
+    if devices:
+        raise ConversionError(f"module has parameters on {', '.join(sorted(devices))}; remeco converts on the CPU: "
+                              "pass module.cpu() (or a CPU copy)")
     input_shape = tuple(int(v) for v in images.shape[1:])
     layers = _fold_layers(module, input_shape)
+    for layer in layers:
+        for what, t in (("weight", layer.weight), ("bias", layer.bias)):
+            if not bool(torch.isfinite(t).all()):
+                # NaN or inf would quantize to arbitrary int8 codes without an error
+                raise ConversionError(f"{layer.name}: the folded {what} holds NaN or infinite values")
     folded = _folded(layers)
     maxima = folded.activation_maxima(images)
     qmax = 2 ** (weight_bits - 1) - 1
@@ -655,4 +685,10 @@ def compute_sensitivity(network, images: np.ndarray, labels: np.ndarray, *, modu
                               f"{images.dtype} {images.shape}")
     if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
         raise ConversionError(f"labels must be {len(images)} integers, got {labels.dtype} {labels.shape}")
+    if len(images) == 0:
+        raise ConversionError("images must hold at least one training image")
+    if int(labels.min()) < 0 or int(labels.max()) >= network.num_classes:
+        # the loss would index outside the logits (a torch RuntimeError)
+        raise ConversionError(f"labels must be classes in 0..{network.num_classes - 1} (the network's outputs), "
+                              f"got {int(labels.min())}..{int(labels.max())}")
     return neuron_sensitivity(model, images, labels.astype(np.int64))

@@ -141,6 +141,36 @@ def test_user_blocks_inside_a_sequential_are_traced():
     assert [layer.pool for layer in q.layers] == [2, 1, 1]
 
 
+class _PytorchMnistExample(nn.Module):
+    """The shape of PyTorch's MNIST example (examples/mnist/main.py), smaller."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 4, 3, 1), nn.Conv2d(4, 8, 3, 1)
+        self.dropout1, self.dropout2 = nn.Dropout(0.25), nn.Dropout(0.5)
+        self.fc1, self.fc2 = nn.Linear(8 * 12 * 12, 16), nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.max_pool2d(x, 2)
+        x = self.dropout1(x)
+        x = torch.flatten(x, 1)
+        x = self.dropout2(F.relu(self.fc1(x)))
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
+def test_the_pytorch_mnist_example_shape_converts():
+    net = _PytorchMnistExample().eval()
+    images = _images()
+    q = from_torch(net, images)
+    assert [(layer.kind, layer.pool) for layer in q.layers] == [("conv", 1), ("conv", 2), ("dense", 1), ("dense", 1)]
+    with torch.no_grad():
+        folded = q.float_model(torch.tensor(images))
+    # The folded model drops the log-softmax: same classes, logits up to a per-image shift.
+    torch.testing.assert_close(F.log_softmax(folded, dim=1), _float(net, images), rtol=1e-4, atol=1e-4)
+
+
 def test_weight_bits_limit_the_codes():
     net = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
     q = from_torch(net, _images(), weight_bits=4)
