@@ -188,6 +188,28 @@ def test_random_networks_formats_and_codes_match_the_reference(case, path, isa):
     np.testing.assert_array_equal(engine.infer(images, chip, batch_size=5), ref)
 
 
+def test_paper_lenet_shapes_match_the_reference(mnist5k):
+    """The paper's LeNet (865,858 parameters; fan-ins up to 3,136: 25 row tiles, 32 column
+    blocks) after a token training: every path gives the reference's logits."""
+    from remeco.models import nn as rn
+
+    train, test = mnist5k
+    net = rn.export(rn.train("lenet_paper", train.subset(range(64)), epochs=1, seed=0, threads=1))
+    fmt = EmulationFormat()
+    shifts = calibrate_adc_shifts(net, fmt, train.images[:32])
+    sizes = [layer.out_features for layer in net.layers]
+    images = test.images[:3]
+    for plan in ("layer_averaging",):  # copies of every column: averaging by index on top of base
+        mapped = map_network(net, make_plan(plan, sizes, n_slices=fmt.n_slices), fmt, shifts)
+        assert max(layer.row_tiles for layer in mapped.layers) >= 25
+        chip = program_network(mapped, ChipParams(), seed=0, instance=1)
+        ref = infer(mapped, images, executor="emulation", programmed=chip)
+        for path, isa in PATHS:
+            if path == "native" and isa not in _kernel_isas():
+                continue
+            np.testing.assert_array_equal(Engine(mapped, path, isa=isa).infer(images, chip), ref, err_msg=f"{plan} {path}/{isa}")
+
+
 def test_accumulator_overflow_is_an_error_like_the_reference():
     rng = np.random.default_rng(5)
     k, n = 16, 3
