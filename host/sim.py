@@ -320,9 +320,11 @@ class _Simulation:
             if kind != "ready":
                 raise ValueError(f"{body} (log: {self.log})")
             self.info = body
-        except BaseException:
-            self.keep = True
-            self.stop()
+        except BaseException as exc:
+            # A failure keeps the run folder for its log; Ctrl-C is no failure: nothing stays.
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            self.keep = self.keep or not interrupted
+            self.stop(1.0 if interrupted else 10.0)
             raise
         finally:
             listener.close()
@@ -548,7 +550,10 @@ class SimDevice:
             except (EOFError, OSError):
                 raise self._lost(sim, RuntimeError, f"the simulator exited unexpectedly during a {what}") from None
             except BaseException:  # e.g. KeyboardInterrupt: the reply would come out of turn
-                self._lost(sim, RuntimeError, "interrupted")
+                # Closed, but not as a failure: the run and socket folders go (no log is kept).
+                self._closed = True
+                self._finalizer.detach()
+                sim.stop(2.0)
                 raise
             if reply is None:
                 raise self._lost(sim, TimeoutError, f"the simulator did not answer a {what} within "
