@@ -7,7 +7,9 @@ it (``python -m remeco.models.engine.native --build``); if it is missing it is b
 first use. The library lives in ``$REMECO_KERNEL_DIR`` or, by default, beside this
 module (an editable install) or in the user cache when that folder is read-only; its
 file name carries a hash of the source and the compiler flags, so an edited kernel is
-never served stale.
+never served stale, and a hash of the library itself, checked before it is loaded: a
+damaged library (truncated, overwritten) would crash the process inside ``dlopen``, so it
+is named in one warning line, removed and rebuilt instead (:mod:`remeco.models.cachefile`).
 
 :func:`load` returns the loaded library or raises :class:`KernelUnavailable` with one
 line saying why (no compiler, a compiler error, a CPU without AVX-512 VNNI); callers
@@ -104,8 +106,23 @@ def _compiler() -> str | None:
 
 
 def _tag() -> str:
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode())
-    return digest.hexdigest()[:16]
+    try:
+        text = SOURCE.read_bytes()
+    except OSError as exc:
+        raise KernelUnavailable(f"cannot read the kernel source {SOURCE}: {exc.strerror or exc}") from None
+    return hashlib.sha256(text + " ".join(CFLAGS).encode()).hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _intact(path: Path) -> bool:
+    """True if the library's content matches the digest in its name (``...-<tag>-<digest>.so``)."""
+    try:
+        return _file_digest(path) == path.stem.rsplit("-", 1)[1]
+    except (OSError, IndexError):
+        return False
 
 
 def _candidate_dirs() -> list[Path]:
@@ -117,11 +134,19 @@ def _candidate_dirs() -> list[Path]:
 
 
 def library_path() -> Path | None:
-    """Path of an already built library for the current source, or None."""
-    name = f"remeco_kernel-{_tag()}.so"
+    """Path of an already built, intact library for the current source, or None.
+
+    A library whose content does not match its name is reported in one warning line and
+    removed (so it is rebuilt), never loaded.
+    """
+    from ..cachefile import warn_damaged
+
+    pattern = f"remeco_kernel-{_tag()}-*.so"
     for folder in _candidate_dirs():
-        if (folder / name).is_file():
-            return folder / name
+        for path in sorted(folder.glob(pattern)):
+            if path.is_file() and _intact(path):
+                return path
+            warn_damaged(path, "its content does not match the digest in its name")
     return None
 
 
@@ -136,7 +161,7 @@ def build(verbose: bool = False) -> Path:
     cc = _compiler()
     if cc is None:
         raise KernelUnavailable("no C compiler found (set CC or install gcc)")
-    name = f"remeco_kernel-{_tag()}.so"
+    tag = _tag()
     errors = []
     for folder in _candidate_dirs():
         try:
@@ -151,11 +176,12 @@ def build(verbose: bool = False) -> Path:
         if done.returncode != 0:
             os.unlink(tmp)
             first = next((line for line in done.stderr.splitlines() if "error" in line), done.stderr.strip()[:200])
-            raise KernelUnavailable(f"{cc} could not compile {SOURCE.name}: {first}")
+            raise KernelUnavailable(f"{cc} could not compile {SOURCE.name}: {first or f'exit status {done.returncode}'}")
         if verbose:
             print(" ".join(cmd), file=sys.stderr)
-        os.replace(tmp, folder / name)
-        return folder / name
+        path = folder / f"remeco_kernel-{tag}-{_file_digest(Path(tmp))}.so"
+        os.replace(tmp, path)
+        return path
     raise KernelUnavailable("no writable folder for the kernel library: " + "; ".join(errors))
 
 
@@ -184,7 +210,11 @@ def load() -> ctypes.CDLL:
             lib = ctypes.CDLL(str(path))
         except OSError as exc:
             raise KernelUnavailable(f"cannot load {path}: {exc}") from None
-        if lib.remeco_kernel_abi() != ABI:
+        try:
+            abi = lib.remeco_kernel_abi()
+        except AttributeError:  # a library, but not this kernel's
+            raise KernelUnavailable(f"{path} is not a remeco kernel (no remeco_kernel_abi)") from None
+        if abi != ABI:
             raise KernelUnavailable(f"{path} has another ABI version")
         if not lib.remeco_cpu_supported():
             raise KernelUnavailable("this CPU lacks AVX-512 VNNI / DQ (the fused kernel's instructions)")
