@@ -314,26 +314,33 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise BundleError(f"{path}: {exc}") from None
 
 
+def _int(value: object, what: str) -> int:
+    """A JSON integer of the metadata (``int("3")`` or ``int(4.7)`` would quietly make one)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    return value
+
+
 def _from_arrays(meta: dict, arrays: dict[str, np.ndarray]) -> Bundle:
     network = QuantizedNetwork.from_arrays(arrays)
     fmt = EmulationFormat(**meta["fmt"])
-    shifts = tuple(int(v) for v in meta["adc_shifts"])
+    shifts = tuple(_int(v, "adc_shifts entry") for v in meta["adc_shifts"])
     mapped, names = {}, []
     for p, entry in enumerate(meta["plans"]):
         name = str(entry["name"])
         k = tuple(np.asarray(arrays[f"plan.{p}.{i}"]) for i in range(len(network.layers)))
-        plan = RedundancyPlan(name, k, int(entry["committee_log2"]))
+        plan = RedundancyPlan(name, k, _int(entry["committee_log2"], f"plan {name!r} committee_log2"))
         mapped[name] = map_network(network, plan, fmt, shifts)
         names.append(name)
     chips, expected = {}, {}
     for entry in meta["chips"]:
-        name, instance = str(entry["plan"]), int(entry["instance"])
+        name, instance = str(entry["plan"]), _int(entry["instance"], "chip instance")
         p = names.index(name) if name in names else -1
         if p < 0:
             raise ValueError(f"chip instance {instance} belongs to plan {name!r}, which the bundle does not map")
         codes = tuple(
             tuple(np.array(arrays[f"chip.{p}.{instance}.{c}.{i}"]) for i in range(len(network.layers)))
-            for c in range(int(entry["copies"]))
+            for c in range(_int(entry["copies"], f"chip instance {instance} copies"))
         )
         chips[(name, instance)] = ProgrammedNetwork(copies=(), codes=codes)
         has_expected = entry.get("expected", False)  # absent in bundles older than the expected logits

@@ -223,10 +223,45 @@ class QuantizedLayer:
             )
         if self.weight.size and int(self.weight.min()) < -127:
             raise ValueError("weight codes must lie in -127..127")
+        self._check_geometry()
         # The exact accumulator must fit int32 for any uint8 input.
         bound = self.in_features * 255 * 127 + int(np.abs(self.bias.astype(np.int64)).max(initial=0))
         if bound > _INT32_MAX:
             raise OverflowError(f"{self.kind} layer with {self.in_features} inputs may overflow an int32 accumulator")
+
+    def _check_geometry(self) -> None:
+        """Raise ``ValueError`` for geometry or requantization values the layer cannot be run
+        with (a loaded file is checked against what the arrays will be used for: sizes,
+        slices and shifts, so it fails here in one line rather than deep inside inference)."""
+        if self.kind not in ("conv", "dense"):
+            raise ValueError(f"layer kind must be 'conv' or 'dense', got {self.kind!r}")
+        for name, low in (("kernel", 1), ("stride", 1), ("padding", 0), ("pool", 1), ("multiplier", 0), ("shift", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+        if not isinstance(self.relu, (bool, np.bool_)):
+            raise ValueError(f"relu must be true or false, got {self.relu!r}")
+        if math.prod(self.weight_shape) != self.weight.size:
+            raise ValueError(f"weight_shape {self.weight_shape} does not hold the {self.weight.shape} weight matrix")
+        if self.kind == "dense":
+            if self.input_shape != (self.in_features,):
+                raise ValueError(f"a dense layer's input_shape must be ({self.in_features},) (its weight rows), "
+                                 f"got {self.input_shape}")
+        else:
+            if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+                raise ValueError(f"a conv layer's input_shape must be (C, H, W), got {self.input_shape}")
+            c = self.input_shape[0]
+            if c * self.kernel * self.kernel != self.in_features:
+                raise ValueError(f"a conv layer of {c} channels and kernel {self.kernel} has {c * self.kernel ** 2} "
+                                 f"weight rows, the weight matrix {self.in_features}")
+            h, w = self.positions
+            if min(h, w) < 1 or min(h, w) < self.pool:
+                raise ValueError(f"kernel {self.kernel}, stride {self.stride}, padding {self.padding} and pool "
+                                 f"{self.pool} leave no output of the {self.input_shape[1:]} input")
+        if self.relu:
+            if not 0 < int(self.multiplier) < (1 << MULTIPLIER_BITS) or not 0 <= int(self.shift) <= MAX_SHIFT:
+                raise ValueError(f"requantization multiplier {self.multiplier} / shift {self.shift} outside "
+                                 f"1..{(1 << MULTIPLIER_BITS) - 1} / 0..{MAX_SHIFT}")
 
     @property
     def in_features(self) -> int:
@@ -378,6 +413,28 @@ class QuantizedNetwork:
 
     def __post_init__(self) -> None:
         self.input_shape = tuple(int(v) for v in self.input_shape)
+        if self.layers:
+            self._check_chain()
+
+    def _check_chain(self) -> None:
+        """Raise ``ValueError`` unless every layer takes what the one before gives, hidden
+        layers end in ReLU (uint8 activations) and the last gives ``num_classes`` logits."""
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+            raise ValueError(f"input_shape must be (C, H, W), got {self.input_shape}")
+        shape = self.input_shape
+        for index, layer in enumerate(self.layers):
+            if not isinstance(layer, QuantizedLayer):
+                raise ValueError(f"layer {index} must be a QuantizedLayer, got {type(layer).__name__}")
+            fits = layer.input_shape == shape if layer.kind == "conv" else layer.in_features == int(np.prod(shape))
+            if not fits:
+                raise ValueError(f"layer {index} ({layer.kind}) takes {layer.input_shape}, the layer before gives {shape}")
+            if layer.relu != (index < len(self.layers) - 1):
+                raise ValueError(f"layer {index}: every layer but the last must have relu true, the last false")
+            shape = layer.output_shape
+        last = self.layers[-1].out_features
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, (int, np.integer)) \
+                or self.num_classes != last:
+            raise ValueError(f"num_classes must equal the last layer's {last} outputs, got {self.num_classes!r}")
 
     def forward_int(
         self, images: np.ndarray, *, batch_size: int = 64, matmul: MatmulFn | None = None
@@ -529,8 +586,13 @@ class QuantizedNetwork:
             If the format version is not the one this code writes.
         """
         meta = json.loads(str(arrays["qnet.meta"][()]))
+        if not isinstance(meta, dict):
+            raise ValueError(f"qnet.meta must be a JSON object, got {type(meta).__name__}")
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"quantized network format {meta.get('format')!r}, expected {FORMAT_VERSION}")
+        if not isinstance(meta.get("name"), str) or not isinstance(meta.get("layers"), list) or not meta["layers"] \
+                or not all(isinstance(f, dict) for f in meta["layers"]):
+            raise ValueError("qnet.meta must hold a name and a non-empty list of layer objects")
         layers = []
         for index, fields in enumerate(meta["layers"]):
             layers.append(

@@ -289,6 +289,36 @@ def test_mismatched_metadata(saved, tmp_path, changes, message):
         load_bundle(path)
 
 
+def _edit_network(edit):
+    def apply(arrays):
+        meta = json.loads(str(arrays["qnet.meta"][()]))
+        edit(meta)
+        arrays["qnet.meta"] = np.array(json.dumps(meta))
+
+    return apply
+
+
+@pytest.mark.parametrize("edit, message", [
+    # The network inside is checked against what inference will do with it (issue 12): before,
+    # these loaded and failed later deep in im2col / requantize, or ran (a fractional shift).
+    (_edit_network(lambda m: m["layers"][0].update(padding=[])), r"padding must be an integer >= 0"),
+    (_edit_network(lambda m: m["layers"][0].update(stride=0)), r"stride must be an integer >= 1"),
+    (_edit_network(lambda m: m["layers"][0].update(shift=-1)), r"shift must be an integer >= 0, got -1"),
+    (_edit_network(lambda m: m["layers"][0].update(shift=63)), r"requantization multiplier \d+ / shift 63 outside"),
+    (_edit_network(lambda m: m["layers"][1].update(input_shape=[6, 12, 13])), r"layer 1 \(conv\) takes \(6, 12, 13\)"),
+    (_edit_network(lambda m: m["layers"][0].update(relu=False)), r"layer 0: every layer but the last must have relu"),
+    (_edit_network(lambda m: m["layers"].__setitem__(1, 7)), r"layer objects"),
+    (_edit_meta(adc_shifts=[4.7] * 5), r"adc_shifts entry must be an integer, got 4.7"),
+])
+def test_the_network_inside_is_checked_against_its_use(saved, tmp_path, capsys, edit, message):
+    path = _rewrite(saved, tmp_path / "edited.npz", edit)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(path)
+    assert main(["run", "--backend", "model", "--bundle", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "Traceback" not in err[0], err
+
+
 def test_missing_entry_is_named(saved, tmp_path):
     path = _rewrite(saved, tmp_path / "short.npz", lambda a: a.pop("chip.1.0.1.3"))
     with pytest.raises(BundleError, match="entry 'chip.1.0.1.3' is missing"):

@@ -1,7 +1,9 @@
 """Property-based robustness (hypothesis, issue 12): random and mutated input to the file
-loaders and the CLI parsers ends in the loader's own one-line error (a ``ValueError``
-family the CLI prints as one line, exit 2) or a valid result, never a traceback of
-another kind, and no file is left half-written.
+loaders (IDX, CIFAR batches, bundles and the network inside them, caches, presets, chip
+files, results databases) and the CLI parsers (every campaign option, ``--engine`` and
+``--device`` included) ends in the loader's own one-line error (a ``ValueError`` family
+the CLI prints as one line, exit 2) or a valid result, never a traceback of another kind,
+and no file is left half-written.
 
 Kept to about a minute in the default run (few examples each, no deadline).
 """
@@ -22,6 +24,8 @@ from hypothesis import strategies as st
 from remeco.host.bundle import BundleError, load_bundle
 from remeco.host.cli import main
 from remeco.host.store import ResultStore, SchemaError
+from remeco.models.chip import ChipParams
+from remeco.models.chipfile import ChipConfigError, to_toml
 from remeco.models.cost import load_preset
 from remeco.models.data import DataError, load_cifar10, read_idx
 from remeco.models.sensitivity import Sensitivity, cached_sensitivity
@@ -130,8 +134,11 @@ def test_results_database(data, sqlite_head):
 
 COMMANDS = ["reproduce", "run", "bundle", "dse", "train", "sensitivity", "search", "demo"]
 OPTIONS = ["--instances", "--test-images", "--images", "--seed", "--out", "--plan", "--backend", "--faults",
-           "--workers", "--scheduler", "--size", "--epochs", "--tolerance", "--bundle", "--executor", "--timeout"]
-VALUES = ["-1", "0", "nan", "inf", "1e400", "x", "", "/dev/null", "/", "tcp://", "99999999999999999999", "0.5", "base"]
+           "--workers", "--scheduler", "--size", "--epochs", "--tolerance", "--bundle", "--executor", "--timeout",
+           "--engine", "--device", "--area-model", "--chip", "--instance"]
+VALUES = ["-1", "0", "nan", "inf", "1e400", "x", "", "/dev/null", "/", "tcp://", "99999999999999999999", "0.5", "base",
+          "native", "torch", "reference", "cpu", "cuda", "cuda:7", "cpu:-1", "meta", "tiles", "paper", "isaac",
+          "chip.toml"]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -169,3 +176,159 @@ def test_cli_parsers(command, args, monkeypatch, capsys):
         assert "Traceback" not in err
         if status == 2:
             assert len(err.strip().splitlines()) == 1, (shlex.join(argv), err)
+
+
+# -- chip files (ChipParams.load) ----------------------------------------------------------------
+def _preset_text() -> bytes:
+    from importlib import resources
+
+    return (resources.files("remeco.models.presets") / "chips" / "isaac.toml").read_bytes()
+
+
+_CHIP = ChipParams().to_dict()
+_CHIP_KEYS = [(k,) for k, v in _CHIP.items() if not isinstance(v, dict)] + \
+    [(k, sub) for k, v in _CHIP.items() if isinstance(v, dict) for sub in v] + [("bogus",), ("device", "bogus")]
+chip_values = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=4),
+                        st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+
+def _load_chip(path: Path) -> None:
+    try:
+        chip = ChipParams.load(path)
+    except ChipConfigError as exc:
+        assert len(str(exc).splitlines()) == 1 and str(path) in str(exc), str(exc)
+    else:
+        assert chip.device.levels == chip.datapath.levels  # a chip that loads is one the mapping can use
+
+
+@FAST
+@given(mut=mutations, suffix=st.sampled_from([".toml", ".json"]))
+def test_chip_file_bytes(mut, suffix):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"chip{suffix}"
+        path.write_bytes(_mutate(_preset_text(), *mut))
+        _load_chip(path)
+
+
+@FAST
+@given(edits=st.lists(st.tuples(st.sampled_from(_CHIP_KEYS), chip_values), min_size=1, max_size=3),
+       suffix=st.sampled_from([".toml", ".json"]))
+def test_chip_file_values(edits, suffix):
+    data = json.loads(json.dumps(_CHIP))
+    for key, value in edits:
+        target = data
+        for part in key[:-1]:
+            target = target[part] if isinstance(target.get(part), dict) else target.setdefault(part, {})
+        target[key[-1]] = value
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"chip{suffix}"
+        try:
+            path.write_text(to_toml(data) if suffix == ".toml" else json.dumps(data))
+        except (TypeError, ValueError):  # a value TOML / JSON cannot hold: nothing to load
+            return
+        _load_chip(path)
+
+
+# -- the network and plans inside a bundle (structure, not bytes) ------------------------------------
+@pytest.fixture(scope="module")
+def bundle_arrays(tmp_path_factory):
+    """The arrays of a small valid bundle: random conv (1 x 8 x 8 -> 4 x 3 x 3 after pooling) and
+    dense layers (no torch, nothing trained), two plans, an ideal chip, expected logits."""
+    from remeco.host.bundle import Bundle, save_bundle
+    from remeco.host.engines import EngineCache
+    from remeco.models.emulation import EmulationFormat
+    from remeco.models.network import calibrate_adc_shifts, map_network, program_network
+    from remeco.models.quantized import QuantizedLayer, QuantizedNetwork
+    from remeco.models.redundancy import make_plan
+
+    rng = np.random.default_rng(0)
+
+    def layer(kind, k, n, input_shape, relu, **geo):
+        weight = rng.integers(-127, 128, size=(k, n)).astype(np.int8)
+        bias = rng.integers(-500, 500, size=n).astype(np.int32)
+        return QuantizedLayer(kind, weight, bias, (n, k), input_shape, geo.get("kernel", 1), 1, 0, geo.get("pool", 1),
+                              1.0, 1.0, 1.0, *((1 << 14, 22) if relu else (0, 0)), relu)
+
+    net = QuantizedNetwork("fuzz", (1, 8, 8), 10, [layer("conv", 9, 4, (1, 8, 8), True, kernel=3, pool=2),
+                                                   layer("dense", 36, 10, (36,), False)])
+    images = rng.integers(0, 256, size=(4, 1, 8, 8)).astype(np.uint8)
+    fmt = EmulationFormat()
+    shifts = calibrate_adc_shifts(net, fmt, images)
+    mapped = {n: map_network(net, make_plan(n, [4, 10], n_slices=fmt.n_slices), fmt, shifts)
+              for n in ("base", "layer_averaging")}
+    chips = {(n, 0): program_network(m, ChipParams.ideal(), seed=0, instance=0) for n, m in mapped.items()}
+    expected = {k: EngineCache("reference").logits(mapped[k[0]], images, c) for k, c in chips.items()}
+    bundle = Bundle(mapped, chips, images, np.arange(4), {}, expected)
+    path = save_bundle(tmp_path_factory.mktemp("bundle") / "b.npz", bundle)
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _json_paths(doc, prefix=()):
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _json_paths(v, prefix + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from _json_paths(v, prefix + (i,))
+    if prefix:
+        yield prefix
+
+
+meta_values = st.one_of(st.none(), st.booleans(), st.sampled_from([-1, 0, 1, 2, 5, 40, 63, 2**31, 2**70]),
+                        st.floats(), st.text(max_size=3), st.just([]), st.just({}), st.just([1, 28, 28]))
+ARRAY_EDITS = ("negate", "add300", "zeros", "float", "halve", "drop")
+
+
+@FAST
+@given(data=st.data())
+# Found by this test: an AttributeError (a layer entry that is not an object) and a TypeError
+# at run time (a padding of [] accepted by the loader).
+@example(data="layer-not-object")
+@example(data="padding-list")
+def test_bundle_structure(bundle_arrays, data):
+    """A bundle whose network, plans or chips were edited: BundleError (one line) or a bundle
+    every part of which has the sizes, ranges and shifts inference will use."""
+    q = json.loads(str(bundle_arrays["qnet.meta"][()]))
+    b = json.loads(str(bundle_arrays["bundle.meta"][()]))
+    arrays = dict(bundle_arrays)
+    if data == "layer-not-object":
+        q["layers"][1] = 7
+    elif data == "padding-list":
+        q["layers"][0]["padding"] = []
+    else:
+        for doc in (q, b):
+            paths = [p for p in _json_paths(doc) if p[0] != "info"]
+            for path, value in data.draw(st.lists(st.tuples(st.sampled_from(paths), meta_values), max_size=2)):
+                target = doc
+                try:
+                    for part in path[:-1]:
+                        target = target[part]
+                    target[path[-1]] = value
+                except (TypeError, IndexError, KeyError):  # an earlier edit changed the structure
+                    pass
+        names = sorted(k for k in arrays if not k.endswith("meta"))
+        for name, how in data.draw(st.lists(st.tuples(st.sampled_from(names), st.sampled_from(ARRAY_EDITS)), max_size=2)):
+            a = arrays.get(name)
+            if a is None:
+                continue
+            arrays[name] = {"negate": lambda: -a - 1 if a.dtype.kind == "i" else a,
+                            "add300": lambda: (a.astype(np.int64) + 300).astype(a.dtype),
+                            "zeros": lambda: np.zeros_like(a), "float": lambda: a.astype(np.float64),
+                            "halve": lambda: a.reshape(-1)[: max(1, a.size // 2)], "drop": lambda: None}[how]()
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    arrays["qnet.meta"], arrays["bundle.meta"] = np.array(json.dumps(q)), np.array(json.dumps(b))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "b.npz"
+        np.savez_compressed(path, **arrays)
+        try:
+            bundle = load_bundle(path)
+        except BundleError as exc:
+            assert len(str(exc).splitlines()) == 1 and str(path) in str(exc), str(exc)
+            return
+        # Loaded: every chip instance runs on the emulation model without another error.
+        from remeco.models.network import infer
+
+        for (plan, instance), chip in bundle.chips.items():
+            logits = infer(bundle.mapped[plan], bundle.images, executor="emulation", programmed=chip)
+            assert logits.shape == (len(bundle.images), bundle.network.num_classes)
