@@ -313,19 +313,29 @@ def _progress_bar(total: int, enabled: bool, label: str) -> Iterator[Callable[[]
     yield lambda: None
 
 
+#: Most chip instances one campaign runs (its instance list is held in memory), and the
+#: largest instance index (the results database stores it as a signed 64-bit integer).
+MAX_INSTANCES = 10_000_000
+MAX_INSTANCE_INDEX = 2**63 - 1
+
+
 def _instances(instances: int | Sequence[int]) -> list[int]:
     if isinstance(instances, bool):
         raise ValueError(f"instances must be a count or a sequence of indices, got {instances!r}")
     if isinstance(instances, int):
         if instances < 0:
             raise ValueError(f"instances must be non-negative, got {instances}")
+        if instances > MAX_INSTANCES:
+            raise ValueError(f"instances must be at most {MAX_INSTANCES:,} per campaign, got {instances:,}")
         return list(range(instances))
     if isinstance(instances, (str, bytes)) or not isinstance(instances, Sequence):
         raise ValueError(f"instances must be a count or a sequence of indices, got {type(instances).__name__}")
+    if len(instances) > MAX_INSTANCES:
+        raise ValueError(f"instances must be at most {MAX_INSTANCES:,} per campaign, got {len(instances):,}")
     out = []
     for i in instances:
-        if isinstance(i, bool) or not hasattr(i, "__index__") or int(i) < 0:
-            raise ValueError(f"instances must be non-negative integers, got {i!r}")
+        if isinstance(i, bool) or not hasattr(i, "__index__") or not 0 <= int(i) <= MAX_INSTANCE_INDEX:
+            raise ValueError(f"instances must be integers in 0..2**63-1, got {i!r}")
         out.append(int(i))
     if len(set(out)) != len(out):
         raise ValueError("instances contains duplicates")

@@ -47,6 +47,8 @@ def check_engine(engine: str, device: str | None) -> None:
         raise UserError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if device is None:
         return
+    if not isinstance(device, str):
+        raise UserError(f"--device must be a torch device name such as cpu or cuda:0, got {type(device).__name__}")
     if engine != "torch":
         raise UserError(f"--device selects the torch engine's device; use it with --engine torch, not {engine}")
     import torch

@@ -39,9 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from remeco.host.campaign import limit_worker_threads, run_campaign
+from remeco.host.campaign import _instances, limit_worker_threads, run_campaign
 from remeco.host.cli import UserError
 from remeco.host.engines import DEFAULT_ENGINE, ENGINES, EngineCache, check_engine
+from remeco.host.paths import check_out_dir, check_out_file
 from remeco.host.store import ResultStore, canonical_json
 from remeco.models.chip import ChipParams
 from remeco.models.quantized import QuantizedNetwork, atomic_savez
@@ -192,8 +193,16 @@ def _plans(plans, network: QuantizedNetwork, n_slices: int, sensitivity, module)
     return out
 
 
+def _array(name: str, value) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+        raise EvaluationError(f"{name} must be an array, got {type(value).__name__} NumPy cannot convert "
+                              f"({str(exc).splitlines()[0]})") from None
+
+
 def _check_data(network: QuantizedNetwork, images, labels) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = np.asarray(images), np.asarray(labels)
+    images, labels = _array("images", images), _array("labels", labels)
     if images.dtype != np.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != tuple(network.input_shape) \
             or len(images) == 0:
         raise EvaluationError(f"images must be non-empty uint8 raw pixels of shape (N, {tuple(network.input_shape)}), "
@@ -324,11 +333,27 @@ def evaluate(
         raise EvaluationError(f"workers must be a positive integer or None, got {workers!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise EvaluationError(f"seed must be a non-negative integer, got {seed!r}")
+    try:
+        wanted_list = _instances(instances)
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from None
+    if not wanted_list:
+        raise EvaluationError(f"instances must name at least one chip instance, got {instances!r}")
+    if not isinstance(cost, (str, os.PathLike)):
+        raise EvaluationError(f"cost must be a cost preset name or a .json file, got {type(cost).__name__}")
+    if store is not None:
+        if not isinstance(store, (str, os.PathLike)):
+            raise EvaluationError(f"store must be a path of a SQLite file or None, got {type(store).__name__}")
+        try:
+            check_out_file(store, "store")
+            check_out_dir(Path(store).expanduser().with_name(Path(store).name + ".data"), "store's data folder")
+        except UserError as exc:
+            raise EvaluationError(str(exc)) from None
     calib = calibration_images if calibration_images is not None else getattr(network, "calibration_images", None)
     if calib is None:
         raise EvaluationError("calibration_images (training images for the ADC ranges) are required for a network "
                               "that did not come from remeco.from_torch")
-    calib = np.asarray(calib)
+    calib = _array("calibration_images", calib)
     if calib.dtype != np.uint8 or tuple(calib.shape[1:]) != tuple(network.input_shape) or len(calib) == 0:
         raise EvaluationError(f"calibration_images must be uint8 of shape (N, {tuple(network.input_shape)}), got "
                               f"{calib.dtype} {calib.shape}")
@@ -356,7 +381,7 @@ def evaluate(
         if store is None:
             db = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="remeco-evaluate-"))) / "results.sqlite"
         else:
-            db = Path(store)
+            db = Path(store).expanduser()
         data_dir = db.with_name(db.name + ".data")
         data_dir.mkdir(parents=True, exist_ok=True)
         net_file = data_dir / f"network-{network_sha[:16]}.npz"
@@ -372,7 +397,7 @@ def evaluate(
         cid = run_campaign(spec, task, instances=instances, plans=list(plan_map), store=result_store,
                            executor="serial" if serial else "process", workers=None if serial else workers,
                            group_by_instance=True, progress=progress)
-        wanted = set(range(instances)) if isinstance(instances, int) else {int(i) for i in instances}
+        wanted = set(wanted_list)
         rows = [r for r in result_store.results(cid) if r["instance"] in wanted and r["plan"] in plan_map]
     reference = float(np.mean(network.predict(images) == labels))
     description = params.describe()

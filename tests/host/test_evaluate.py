@@ -116,11 +116,22 @@ def test_sensitivity_plans_and_user_plans(data, network):
     ({"engine": "torch", "device": "tpu:7"}, ["device 'tpu:7'"]),
     ({"plans": (make_plan("base", [5, 10]),)}, ["plan 'base' has layers of shape"]),
     ({"chip": ChipParams(device=DeviceParams(levels=8))}, ["device.levels (8)"]),
+    # issue 12: before any work; these were an empty table, an OverflowError from SQLite after
+    # the work, a NotADirectoryError, a 4-line torch TypeError
+    ({"instances": 0}, ["instances must name at least one chip instance"]),
+    ({"instances": []}, ["instances must name at least one chip instance"]),
+    ({"instances": [2**70]}, ["instances must be integers in 0..2**63-1"]),
+    ({"instances": 10**9}, ["instances must be at most 10,000,000"]),
+    ({"store": "/etc/hostname/runs.sqlite"}, ["store /etc/hostname/runs.sqlite lies under /etc/hostname"]),
+    ({"store": "/"}, ["store / is a folder"]),
+    ({"store": 3}, ["store must be a path"]),
+    ({"cost": 3}, ["cost must be a cost preset name"]),
+    ({"engine": "torch", "device": []}, ["device must be a torch device name"]),
 ])
 def test_bad_arguments_are_one_line(data, network, kwargs, words):
     images, labels = _test(data)
     with pytest.raises((EvaluationError, ChipConfigError)) as info:
-        evaluate(network, images, labels, instances=1, **kwargs)
+        evaluate(network, images, labels, **{"instances": 1, **kwargs})
     assert "\n" not in str(info.value)
     for word in words:
         assert word in str(info.value)
@@ -141,6 +152,8 @@ def test_bad_data_is_one_line(data, network):
         evaluate(network, images, labels[:-1], instances=1)
     with pytest.raises(EvaluationError, match="QuantizedNetwork"):
         evaluate(object(), images, labels, instances=1)
+    with pytest.raises(EvaluationError, match="images must be an array, got list NumPy cannot convert"):
+        evaluate(network, [[1], [1, 2]], labels, instances=1)
 
 
 @pytest.mark.slow

@@ -239,3 +239,31 @@ def test_sensitivity_from_the_network_or_the_module_is_the_same():
     plain = type(q).__mro__[1](q.name, q.input_shape, q.num_classes, q.layers)  # a QuantizedNetwork
     with pytest.raises(ConversionError, match="module="):
         compute_sensitivity(plain, images, labels)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("what", ["weight", "bias"])
+def test_non_finite_parameters_are_refused_naming_the_layer(what, value):
+    # inf weights used to convert without an error into arbitrary int8 codes (inf / inf -> NaN -> cast)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    with torch.no_grad():
+        getattr(net[1], what)[3] = value
+    with pytest.raises(ConversionError, match=rf"Linear '1': the folded {what} holds NaN or infinite values"):
+        from_torch(net, _images(4))
+
+
+def test_a_module_off_the_cpu_is_one_line():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10, device="meta"))  # what a GPU-resident module meets too
+    with pytest.raises(ConversionError, match="module has parameters on meta; .* pass module.cpu()"):
+        from_torch(net, _images(4))
+
+
+def test_sensitivity_labels_outside_the_outputs_are_one_line():
+    from remeco.models.convert import compute_sensitivity
+
+    torch.manual_seed(0)
+    q = from_torch(nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10)), _images(8))
+    with pytest.raises(ConversionError, match=r"labels must be classes in 0..9 .*, got 5..12"):  # was a torch RuntimeError
+        compute_sensitivity(q, _images(8), np.arange(8) + 5)
+    with pytest.raises(ConversionError, match="at least one"):
+        compute_sensitivity(q, _images(0), np.zeros(0, np.int64))
