@@ -277,8 +277,30 @@ class ResultStore:
     def done(self, campaign_id: str) -> set[tuple[int, str]]:
         """The ``(instance, plan)`` pairs that already have a result."""
         self._require(campaign_id)
-        rows = self._db.execute("SELECT instance, plan FROM results WHERE campaign = ?", (campaign_id,))
-        return {(int(i), p) for i, p in rows}
+        rows = self._db.execute("SELECT instance, plan, metrics, seconds FROM results WHERE campaign = ?", (campaign_id,))
+        return {(r["instance"], r["plan"]) for r in (self._row(campaign_id, *row) for row in rows)}
+
+    def _row(self, campaign_id: str, instance, plan, metrics, seconds) -> dict[str, Any]:
+        """One stored result as a dict; :class:`SchemaError` naming the database and the row if
+        a value is not what :meth:`put` writes (a hand-edited or damaged database)."""
+        why = None
+        if isinstance(instance, bool) or not isinstance(instance, int) or instance < 0:
+            why = f"instance {instance!r} is not a non-negative integer"
+        elif not isinstance(plan, str):
+            why = f"plan {plan!r} is not text"
+        elif isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            why = f"seconds {seconds!r} is not a number"
+        else:
+            try:
+                metrics = json.loads(metrics) if isinstance(metrics, str) else None
+            except ValueError:
+                metrics = None
+            if not isinstance(metrics, dict):
+                why = "its metrics are not a JSON object"
+        if why is not None:
+            raise SchemaError(f"{self.path}: result (instance {instance!r}, plan {plan!r}) of campaign {campaign_id[:12]} "
+                              f"is damaged: {why}; delete that row (or the database) to compute it again")
+        return {"instance": instance, "plan": plan, "metrics": metrics, "seconds": float(seconds)}
 
     def put(self, campaign_id: str, instance: int, plan: str, metrics: Mapping[str, Any], seconds: float) -> bool:
         """Store one result in its own transaction.
@@ -350,7 +372,7 @@ class ResultStore:
         rows = self._db.execute(
             "SELECT instance, plan, metrics, seconds FROM results WHERE campaign = ? ORDER BY instance, plan", (campaign_id,)
         )
-        return [{"instance": int(i), "plan": p, "metrics": json.loads(m), "seconds": float(s)} for i, p, m, s in rows]
+        return [self._row(campaign_id, *row) for row in rows]
 
     def summary(self, campaign_id: str, metric: str = "accuracy") -> dict[str, dict[str, float]]:
         """Per-plan statistics of one metric over the chip instances.

@@ -175,3 +175,27 @@ def test_bad_spec(store, spec):
     with pytest.raises(ValueError, match="spec"):
         store.register(spec)
     assert store.campaigns() == []
+
+
+@pytest.mark.parametrize("column, value, words", [
+    ("metrics", "'not json'", "its metrics are not a JSON object"),
+    ("metrics", "'[1, 2]'", "its metrics are not a JSON object"),
+    ("instance", "'x'", "instance 'x' is not a non-negative integer"),  # text passes CHECK (instance >= 0)
+    ("seconds", "'soon'", "seconds 'soon' is not a number"),
+])
+def test_a_damaged_row_is_named_not_a_traceback(tmp_path, column, value, words):
+    """A hand-edited or damaged row was a JSONDecodeError / int() ValueError naming nothing,
+    or (metrics a list) handed on to the campaign's consumer."""
+    db = tmp_path / "r.db"
+    with ResultStore(db) as s:
+        cid = s.register({"k": 1})
+        s.put(cid, 0, "base", {"accuracy": 0.5}, 1.0)
+        s.put(cid, 1, "base", {"accuracy": 0.75}, 1.0)
+    with sqlite3.connect(db) as con:
+        con.execute(f"UPDATE results SET {column} = {value} WHERE plan = 'base' AND metrics LIKE '%0.75%'")
+    with ResultStore(db) as s:
+        for read in (s.results, s.done):
+            with pytest.raises(SchemaError) as err:
+                read(cid)
+            message = str(err.value)
+            assert "\n" not in message and str(db) in message and words in message and "delete that row" in message
