@@ -178,6 +178,10 @@ def make_plan(
         raise ValueError(
             f"sensitivity has layers of {[s.size for s in scores]} neurons, the network {sizes}"
         )
+    for index, s in enumerate(scores):
+        if not np.isfinite(np.asarray(s, dtype=np.float64)).all():
+            # NaN would make the ranking (and so the plan) arbitrary, without an error
+            raise ValueError(f"sensitivity of layer {index} holds NaN or infinite values")
     plan = []
     for n, s in zip(sizes, scores):
         mask = _top_neurons(np.asarray(s), neuron_fraction)

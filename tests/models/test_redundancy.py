@@ -75,6 +75,16 @@ def test_sensitivity_is_required_and_must_match():
     assert copies_to_log2(8) == 3
 
 
+@pytest.mark.parametrize("name", ["msb", "sensitive_neuron", "sensitive_layer"])
+def test_non_finite_sensitivity_is_refused(name):
+    # a NaN score used to rank arbitrarily: a plan, silently, with no error
+    good = _sens()
+    signed = tuple(a.astype(np.float64).copy() for a in good.signed)
+    signed[0][1] = np.nan
+    with pytest.raises(ValueError, match="sensitivity of layer 0 holds NaN or infinite values"):
+        make_plan(name, SIZES, Sensitivity(signed, signed, good.images))
+
+
 def test_reduce_plan_follows_the_heuristic():
     sens = _sens()
     calls = []
