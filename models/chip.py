@@ -41,7 +41,7 @@ from .random import rng_for
 
 __all__ = ["ChipParams", "ProgrammedLayer", "DEVICE_KEYING", "wire_resistances", "layer_draws", "program_layer", "program_layers",
            "ideal_transfer",
-           "clear_tile_cache", "set_tile_cache_size"]
+           "clear_tile_cache", "set_tile_cache_size", "set_outcome_cache_bytes"]
 
 _IR_METHODS = ("exact", "fast", "none")
 
@@ -264,9 +264,81 @@ def set_tile_cache_size(tiles: int) -> None:
 
 
 def clear_tile_cache() -> None:
-    """Forget every memoised programmed tile and device draw of this process."""
+    """Forget every memoised programmed tile, device outcome and device draw of this process."""
+    global _OUTCOME_CACHE_HELD
     _TILE_CACHE.clear()
+    _OUTCOME_CACHE.clear()
+    _OUTCOME_CACHE_HELD = 0
     clear_draw_cache()
+
+
+# Programming outcomes of devices, per drawn device array (one copy of one layer's logical
+# devices, or the padding cells of one crossbar): write-and-verify of a device depends only
+# on its own draws, its target level and the device parameters (a chip has no verify-read
+# noise), so a device that another plan of the instance already programmed to the same
+# level is not simulated again. The plans of a campaign task share most devices (copy 0
+# of every plan, the redundant copies of the plans that have them). LRU bounded by bytes.
+_OUTCOME_CACHE: OrderedDict = OrderedDict()
+_OUTCOME_CACHE_BYTES = 256 << 20
+_OUTCOME_CACHE_HELD = 0  # bytes held by _OUTCOME_CACHE
+
+
+def set_outcome_cache_bytes(nbytes: int) -> None:
+    """Bound the memo of device programming outcomes (LRU, bytes; about 19 bytes per
+    device; 0 disables it). The default, 256 MB, holds the devices of all six plans of a
+    paper-LeNet chip instance several times over."""
+    global _OUTCOME_CACHE_BYTES, _OUTCOME_CACHE_HELD
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
+        raise ValueError(f"nbytes must be an integer >= 0, got {nbytes!r}")
+    _OUTCOME_CACHE_BYTES = nbytes
+    while _OUTCOME_CACHE_HELD > nbytes:
+        _OUTCOME_CACHE_HELD -= _OUTCOME_CACHE.popitem(last=False)[1].nbytes
+
+
+class _Outcomes:
+    """What programming gave the devices of one drawn array, filled in as plans program them.
+
+    Element ``i`` of ``conductance`` / ``pulses`` is the outcome of programming device
+    ``i`` of the draw to ``level[i]`` (-1: not programmed yet).
+    """
+
+    __slots__ = ("draw_args", "fault_map", "level", "conductance", "pulses")
+
+    def __init__(self, draw_args: tuple, draw_kw: dict, write_verify: bool) -> None:
+        self.draw_args = (draw_args, draw_kw)
+        self.fault_map = self.draws().fault_map
+        shape = self.fault_map.shape
+        self.level = np.full(shape, -1, dtype=np.int16 if draw_kw["params"].levels <= 1 << 15 else np.int64)
+        self.conductance = np.empty(shape)
+        # write-and-verify stops at max_pulses; an open-loop train has no such bound
+        small = write_verify and draw_kw["params"].max_pulses < 1 << 31
+        self.pulses = np.empty(shape, dtype=np.int32 if small else np.int64)
+
+    def draws(self) -> DeviceDraws:
+        """The devices' draws (memoised by :func:`~remeco.models.device.draw_devices`)."""
+        (shape, seed, instance, more), kw = self.draw_args
+        return draw_devices(shape, seed, instance, *more, **kw)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.fault_map.nbytes + self.level.nbytes + self.conductance.nbytes + self.pulses.nbytes)
+
+
+def _outcomes(shape: tuple, seed: int, instance: int, more: tuple, draw_kw: dict, write_verify: bool) -> _Outcomes:
+    """The outcome record of the devices ``draw_devices(shape, seed, instance, *more, **draw_kw)``."""
+    global _OUTCOME_CACHE_HELD
+    key = (shape, seed, instance, more, write_verify, *sorted(draw_kw.items()))
+    hit = _OUTCOME_CACHE.get(key)
+    if hit is not None:
+        _OUTCOME_CACHE.move_to_end(key)
+        return hit
+    entry = _Outcomes((shape, seed, instance, more), draw_kw, write_verify)
+    if entry.nbytes <= _OUTCOME_CACHE_BYTES:
+        _OUTCOME_CACHE[key] = entry
+        _OUTCOME_CACHE_HELD += entry.nbytes
+        while _OUTCOME_CACHE_HELD > _OUTCOME_CACHE_BYTES:
+            _OUTCOME_CACHE_HELD -= _OUTCOME_CACHE.popitem(last=False)[1].nbytes
+    return entry
 
 
 def _levels_digest(levels: np.ndarray, device: DeviceParams) -> tuple:
@@ -313,10 +385,8 @@ def layer_draws(mapped, params: ChipParams, *, seed: int, instance: int, layer: 
     DeviceDraws
         Arrays of shape ``(row_tiles, col_tiles, rows, cols)`` like the layer's levels.
     """
-    fmt, device = mapped.fmt, params.device
-    d2d_v = 0.08 if params.d2d_sigma > 0 else 0.0  # as program_tile's default
-    kw = dict(params=device, d2d=D2DParams(sigma_rel=float(params.d2d_sigma), v_sigma=d2d_v),
-              stuck_at_rate=params.stuck_at_rate, stuck_on_fraction=params.stuck_on_fraction)
+    fmt = mapped.fmt
+    kw = _draw_kwargs(params)
     k, p = mapped.fan_in, mapped.physical_columns
     full = (mapped.row_tiles * fmt.rows, mapped.col_tiles * fmt.cols)
     faults = np.empty(full, dtype=np.int8)
@@ -333,21 +403,110 @@ def layer_draws(mapped, params: ChipParams, *, seed: int, instance: int, layer: 
     # cell is programmed to level 0 from the reset state, which it already holds, so it
     # is never pulsed and its D2D variation cannot matter: only its stuck-at state is drawn.
     pad_kw = dict(kw, d2d=D2DParams.none())
-    pad = np.ones((fmt.rows, fmt.cols), dtype=bool)
+    for rt, ct, pad in _padding(mapped):
+        r0, c0 = rt * fmt.rows, ct * fmt.cols
+        drawn = draw_devices((fmt.rows, fmt.cols), seed, instance, _PADDING, int(layer),
+                             int(committee_copy), rt, ct, **pad_kw)
+        for dst, src in ((faults, drawn.fault_map), (up, drawn.rate_up), (down, drawn.rate_down)):
+            block = dst[r0:r0 + fmt.rows, c0:c0 + fmt.cols]
+            block[pad] = src[pad]
+    shape = (mapped.row_tiles, fmt.rows, mapped.col_tiles, fmt.cols)
+    return DeviceDraws(*(a.reshape(shape).transpose(0, 2, 1, 3) for a in (faults, up, down)))
+
+
+def _draw_kwargs(params: ChipParams) -> dict:
+    """Keyword arguments of :func:`draw_devices` for the logical devices of a chip."""
+    d2d_v = 0.08 if params.d2d_sigma > 0 else 0.0  # as program_tile's default
+    return dict(params=params.device, d2d=D2DParams(sigma_rel=float(params.d2d_sigma), v_sigma=d2d_v),
+                stuck_at_rate=params.stuck_at_rate, stuck_on_fraction=params.stuck_on_fraction)
+
+
+def _padding(mapped):
+    """``(rt, ct, mask)`` of every crossbar of a layer with padding cells (``mask``
+    ``(rows, cols)`` True on them: rows below the fan-in, columns after the last used one)."""
+    fmt, k, p = mapped.fmt, mapped.fan_in, mapped.physical_columns
     for rt in range(mapped.row_tiles):
         for ct in range(mapped.col_tiles):
             r0, c0 = rt * fmt.rows, ct * fmt.cols
-            pad[:] = True
+            pad = np.ones((fmt.rows, fmt.cols), dtype=bool)
             pad[: max(0, min(k - r0, fmt.rows)), : max(0, min(p - c0, fmt.cols))] = False
-            if not pad.any():
-                continue
-            drawn = draw_devices((fmt.rows, fmt.cols), seed, instance, _PADDING, int(layer),
-                                 int(committee_copy), rt, ct, **pad_kw)
-            for dst, src in ((faults, drawn.fault_map), (up, drawn.rate_up), (down, drawn.rate_down)):
-                block = dst[r0:r0 + fmt.rows, c0:c0 + fmt.cols]
+            if pad.any():
+                yield rt, ct, pad
+
+
+def _program_devices(mapped_layers, levels_of, params: ChipParams, *, seed: int, instance: int,
+                     layers, copies) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Conductance, pulses and fault map of every cell of some layers, each
+    ``(row_tiles * rows, col_tiles * cols)`` (the layer's crossbars side by side).
+
+    The devices are those of :func:`layer_draws`; each is programmed to its cell's level
+    in ``levels_of[i]`` (``(row_tiles, col_tiles, rows, cols)``), exactly as programming
+    the cells together would (every device is simulated on its own data), except that a
+    device whose outcome for that level is in the outcome memo is not simulated again.
+    The ``(layers[i], copies[i])`` must be distinct.
+    """
+    kw = _draw_kwargs(params)
+    pad_kw = dict(kw, d2d=D2DParams.none())
+    wv = bool(params.write_verify)
+    # 1. Per layer, the record of every device array its cells use, and the devices
+    # whose outcome for their cell's level is not known yet.
+    records, todo = [], []  # todo: (record, flat device indices, levels)
+    for mapped, levels, layer, copy in zip(mapped_layers, levels_of, layers, copies):
+        fmt = mapped.fmt
+        k, n = mapped.fan_in, mapped.neurons
+        full = levels.transpose(0, 2, 1, 3).reshape(mapped.row_tiles * fmt.rows, mapped.col_tiles * fmt.cols)
+        logical, padding = [], []
+        for c in np.unique(mapped.col_copy):
+            rec = _outcomes((fmt.n_slices, k, n), seed, instance, (_LOGICAL, int(layer), int(copy), int(c)), kw, wv)
+            cols = np.flatnonzero(mapped.col_copy == c)
+            s, j = mapped.col_slice[cols], mapped.col_neuron[cols]
+            logical.append((rec, cols, s, j))
+            want = full[:k, cols].T  # (columns, rows), as rec.level[s, :, j]
+            col, row = np.nonzero(rec.level[s, :, j] != want)
+            if col.size:
+                flat = (s[col] * k + row) * n + j[col]
+                lv = want[col, row]
+                if np.unique(s * n + j).size < s.size:  # a device in two columns (same level): once
+                    flat, first = np.unique(flat, return_index=True)
+                    lv = lv[first]
+                todo.append((rec, flat, lv))
+        for rt, ct, pad in _padding(mapped):
+            rec = _outcomes((fmt.rows, fmt.cols), seed, instance, (_PADDING, int(layer), int(copy), rt, ct), pad_kw, wv)
+            padding.append((rec, rt, ct, pad))
+            block = full[rt * fmt.rows:(rt + 1) * fmt.rows, ct * fmt.cols:(ct + 1) * fmt.cols]
+            flat = np.flatnonzero(pad & (rec.level != block))
+            if flat.size:
+                todo.append((rec, flat, block.ravel()[flat]))
+        records.append((logical, padding))
+    # 2. Program the new ones in one vectorized pass; remember their outcomes.
+    if todo:
+        drawn = [rec.draws() for rec, _, _ in todo]
+        res = program_drawn(np.concatenate([lv for _, _, lv in todo]),
+                            DeviceDraws(*(np.concatenate([getattr(d, name).ravel()[flat] for d, (_, flat, _) in zip(drawn, todo)])
+                                          for name in ("fault_map", "rate_up", "rate_down"))),
+                            params.device, write_verify=wv)
+        a = 0
+        for rec, flat, lv in todo:
+            b = a + flat.size
+            np.put(rec.conductance, flat, res.conductance[a:b])
+            np.put(rec.pulses, flat, res.pulses[a:b])
+            np.put(rec.level, flat, lv)
+            a = b
+    # 3. Lay the outcomes out as the cells of the crossbars.
+    out = []
+    for mapped, (logical, padding) in zip(mapped_layers, records):
+        fmt, k = mapped.fmt, mapped.fan_in
+        shape = (mapped.row_tiles * fmt.rows, mapped.col_tiles * fmt.cols)
+        g, pulses, faults = np.empty(shape), np.empty(shape, dtype=np.int64), np.empty(shape, dtype=np.int8)
+        for rec, cols, s, j in logical:
+            for dst, src in ((g, rec.conductance), (pulses, rec.pulses), (faults, rec.fault_map)):
+                dst[:k, cols] = src[s, :, j].T
+        for rec, rt, ct, pad in padding:
+            for dst, src in ((g, rec.conductance), (pulses, rec.pulses), (faults, rec.fault_map)):
+                block = dst[rt * fmt.rows:(rt + 1) * fmt.rows, ct * fmt.cols:(ct + 1) * fmt.cols]
                 block[pad] = src[pad]
-    shape = (mapped.row_tiles, fmt.rows, mapped.col_tiles, fmt.cols)
-    return DeviceDraws(*(a.reshape(shape).transpose(0, 2, 1, 3) for a in (faults, up, down)))
+        out.append((g, pulses, faults))
+    return out
 
 
 def program_layer(
@@ -387,7 +546,9 @@ def program_layers(
     ``committee_copies[i]``, default 0) the keys of ``mapped_layers[i]``; the results are
     identical, the devices of all layers are simulated in one vectorized pass and tiles
     already programmed in this process (same levels, layout, parameters and keys) are
-    taken from a memo.
+    taken from a memo. So are devices already programmed in this process to the same
+    level (another plan of the same instance that has them): their write-and-verify is
+    not run again, only the steps that depend on the layout (IR-drop, read-out).
     """
     copies = [0] * len(layers) if committee_copies is None else list(committee_copies)
     if len(mapped_layers) != len(layers) or len(copies) != len(layers):
@@ -401,6 +562,11 @@ def program_layers(
     for layer, copy in zip(layers, copies):
         _check_key("layer", layer)
         _check_key("committee_copy", copy)
+    if len({(int(layer), int(copy)) for layer, copy in zip(layers, copies)}) < len(layers):
+        # Layers on the same devices: one after the other, each as if alone (the outcome
+        # memo holds one level per device).
+        return [program_layers([m], params, seed=seed, instance=instance, layers=[layer], committee_copies=[copy])[0]
+                for m, layer, copy in zip(mapped_layers, layers, copies)]
     r_w, r_b = wire_resistances(params, seed=seed, instance=instance)
     out_levels = [mapped.target_levels() for mapped in mapped_layers]
     # Every tile: (layer slot, rt, ct, memo key), then the missing ones at once.
@@ -416,26 +582,18 @@ def program_layers(
                     missing[key] = (slot, rt, ct)
     fresh = {}
     if missing:
-        draws = {}
-        for slot, _, _ in missing.values():
-            if slot not in draws:
-                draws[slot] = layer_draws(mapped_layers[slot], params, seed=seed, instance=instance,
-                                          layer=layers[slot], committee_copy=copies[slot])
-        cells = list(missing.values())
-        flat = [np.concatenate([np.ravel(get(slot)[rt, ct]) for slot, rt, ct in cells]) for get in (
-            lambda slot: out_levels[slot], lambda slot: draws[slot].fault_map,
-            lambda slot: draws[slot].rate_up, lambda slot: draws[slot].rate_down)]
-        res = program_drawn(flat[0], DeviceDraws(*flat[1:]), params.device, write_verify=params.write_verify)
-        bounds = np.cumsum([0] + [int(np.prod(out_levels[slot].shape[2:])) for slot, _, _ in cells])
-        for i, (key, (slot, rt, ct)) in enumerate(missing.items()):
-            shape = out_levels[slot].shape[2:]
-            a, b = int(bounds[i]), int(bounds[i + 1])
-            g = res.conductance[a:b].reshape(shape)
+        slots = sorted({slot for slot, _, _ in missing.values()})
+        cells = dict(zip(slots, _program_devices(
+            [mapped_layers[i] for i in slots], [out_levels[i] for i in slots], params, seed=seed,
+            instance=instance, layers=[layers[i] for i in slots], copies=[copies[i] for i in slots])))
+        for key, (slot, rt, ct) in missing.items():
+            rows, cols = out_levels[slot].shape[2:]
+            g, n, f = (np.array(a[rt * rows:(rt + 1) * rows, ct * cols:(ct + 1) * cols]) for a in cells[slot])
             if params.ir_drop == "none" or (r_w == 0 and r_b == 0):
                 transfer = g
             else:
                 transfer = NodalCrossbar(g, r_w, r_b, method=params.ir_drop).transfer_matrix
-            fresh[key] = (g, np.array(draws[slot].fault_map[rt, ct]), res.pulses[a:b].reshape(shape), transfer)
+            fresh[key] = (g, f, n, transfer)
     shapes = [levels.shape for levels in out_levels]
     transfer = [np.empty(shape) for shape in shapes]
     conductance = [np.empty(shape) for shape in shapes]

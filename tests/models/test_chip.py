@@ -202,3 +202,120 @@ def test_padding_cells_are_never_pulsed_so_only_their_stuck_state_is_drawn(plans
     assert healthy.sum() > 100 and (pad & (flat["fault_map"] != 0)).sum() > 10
     assert not flat["pulses"][healthy].any()
     np.testing.assert_array_equal(flat["conductance"][healthy], PAIRED.device.g_off)
+
+
+# --------------------------------------------------------------------------- outcome memo
+
+
+def _plan_layers(shapes, fmt, seed):
+    """Mapped layers of a network of ``shapes`` (fan_in, neurons) under plan-like layouts:
+    ``{plan: (mapped layers, committee copies)}``."""
+    rng = np.random.default_rng(seed)
+    weights = [rng.integers(-128, 128, shape) for shape in shapes]
+    layouts = {"base": lambda n: None, "averaging": lambda n: 1, "four": lambda n: 2,
+               "sensitive_neuron": lambda n: (np.arange(n) % 3 == 0).astype(int),
+               "msb": lambda n: np.c_[np.zeros(n, int), np.ones(n, int)]}
+    plans = {name: ([map_layer(w, fmt, copies(w.shape[1])) for w in weights], 1) for name, copies in layouts.items()}
+    plans["committee"] = (plans["base"][0], 2)
+    return plans
+
+
+def _codes(plan, params, instance):
+    """Codes of every layer of every committee copy of a plan on one chip instance."""
+    from remeco.models.chip import program_layers
+
+    layers, n_copies = plan
+    progs = program_layers(layers * n_copies, params, seed=7, instance=instance,
+                           layers=[i for _ in range(n_copies) for i in range(len(layers))],
+                           committee_copies=[c for c in range(n_copies) for _ in layers])
+    return [p.codes(params.device, layers[0].fmt) for p in progs]
+
+
+LENET5 = [(25, 6), (150, 16), (400, 120), (120, 84), (84, 10)]
+
+
+@pytest.mark.parametrize("shapes,fmt", [(LENET5, EmulationFormat()),
+                                        ([(70, 24), (24, 13), (13, 5)], EmulationFormat(rows=32, cols=32))],
+                         ids=["lenet5", "small"])
+def test_plans_programmed_in_any_order_give_the_codes_of_each_plan_alone(shapes, fmt):
+    from remeco.models import chip as chip_mod
+
+    params = PAIRED.with_(ir_drop="fast", wire_std=0.7)  # faults, D2D and IR-drop on
+    plans = _plan_layers(shapes, fmt, seed=len(shapes))
+    alone = {}
+    for name, plan in plans.items():
+        chip_mod.clear_tile_cache()
+        alone[name] = _codes(plan, params, instance=3)
+    names = list(plans)
+    orders = [names, names[::-1], list(np.random.default_rng(0).permutation(names))]
+    try:
+        for i, order in enumerate(orders):
+            chip_mod.clear_tile_cache()
+            if i == 2:  # memo of devices only: every tile is programmed again from device outcomes
+                chip_mod.set_tile_cache_size(0)
+            for j, name in enumerate(order):
+                if i == 1 and j == 3:
+                    chip_mod.clear_tile_cache()
+                codes = _codes(plans[name], params, instance=3)
+                assert len(codes) == len(alone[name])
+                for got, want in zip(codes, alone[name]):
+                    assert np.array_equal(got, want), (order, name)
+    finally:
+        chip_mod.set_tile_cache_size(128)
+    # and the memo is not just giving back the first instance: another one differs
+    other = _codes(plans["base"], params, instance=4)
+    assert not all(np.array_equal(a, b) for a, b in zip(other, alone["base"]))
+
+
+def test_devices_programmed_by_an_earlier_plan_are_not_simulated_again(monkeypatch):
+    from remeco.models import chip as chip_mod
+
+    fmt = EmulationFormat(rows=32, cols=32)
+    plans = _plan_layers([(70, 24)], fmt, seed=1)
+    simulated = []
+    real = chip_mod.program_drawn
+
+    def spy(levels, *args, **kwargs):
+        simulated.append(levels.size)
+        return real(levels, *args, **kwargs)
+
+    monkeypatch.setattr(chip_mod, "program_drawn", spy)
+    chip_mod.clear_tile_cache()
+    _codes(plans["four"], PAIRED, instance=1)
+    assert sum(simulated) == 3 * 6 * 32 * 32  # every cell of the 3 x 6 crossbars
+    # copies 0 and 1 of every weight, and padding cells where "four" has padding: all known
+    simulated.clear()
+    averaging = _codes(plans["averaging"], PAIRED, instance=1)
+    assert simulated == []
+    chip_mod.clear_tile_cache()
+    assert all(np.array_equal(a, b) for a, b in zip(averaging, _codes(plans["averaging"], PAIRED, instance=1)))
+    # other weights on the same devices: only the devices whose level changed run again
+    w = plans["base"][0][0].weights.copy()
+    w[:5] += np.where(w[:5] < 0, 1, -1)
+    changed = [map_layer(w, fmt)]
+    _codes(plans["base"], PAIRED, instance=1)
+    simulated.clear()
+    got = _codes((changed, 1), PAIRED, instance=1)
+    assert 0 < sum(simulated) <= 5 * 24 * 2
+    chip_mod.clear_tile_cache()
+    assert all(np.array_equal(a, b) for a, b in zip(got, _codes((changed, 1), PAIRED, instance=1)))
+
+
+def test_outcome_memo_is_bounded():
+    from remeco.models import chip as chip_mod
+
+    fmt = EmulationFormat(rows=32, cols=32)
+    plan = _plan_layers([(70, 24)], fmt, seed=1)["averaging"]
+    chip_mod.clear_tile_cache()
+    want = _codes(plan, PAIRED, instance=2)
+    chip_mod.clear_tile_cache()
+    chip_mod.set_outcome_cache_bytes(20_000)
+    try:
+        got = _codes(plan, PAIRED, instance=2)
+        assert chip_mod._OUTCOME_CACHE_HELD <= 20_000
+        assert chip_mod._OUTCOME_CACHE_HELD == sum(e.nbytes for e in chip_mod._OUTCOME_CACHE.values())
+    finally:
+        chip_mod.set_outcome_cache_bytes(256 << 20)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    with pytest.raises(ValueError, match="nbytes"):
+        chip_mod.set_outcome_cache_bytes(-1)
