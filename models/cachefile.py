@@ -23,7 +23,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["LOGGER", "DAMAGED", "atomic_write_bytes", "atomic_write_text", "warn_damaged"]
+__all__ = ["LOGGER", "DAMAGED", "atomic_write_bytes", "atomic_write_text", "usual_mode", "warn_damaged"]
 
 #: Logger of cache warnings (one line per damaged entry).
 LOGGER = logging.getLogger("remeco.cache")
@@ -35,6 +35,16 @@ DAMAGED: tuple[type[BaseException], ...] = (
 )
 
 
+def usual_mode(fd: int) -> None:
+    """Give a file made by :func:`tempfile.mkstemp` (mode 0600) the mode ``open()`` would
+    have: ``0666`` less the umask, so an atomically written bundle or network file is as
+    readable by others (a board's notebook user, a shared results folder) as one written
+    directly."""
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
@@ -44,6 +54,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        usual_mode(fd)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .cachefile import usual_mode
 from .emulation import MAX_SHIFT as _CONTRACT_MAX_SHIFT
 from .emulation import MULTIPLIER_BITS as _CONTRACT_MULTIPLIER_BITS
 from .emulation import requantize as _contract_requantize
@@ -665,6 +666,7 @@ def atomic_savez(path: Path, arrays: dict[str, np.ndarray], *, compressed: bool 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        usual_mode(fd)
         with os.fdopen(fd, "wb") as handle:
             (np.savez_compressed if compressed else np.savez)(handle, **arrays)
             handle.flush()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -215,3 +216,19 @@ def test_warning_is_one_line_even_for_multi_line_errors(tmp_path, caplog):
         warn_damaged(victim, ValueError("first line\nsecond line"))
     (msg,) = _damaged_warnings(caplog)
     assert "first line" in msg and "second" not in msg and not victim.exists()
+
+
+def test_atomic_files_get_the_mode_open_would_give(tmp_path):
+    # mkstemp makes 0600 files: a bundle or network file written atomically was private
+    from remeco.models.quantized import atomic_savez
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        atomic_savez(tmp_path / "b.npz", {"x": np.zeros(2)})
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "c.json", "{}")
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"a.json": 0o644, "b.npz": 0o644, "c.json": 0o600}
