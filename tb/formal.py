@@ -84,7 +84,7 @@ PROOFS: dict[str, Proof] = {
     "shift_add": Proof("shift_add", "prove", 4),
     "averager": Proof("averager", "prove", 4),
     "combine": Proof("combine", "prove", 4),
-    "requant": Proof("requant", "prove", 6),
+    "requant": Proof("requant", "prove", 4),
     "axil": Proof("axil", "bmc", 24),
 }
 
@@ -141,8 +141,12 @@ MUTANTS: dict[str, tuple[Mutant, ...]] = {
                         lambda f: lambda v, k: v >> k),),
     "combine": (Mutant("combine", "never starts a new neuron (ignores fresh)", "remeco.rtl.combine", "Mux",
                        lambda f: lambda sel, a, b: b),),
-    "requant": (Mutant("requant", "no ReLU (clamps at the top only)", "remeco.rtl.requant", "clamp",
-                       lambda f: lambda v, lo, hi: Mux(v > hi, hi, v)),),
+    "requant": (
+        Mutant("requant", "no ReLU (clamps at the top only)", "remeco.rtl.requant", "clamp",
+               lambda f: lambda v, lo, hi: Mux(v > hi, hi, v)),
+        Mutant("requant", "truncates z to accumulator units (stage 1)", "remeco.rtl.requant", "round_shift_const",
+               lambda f: lambda v, n: v >> n),
+    ),
     "axil": (Mutant("axil", "answers OKAY to holes and read-only writes", "remeco.rtl.axil", "SLVERR",
                     lambda f: 0),),
 }
