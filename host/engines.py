@@ -24,7 +24,7 @@ import argparse
 import numpy as np
 
 from remeco.host.cli import UserError
-from remeco.models.engine import ENGINES, Engine
+from remeco.models.engine import ENGINES, Engine, resolve_path
 
 __all__ = ["ENGINES", "DEFAULT_ENGINE", "add_engine_arguments", "check_engine", "EngineCache"]
 
@@ -42,10 +42,18 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def check_engine(engine: str, device: str | None) -> None:
-    """Raise :class:`UserError` (one line) for an engine/device the run cannot use."""
+    """Raise :class:`UserError` (one line) for an engine/device the run cannot use.
+
+    For ``native`` the kernel is loaded (built if needed) here, in the caller's process, so
+    a fallback to the torch path is one line before the work, not one per pool worker.
+    """
     if engine not in ENGINES:
         raise UserError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if device is None:
+        if engine == "native":
+            # Load (or build) the kernel here, once: a fallback to the torch path is said in
+            # this process, and pool workers, which inherit that, do not say it again.
+            resolve_path("native")
         return
     if not isinstance(device, str):
         raise UserError(f"--device must be a torch device name such as cpu or cuda:0, got {type(device).__name__}")

@@ -25,6 +25,8 @@ network (:meth:`~remeco.models.quantized.QuantizedLayer.input_rows`,
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import os
 import sys
 from dataclasses import dataclass
 
@@ -42,12 +44,22 @@ ENGINES = ("native", "torch", "reference")
 PATHS = ("native", "torch")
 
 _WARNED: set[str] = set()
+#: Environment variable naming the warnings this process (or the one that started it) has
+#: printed: pool workers inherit it, so a fallback said once by the caller is not said
+#: again by every worker (``--workers 8`` printed the same line eight times).
+ENV_WARNED = "REMECO_ENGINE_WARNED"
 
 
 def _warn_once(message: str) -> None:
-    if message not in _WARNED:
-        _WARNED.add(message)
-        print(f"remeco engine: {message}", file=sys.stderr)
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    key = hashlib.sha256(message.encode()).hexdigest()[:12]
+    said = [k for k in os.environ.get(ENV_WARNED, "").split(",") if k]
+    if key in said:
+        return
+    os.environ[ENV_WARNED] = ",".join([*said, key])
+    print(f"remeco engine: {message}", file=sys.stderr)
 
 
 def resolve_path(path: str, mapped=None) -> str:

@@ -68,3 +68,25 @@ def test_a_compiler_that_fails_silently_is_named_with_its_status(tmp_path):
     assert done.returncode == 0 and done.stdout.split() == ["torch"], done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "could not compile kernel.c: exit status 1" in lines[0], lines
+
+
+def test_the_fallback_line_is_said_once_not_once_per_pool_worker():
+    """Workers inherit what the caller said (remeco.evaluate(workers=2) with the kernel off
+    printed the fallback line once per worker); check_engine says it before the work."""
+    child = ("from remeco.models.engine.core import _warn_once; "
+             "_warn_once('fused kernel unavailable (x); using the torch path'); _warn_once('another')")
+    code = ("import subprocess, sys\n"
+            "from remeco.host.engines import check_engine\n"
+            "check_engine('native', None)\n"
+            "from remeco.models.engine.core import _warn_once\n"
+            "_warn_once('fused kernel unavailable (x); using the torch path')\n"
+            f"subprocess.run([sys.executable, '-c', {child!r}], check=True)\n")
+    env = {**os.environ, "REMECO_NO_KERNEL": "1"}
+    env.pop("REMECO_ENGINE_WARNED", None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "remeco engine: fused kernel unavailable (disabled by REMECO_NO_KERNEL); using the torch path",
+        "remeco engine: fused kernel unavailable (x); using the torch path",
+        "remeco engine: another",
+    ]
