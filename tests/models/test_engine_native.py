@@ -90,3 +90,12 @@ def test_the_fallback_line_is_said_once_not_once_per_pool_worker():
         "remeco engine: fused kernel unavailable (x); using the torch path",
         "remeco engine: another",
     ]
+
+
+def test_a_kernel_folder_that_cannot_be_written_is_one_line_and_the_torch_path(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # a folder under a file: unwritable even for root
+    done = _probe(blocker / "kernel")
+    assert done.returncode == 0 and done.stdout.split() == ["torch"], done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no writable folder for the kernel library" in lines[0] and str(blocker) in lines[0], lines
