@@ -323,6 +323,11 @@ def evaluate(
     if params.device.levels != fmt.levels:
         raise EvaluationError(f"chip: device.levels ({params.device.levels}) must equal 2**datapath.slice_bits "
                               f"({fmt.levels})")
+    if fmt.input_bits < 8:
+        # images and activations are uint8 codes, fed bit-serially: a narrower input fails
+        # deep in the mapping ('x must be in [0, 15]'); say what is wrong here
+        raise EvaluationError(f"chip: datapath.input_bits ({fmt.input_bits}) must be >= 8: the network's inputs and "
+                              "activations are 8-bit codes")
     if engine not in ENGINES:
         raise EvaluationError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     try:

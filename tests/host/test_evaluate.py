@@ -127,6 +127,7 @@ def test_sensitivity_plans_and_user_plans(data, network):
     ({"store": 3}, ["store must be a path"]),
     ({"cost": 3}, ["cost must be a cost preset name"]),
     ({"engine": "torch", "device": []}, ["device must be a torch device name"]),
+    ({"chip": ChipParams(datapath=EmulationFormat(input_bits=4))}, ["datapath.input_bits (4) must be >= 8"]),
 ])
 def test_bad_arguments_are_one_line(data, network, kwargs, words):
     images, labels = _test(data)
