@@ -32,6 +32,8 @@ import functools
 import hashlib
 import os
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -44,6 +46,7 @@ from remeco.host.cli import UserError
 from remeco.host.engines import DEFAULT_ENGINE, ENGINES, EngineCache, check_engine
 from remeco.host.paths import check_out_dir, check_out_file
 from remeco.host.store import ResultStore, canonical_json
+from remeco.models.cachefile import DAMAGED, warn_damaged
 from remeco.models.chip import ChipParams
 from remeco.models.quantized import QuantizedNetwork, atomic_savez
 from remeco.models.redundancy import PLAN_NAMES, RedundancyPlan, make_plan
@@ -137,6 +140,26 @@ def _sha256(*arrays: np.ndarray) -> str:
         digest.update(f"{a.dtype.str}{a.shape}".encode())
         digest.update(a.data)
     return digest.hexdigest()
+
+
+def _load_images(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return data["images"], data["labels"]
+
+
+def _keep(path: Path, digest: str, digest_of, write) -> None:
+    """Make the content-named data file ``path`` (shared by resumed calls, read by the
+    workers) hold the data of ``digest``: kept when it loads and matches, else written
+    atomically; a damaged one (truncated, edited) is named in one warning line
+    (:mod:`remeco.models.cachefile`), never handed to the workers."""
+    if path.exists():
+        try:
+            if digest_of(path) == digest:
+                return
+            raise ValueError("its content is not the data its name says")
+        except (*DAMAGED, zipfile.BadZipFile, zlib.error) as exc:
+            warn_damaged(path, exc)
+    write(path)
 
 
 def _chip(chip: ChipParams | str | os.PathLike | None) -> ChipParams:
@@ -389,12 +412,10 @@ def evaluate(
             db = Path(store).expanduser()
         data_dir = db.with_name(db.name + ".data")
         data_dir.mkdir(parents=True, exist_ok=True)
-        net_file = data_dir / f"network-{network_sha[:16]}.npz"
-        if not net_file.exists() or QuantizedNetwork.load(net_file).sha256() != network_sha:
-            network.save(net_file)
-        img_file = data_dir / f"images-{images_sha[:16]}.npz"
-        if not img_file.exists():
-            atomic_savez(img_file, {"images": images, "labels": labels})
+        _keep(data_dir / f"network-{network_sha[:16]}.npz", network_sha,
+              lambda path: QuantizedNetwork.load(path).sha256(), network.save)
+        _keep(data_dir / f"images-{images_sha[:16]}.npz", images_sha, lambda path: _sha256(*_load_images(path)),
+              lambda path: atomic_savez(path, {"images": images, "labels": labels}))
         result_store = stack.enter_context(ResultStore(db))
         serial = workers is None or workers == 1
         task = functools.partial(evaluate_instance, data_dir=str(data_dir), engine=engine, device=device,

@@ -90,6 +90,31 @@ def test_resumes_from_the_store_and_engines_give_the_same_rows(tmp_path, data, n
     assert (tmp_path / "runs.sqlite.data").is_dir()
 
 
+@pytest.mark.parametrize("damage", ["truncate", "other data"])
+def test_damaged_data_files_next_to_the_store_are_named_and_rewritten(tmp_path, data, network, caplog, damage):
+    """The network and image files beside the store are read by the workers: a truncated one
+    was a BadZipFile traceback, one holding other images was evaluated silently."""
+    images, labels = _test(data)
+    db = tmp_path / "runs.sqlite"
+    first = evaluate(network, images, labels, instances=1, store=db)
+    ev._MEMO.clear()  # the workers' memo would hide the files
+    for path in sorted((tmp_path / "runs.sqlite.data").iterdir()):
+        if damage == "truncate":
+            path.write_bytes(path.read_bytes()[:100])
+        elif path.name.startswith("images-"):
+            np.savez(path, images=images, labels=np.roll(labels, 1))  # wrong answers, same shapes
+        else:
+            other = from_torch(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).eval(), images[:20])
+            other.save(path)
+    with caplog.at_level("WARNING", logger="remeco.cache"):
+        again = evaluate(network, images, labels, instances=2, store=db)
+    warned = [r.getMessage() for r in caplog.records if "damaged cache entry" in r.getMessage()]
+    assert len(warned) == 2 and all("runs.sqlite.data" in w for w in warned), warned
+    assert again.iloc[:1].equals(first)
+    ev._MEMO.clear()
+    assert again.iloc[1:].reset_index(drop=True).equals(evaluate(network, images, labels, instances=[1]))
+
+
 def test_sensitivity_plans_and_user_plans(data, network):
     train, _ = data
     images, labels = _test(data)
