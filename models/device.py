@@ -1294,10 +1294,20 @@ def program_drawn(target_levels: np.ndarray, draws: DeviceDraws, params: DeviceP
             raise ValueError(f"draws.{name} has shape {np.shape(getattr(draws, name))}, target_levels {shape}")
     if not write_verify:
         return _open_loop_drawn(levels, draws, params)
-    res = _write_verify_flat(levels.ravel(), np.zeros(levels.size), np.ravel(draws.fault_map),
-                             np.ravel(draws.rate_up), np.ravel(draws.rate_down), params, 0.0,
-                             [(None, 0, levels.size)])
+    flat = [np.ravel(a) for a in (levels, draws.fault_map, draws.rate_up, draws.rate_down)]
+    # Devices do not interact, so programming them in chunks gives the same bits; chunks
+    # whose state stays in cache are faster than one pass over millions of devices
+    # (1.8 M paper-LeNet devices: 1.0 -> 0.36 s).
+    n, parts = levels.size, []
+    for a in range(0, max(levels.size, 1), _WRITE_VERIFY_CHUNK):
+        b = min(n, a + _WRITE_VERIFY_CHUNK)
+        lv, faults, up, down = (x[a:b] for x in flat)
+        parts.append(_write_verify_flat(lv, np.zeros(b - a), faults, up, down, params, 0.0, [(None, 0, b - a)]))
+    res = parts[0] if len(parts) == 1 else [np.concatenate(x) for x in zip(*parts)]
     return ProgrammingResult(*(a.reshape(shape) for a in res))
+
+
+_WRITE_VERIFY_CHUNK = 1 << 17  # devices per write-and-verify pass in program_drawn
 
 
 def program_tile(target_levels: np.ndarray, params: DeviceParams | None = None, *, seed: int,

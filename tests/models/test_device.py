@@ -545,3 +545,19 @@ def test_program_tiles_equals_program_tile_per_tile_with_read_noise():
         for name in ("conductance", "fault_map", "pulses", "pulse_time", "converged", "reads"):
             np.testing.assert_array_equal(getattr(res, name), getattr(alone, name), err_msg=name)
     assert not together[0].fault_map.flags.writeable  # shared through the draw memo
+
+
+def test_program_drawn_in_chunks_gives_the_bits_of_one_pass(monkeypatch):
+    params = DeviceParams()
+    draws = dv.draw_devices((40, 50), 3, 1, 9, params=params, d2d=D2DParams(sigma_rel=0.2), stuck_at_rate=0.05)
+    levels = np.random.default_rng(1).integers(0, params.levels, (40, 50))
+    monkeypatch.setattr(dv, "_WRITE_VERIFY_CHUNK", 1 << 30)
+    whole = dv.program_drawn(levels, draws, params)
+    monkeypatch.setattr(dv, "_WRITE_VERIFY_CHUNK", 7)  # 286 chunks, the last one partial
+    chunked = dv.program_drawn(levels, draws, params)
+    for name in ("conductance", "pulses", "pulse_time", "converged", "reads"):
+        got, want = getattr(chunked, name), getattr(whole, name)
+        assert got.shape == want.shape and got.dtype == want.dtype and np.array_equal(got, want), name
+    assert (whole.reads > 2).any() and not whole.converged.all()  # several passes, stuck devices
+    empty = dv.program_drawn(np.zeros((0, 3), dtype=np.int64), dv.DeviceDraws(*(np.zeros((0, 3), dtype=t) for t in (np.int8, float, float))), params)
+    assert empty.conductance.shape == (0, 3)
