@@ -54,6 +54,8 @@ def available_chip_presets() -> list[str]:
 def read_chip_file(source: str | os.PathLike) -> tuple[dict[str, Any], str]:
     """The parameter dict of a preset name or a ``.json`` / ``.toml`` file, and its origin
     (for messages). A string is a preset name if it is a bare identifier."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise ChipConfigError(f"a chip is a preset name or a .json / .toml file path, got {type(source).__name__}")
     if isinstance(source, str) and re.fullmatch(r"[A-Za-z0-9_\-]+", source):
         resource = resources.files(_PRESETS) / "chips" / f"{source}.toml"
         if not resource.is_file():

@@ -92,6 +92,9 @@ def test_unknown_preset_missing_file_and_bad_suffix(tmp_path):
         ChipParams.load(tmp_path / "chip.yaml")
     with pytest.raises(ChipConfigError, match=r"\.json or \.toml"):
         ChipParams().save(tmp_path / "chip.txt")
+    for source in (None, 3, b"paper"):  # was os.fspath's TypeError, naming no argument
+        with pytest.raises(ChipConfigError, match="a chip is a preset name or a .json / .toml file path, got"):
+            ChipParams.load(source)
 
 
 def test_the_stuck_on_share_is_written_once():
