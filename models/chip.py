@@ -299,15 +299,22 @@ class _Outcomes:
     """What programming gave the devices of one drawn array, filled in as plans program them.
 
     Element ``i`` of ``conductance`` / ``pulses`` is the outcome of programming device
-    ``i`` of the draw to ``level[i]`` (-1: not programmed yet).
+    ``i`` of the draw to ``level[i]`` (-1: not programmed yet). With ``by_row``, a draw
+    of shape ``(slices, rows, neurons)`` is held as ``(rows, slices * neurons)``
+    (device ``[s, r, j]`` at ``[r, s * neurons + j]``), so that the devices of a
+    crossbar's rows are gathered row by row, in memory order.
     """
 
     __slots__ = ("draw_args", "fault_map", "level", "conductance", "pulses")
 
-    def __init__(self, draw_args: tuple, draw_kw: dict, write_verify: bool) -> None:
+    def __init__(self, draw_args: tuple, draw_kw: dict, write_verify: bool, by_row: bool = False) -> None:
         self.draw_args = (draw_args, draw_kw)
-        self.fault_map = self.draws().fault_map
-        shape = self.fault_map.shape
+        faults = self.draws().fault_map
+        if by_row:
+            n_slices, k, n = faults.shape
+            faults = np.ascontiguousarray(faults.transpose(1, 0, 2)).reshape(k, n_slices * n)
+        self.fault_map = faults
+        shape = faults.shape
         self.level = np.full(shape, -1, dtype=np.int16 if draw_kw["params"].levels <= 1 << 15 else np.int64)
         self.conductance = np.empty(shape)
         # write-and-verify stops at max_pulses; an open-loop train has no such bound
@@ -324,15 +331,16 @@ class _Outcomes:
         return int(self.fault_map.nbytes + self.level.nbytes + self.conductance.nbytes + self.pulses.nbytes)
 
 
-def _outcomes(shape: tuple, seed: int, instance: int, more: tuple, draw_kw: dict, write_verify: bool) -> _Outcomes:
+def _outcomes(shape: tuple, seed: int, instance: int, more: tuple, draw_kw: dict, write_verify: bool,
+              by_row: bool = False) -> _Outcomes:
     """The outcome record of the devices ``draw_devices(shape, seed, instance, *more, **draw_kw)``."""
     global _OUTCOME_CACHE_HELD
-    key = (shape, seed, instance, more, write_verify, *sorted(draw_kw.items()))
+    key = (shape, seed, instance, more, write_verify, by_row, *sorted(draw_kw.items()))
     hit = _OUTCOME_CACHE.get(key)
     if hit is not None:
         _OUTCOME_CACHE.move_to_end(key)
         return hit
-    entry = _Outcomes((shape, seed, instance, more), draw_kw, write_verify)
+    entry = _Outcomes((shape, seed, instance, more), draw_kw, write_verify, by_row)
     if entry.nbytes <= _OUTCOME_CACHE_BYTES:
         _OUTCOME_CACHE[key] = entry
         _OUTCOME_CACHE_HELD += entry.nbytes
@@ -450,43 +458,46 @@ def _program_devices(mapped_layers, levels_of, params: ChipParams, *, seed: int,
     wv = bool(params.write_verify)
     # 1. Per layer, the record of every device array its cells use, and the devices
     # whose outcome for their cell's level is not known yet.
-    records, todo = [], []  # todo: (record, flat device indices, levels)
+    # todo: (record, flat indices in the record, flat indices in the draw, levels)
+    records, todo = [], []
     for mapped, levels, layer, copy in zip(mapped_layers, levels_of, layers, copies):
         fmt = mapped.fmt
         k, n = mapped.fan_in, mapped.neurons
         full = levels.transpose(0, 2, 1, 3).reshape(mapped.row_tiles * fmt.rows, mapped.col_tiles * fmt.cols)
         logical, padding = [], []
         for c in np.unique(mapped.col_copy):
-            rec = _outcomes((fmt.n_slices, k, n), seed, instance, (_LOGICAL, int(layer), int(copy), int(c)), kw, wv)
+            rec = _outcomes((fmt.n_slices, k, n), seed, instance, (_LOGICAL, int(layer), int(copy), int(c)), kw, wv,
+                            by_row=True)
             cols = np.flatnonzero(mapped.col_copy == c)
             s, j = mapped.col_slice[cols], mapped.col_neuron[cols]
-            logical.append((rec, cols, s, j))
-            want = full[:k, cols].T  # (columns, rows), as rec.level[s, :, j]
-            col, row = np.nonzero(rec.level[s, :, j] != want)
-            if col.size:
-                flat = (s[col] * k + row) * n + j[col]
-                lv = want[col, row]
-                if np.unique(s * n + j).size < s.size:  # a device in two columns (same level): once
+            at = s * n + j  # the record's column of each crossbar column
+            logical.append((rec, cols, at))
+            want = full[:k].take(cols, axis=1)  # (take: far faster than [:, cols])
+            row, col = np.nonzero(rec.level.take(at, axis=1) != want)
+            if row.size:
+                flat, lv = row * rec.level.shape[1] + at[col], want[row, col]
+                drawn = (s[col] * k + row) * n + j[col]
+                if np.unique(at).size < at.size:  # a device in two columns (same level): once
                     flat, first = np.unique(flat, return_index=True)
-                    lv = lv[first]
-                todo.append((rec, flat, lv))
+                    lv, drawn = lv[first], drawn[first]
+                todo.append((rec, flat, drawn, lv))
         for rt, ct, pad in _padding(mapped):
             rec = _outcomes((fmt.rows, fmt.cols), seed, instance, (_PADDING, int(layer), int(copy), rt, ct), pad_kw, wv)
             padding.append((rec, rt, ct, pad))
             block = full[rt * fmt.rows:(rt + 1) * fmt.rows, ct * fmt.cols:(ct + 1) * fmt.cols]
             flat = np.flatnonzero(pad & (rec.level != block))
             if flat.size:
-                todo.append((rec, flat, block.ravel()[flat]))
+                todo.append((rec, flat, flat, block.ravel()[flat]))
         records.append((logical, padding))
     # 2. Program the new ones in one vectorized pass; remember their outcomes.
     if todo:
-        drawn = [rec.draws() for rec, _, _ in todo]
-        res = program_drawn(np.concatenate([lv for _, _, lv in todo]),
-                            DeviceDraws(*(np.concatenate([getattr(d, name).ravel()[flat] for d, (_, flat, _) in zip(drawn, todo)])
+        draws = [rec.draws() for rec, _, _, _ in todo]
+        res = program_drawn(np.concatenate([lv for _, _, _, lv in todo]),
+                            DeviceDraws(*(np.concatenate([getattr(d, name).ravel().take(at) for d, (_, _, at, _) in zip(draws, todo)])
                                           for name in ("fault_map", "rate_up", "rate_down"))),
                             params.device, write_verify=wv)
         a = 0
-        for rec, flat, lv in todo:
+        for rec, flat, _, lv in todo:
             b = a + flat.size
             np.put(rec.conductance, flat, res.conductance[a:b])
             np.put(rec.pulses, flat, res.pulses[a:b])
@@ -495,12 +506,17 @@ def _program_devices(mapped_layers, levels_of, params: ChipParams, *, seed: int,
     # 3. Lay the outcomes out as the cells of the crossbars.
     out = []
     for mapped, (logical, padding) in zip(mapped_layers, records):
-        fmt, k = mapped.fmt, mapped.fan_in
+        fmt, k, p = mapped.fmt, mapped.fan_in, mapped.physical_columns
         shape = (mapped.row_tiles * fmt.rows, mapped.col_tiles * fmt.cols)
         g, pulses, faults = np.empty(shape), np.empty(shape, dtype=np.int64), np.empty(shape, dtype=np.int8)
-        for rec, cols, s, j in logical:
-            for dst, src in ((g, rec.conductance), (pulses, rec.pulses), (faults, rec.fault_map)):
-                dst[:k, cols] = src[s, :, j].T
+        # Every used column from the records of all copies side by side, in one take.
+        width = logical[0][0].level.shape[1]
+        source = np.empty(p, dtype=np.int64)
+        for i, (_, cols, at) in enumerate(logical):
+            source[cols] = i * width + at
+        for dst, name in ((g, "conductance"), (pulses, "pulses"), (faults, "fault_map")):
+            held = [getattr(rec, name) for rec, _, _ in logical]
+            dst[:k, :p] = (held[0] if len(held) == 1 else np.concatenate(held, axis=1)).take(source, axis=1)
         for rec, rt, ct, pad in padding:
             for dst, src in ((g, rec.conductance), (pulses, rec.pulses), (faults, rec.fault_map)):
                 block = dst[rt * fmt.rows:(rt + 1) * fmt.rows, ct * fmt.cols:(ct + 1) * fmt.cols]
