@@ -194,7 +194,7 @@ def _fail_stale_trials(study, log) -> None:
 
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        if t.params:
+        if "plan" in t.user_attrs:  # all its parameters were drawn (a kill can come between two)
             study.enqueue_trial(t.params, user_attrs=dict(t.user_attrs), skip_if_exists=False)
         log(f"trial {t.number} was interrupted: marked failed, its plan is asked again")
 
@@ -212,7 +212,7 @@ def search_pareto(
     seed: int = 0, trials: int = 40, instances: int = 5, test_images: int = 500, sampler: str = "tpe",
     tolerance: float = 0.005, out_dir: str | Path = "results/search", chip=None, executor: str = "serial",
     scheduler: str | None = None, workers: int | None = None, engine: str = "native", device: str | None = None,
-    plot: bool = True, heuristic: bool = True, log=print,
+    plot: bool = True, heuristic: bool = True, holdout: int = 0, log=print,
 ) -> dict:
     """Run (or resume) the Pareto search; returns the ``--json`` object (see the module docstring).
 
@@ -221,8 +221,13 @@ def search_pareto(
     ``area_overhead``, ``recovery``, ``params``), ``evaluated`` (finished trials), ``promoted``
     (of which at full fidelity), ``software_accuracy``, ``base``, ``paper_plans``,
     ``heuristic``, ``best_at_overhead``, ``fidelity``, ``study``. ``heuristic=False`` skips the
-    heuristic's path (``heuristic`` is then ``[]``).
+    heuristic's path (``heuristic`` is then ``[]``). ``holdout`` > 0 evaluates the front and
+    the paper's plans on chip instances ``instances .. instances + holdout - 1``, which took no
+    part in the selection (row key ``holdout``: ``{"instances", "accuracy_mean",
+    "accuracy_q10", "recovery"}``; ``None`` without it).
     """
+    if isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 0:
+        raise UserError(f"--holdout must be >= 0, got {holdout}")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise UserError(f"--trials must be >= 1, got {trials}")
     if isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
@@ -280,9 +285,9 @@ def search_pareto(
     while (done := len(study.get_trials(deepcopy=False, states=(complete,)))) < trials:
         trial = study.ask()
         plan = plan_from_params(_suggest(trial, len(sizes)), sizes, sens, fmt.n_slices)
+        trial.set_user_attr("plan", plan.to_dict())  # marks the parameters complete (see _fail_stale_trials)
         c = costs(plan)
         low = _objectives(accuracy(plan, full=False), c)
-        trial.set_user_attr("plan", plan.to_dict())
         trial.set_user_attr("low", low)
         history = [(t.user_attrs["low"]["accuracy_mean"], t.user_attrs["low"]["area_mm2"],
                     t.user_attrs["low"]["energy_j_per_10k_images"])
@@ -316,6 +321,15 @@ def search_pareto(
                     for r in rows]).reshape(len(rows), 4)
     front = [r for r, keep in zip(rows, non_dominated(pts)) if keep]
     front.sort(key=lambda r: r["area_mm2"])
+    for r in rows:  # selection is optimistic: unbiased accuracies come from other chips
+        r["holdout"] = None
+        if holdout and (r["paper_plan"] or any(r is f for f in front)):
+            plan = RedundancyPlan.from_dict(r["plan"])
+            acc = run_plans(full_ctx, {plan.name: plan}, instances=instances + holdout, executor=executor,
+                            scheduler=scheduler, workers=workers, engine=engine, device=device)[plan.name]
+            acc = acc[instances:]
+            r["holdout"] = {"instances": [instances, instances + holdout - 1], "accuracy_mean": float(acc.mean()),
+                            "accuracy_q10": float(np.quantile(acc, 0.1)), "recovery": float(acc.mean()) / software}
 
     def heuristic_eval(plan: RedundancyPlan) -> float:
         return float(accuracy(replace(plan, name=_content_name(plan)), full=True).mean())
@@ -334,7 +348,8 @@ def search_pareto(
         best.append({"max_area_overhead": limit, "recovery": None if top is None else top["recovery"],
                      "accuracy_mean": None if top is None else top["accuracy_mean"],
                      "area_overhead": None if top is None else top["area_overhead"],
-                     "trial": None if top is None else top["trial"]})
+                     "trial": None if top is None else top["trial"],
+                     "holdout": None if top is None else top["holdout"]})
     result = {
         "front": front,
         "evaluated": len(finished),
@@ -342,7 +357,7 @@ def search_pareto(
         "software_accuracy": software,
         "base": next((r for r in rows if r["paper_plan"] == "base"), None),
         "paper_plans": {r["paper_plan"]: {k: r[k] for k in ("accuracy_mean", "accuracy_q10", "area_overhead",
-                                                             "recovery", "trial")}
+                                                             "recovery", "trial", "holdout")}
                         for r in rows if r["paper_plan"]},
         "heuristic": path,
         "best_at_overhead": best,
@@ -405,15 +420,19 @@ def print_result(result: dict) -> None:
     """The human-readable summary of :func:`search_pareto`'s result."""
     print(f"{result['evaluated']} trials, {result['promoted']} at full fidelity; software accuracy "
           f"{100 * result['software_accuracy']:.2f} %; study {result['study']['storage']}")
-    print(f"{'trial':>5} {'acc. %':>7} {'q10 %':>7} {'recovery':>8} {'area +%':>8} {'J/10k img':>10}  paper plan")
+    print(f"{'trial':>5} {'acc. %':>7} {'q10 %':>7} {'recovery':>8} {'area +%':>8} {'J/10k img':>10} "
+          f"{'held-out %':>10}  paper plan")
     for r in result["front"]:
         print(f"{r['trial']:>5} {100 * r['accuracy_mean']:7.2f} {100 * r['accuracy_q10']:7.2f} "
               f"{100 * r['recovery']:7.1f}% {100 * r['area_overhead']:7.1f}% {r['energy_j_per_10k_images']:10.4g}  "
+              f"{'' if r['holdout'] is None else format(100 * r['holdout']['accuracy_mean'], '.2f'):>10}  "
               f"{r['paper_plan'] or ''}")
     for b in result["best_at_overhead"]:
         paper = {0.04: "97.4 % (sensitive layer)", 0.35: "98.4 % (MSB)"}.get(b["max_area_overhead"], "")
         found = "none" if b["recovery"] is None else (f"{100 * b['recovery']:.1f} % at "
                                                        f"+{100 * b['area_overhead']:.1f} % (trial {b['trial']})")
+        if b["holdout"] is not None:
+            found += f", {100 * b['holdout']['recovery']:.1f} % on held-out instances"
         print(f"best recovery at <= {100 * b['max_area_overhead']:.0f} % area: {found}; paper {paper}")
 
 
@@ -426,7 +445,7 @@ def run_command(args: argparse.Namespace, *, chip, seed: int, log) -> int:
         net=args.net, dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs, seed=seed,
         trials=args.trials, instances=args.instances, test_images=args.test_images, sampler=args.sampler,
         tolerance=args.tolerance, out_dir=args.out, chip=chip, executor=executor, scheduler=args.scheduler,
-        workers=args.workers, engine=args.engine, device=args.device, log=log,
+        workers=args.workers, engine=args.engine, device=args.device, holdout=args.holdout, log=log,
     )
     if args.json:
         print(json.dumps(result))

@@ -92,7 +92,7 @@ def test_resume_after_kill_9_continues_the_trial_count(searched, tmp_path):
             time.sleep(0.2)
             trials = study.get_trials(deepcopy=False)
             done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-            live = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.params]
+            live = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and "plan" in t.user_attrs]
             if len(done) >= 8 and live:
                 running = live[0]
         assert running is not None, proc.stderr.read().decode() if proc.poll() is not None else "timed out"
@@ -105,8 +105,8 @@ def test_resume_after_kill_9_continues_the_trial_count(searched, tmp_path):
     assert again["evaluated"] == done + 2
     trials = _study(res).get_trials(deepcopy=False)
     killed = trials[running.number]
-    assert killed.state == optuna.trial.TrialState.FAIL
-    retried = [t for t in trials if t.number > running.number and t.params == running.params]
+    assert killed.state == optuna.trial.TrialState.FAIL and killed.params == running.params
+    retried = [t for t in trials if t.number > running.number and t.params == killed.params]
     assert retried and retried[0].state == optuna.trial.TrialState.COMPLETE
     assert max(t.number for t in trials) > running.number  # numbering continues, nothing restarted
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
@@ -115,7 +115,7 @@ def test_resume_after_kill_9_continues_the_trial_count(searched, tmp_path):
 def test_cli_json_shape_and_plot(searched, capsys):
     _, out = searched
     assert main(["search", "--method", "pareto", "--trials", "1", "--instances", "2", "--test-images", "30",
-                 "--epochs", str(EPOCHS), "--out", str(out), "--json"]) == 0
+                 "--epochs", str(EPOCHS), "--out", str(out), "--holdout", "2", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["evaluated"] >= 7 and res["front"]
     for r in res["front"]:
@@ -123,6 +123,8 @@ def test_cli_json_shape_and_plot(searched, capsys):
                 "recovery", "trial"} <= set(r)
         assert 0 <= r["accuracy_q10"] <= r["accuracy_mean"] <= 1 and r["area_mm2"] > 0
         assert set(r["plan"]) == {"name", "committee_log2", "copies_log2"}
+        held = r["holdout"]  # instances 2 and 3: not the ones the front was selected on
+        assert held["instances"] == [2, 3] and 0 <= held["accuracy_q10"] <= held["accuracy_mean"] <= 1
     assert res["heuristic"][0]["step"] == "layer averaging"
     assert [b["max_area_overhead"] for b in res["best_at_overhead"]] == [0.04, 0.35]
     assert (out / "pareto.png").stat().st_size > 1000
@@ -133,6 +135,7 @@ def test_cli_json_shape_and_plot(searched, capsys):
     (["--trials", "0"], "--trials must be >= 1, got 0"),
     (["--instances", "0"], "--instances must be >= 1, got 0"),
     (["--tolerance", "2"], "--tolerance must be in [0, 1), got 2.0"),
+    (["--holdout", "-1"], "--holdout must be >= 0, got -1"),
 ])
 def test_bad_options_are_one_line_errors_before_any_work(argv, message, capsys, monkeypatch, tmp_path):
     import remeco.host.reproduce as reproduce
