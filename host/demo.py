@@ -93,7 +93,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=128, help="crossbar rows = columns (default 128)")
     p.add_argument("--inputs", type=int, default=256, help="random input vectors (default 256)")
     p.add_argument("--instances", type=int, default=3, help="chip instances per scenario (default 3)")
-    p.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the chip instances (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 

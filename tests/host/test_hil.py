@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from remeco.host import run_cli
+from remeco.host.bundle import load_bundle
 from remeco.host.cli import main
 from remeco.host.driver import Accelerator, ModelDevice
 from remeco.host.run_cli import CALIBRATION_IMAGES, STUCK_ON_FRACTION, logits_sha256
@@ -138,7 +139,8 @@ def test_lenet5_sim_equals_model_with_faults_long(sim, lenet, plan):
 
 # -- remeco run --json ----------------------------------------------------------------------
 
-KEYS = {"backend", "plan", "instance", "images", "accuracy", "logits_sha256", "cycles_per_image"}
+KEYS = {"remeco_version", "seed", "network_sha256", "config", "backend", "plan", "instance", "images", "accuracy",
+        "logits_sha256", "cycles_per_image", "model_accuracy", "matches_model"}
 
 
 def _run(capsys, *args: str) -> dict:
@@ -160,6 +162,9 @@ def test_run_json_model_backend(capsys, out_dir):
     assert set(res) == KEYS
     assert res["backend"] == "model" and res["images"] == 40 and res["cycles_per_image"] is None
     assert res["plan"] == "base" and res["instance"] == 0
+    # what ran is recorded: the network's identity, the seed and the chip in force
+    assert res["seed"] == 0 and res["config"]["chip"] == ChipParams().to_dict() and res["config"]["epochs"] == EPOCHS
+    assert res["config"]["net"] == "lenet5" and res["config"]["chip_description"] == ChipParams().describe()
     assert 0.8 <= res["accuracy"] <= 1 and re.fullmatch(r"[0-9a-f]{64}", res["logits_sha256"])
     # the checksum is that of network.infer's logits on the same chip
     net = run_cli.load_network(("base",), out_dir=out_dir, epochs=EPOCHS)
@@ -205,8 +210,10 @@ def test_bundle_json(capsys, out_dir, tmp_path):
     assert main(["bundle", str(path), "--plan", "committee", "--images", "5", "--epochs", str(EPOCHS),
                  "--out", out_dir, "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
+    sha = res.pop("network_sha256")
     assert res == {"path": str(path), "bytes": path.stat().st_size, "plans": ["committee"], "instances": [0],
-                   "images": 5}
+                   "images": 5, "chip": ChipParams().describe()}
+    assert load_bundle(path).mapped["committee"].network.sha256() == sha
 
 
 def test_run_from_a_bundle_equals_the_built_network(capsys, out_dir, bundle):
@@ -214,6 +221,7 @@ def test_run_from_a_bundle_equals_the_built_network(capsys, out_dir, bundle):
     args = ["--plan", "layer_averaging", "--instance", "1", "--faults", "0.05", "--fault-seed", "3"]
     built = _run(capsys, "--backend", "model", "--images", "40", "--out", out_dir, *args)
     loaded = _run_bundle(capsys, bundle, "--backend", "model", *args)
+    assert loaded.pop("config") == {**built.pop("config"), "bundle": str(bundle)}  # and the bundle it came from
     assert loaded == built
     first = _run_bundle(capsys, bundle, "--backend", "model", "--images", "12")  # defaults: first plan, instance
     assert (first["plan"], first["instance"], first["images"]) == ("base", 0, 12)
@@ -223,11 +231,12 @@ def test_run_from_a_bundle_equals_the_built_network(capsys, out_dir, bundle):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--epochs", "4"], "--epochs: with --bundle the network comes from the bundle"),
-        (["--seed", "1", "--out", "x"], "--seed, --out: with --bundle"),
+        (["--epochs", "4"], "--epochs: with --bundle the network and chip come from the bundle"),
+        (["--seed", "1", "--out", "x"], "--seed, --work-dir: with --bundle"),
+        (["--chip", "isaac", "--dataset", "mnist"], "--dataset, --chip: with --bundle"),
         (["--plan", "msb"], "--plan 'msb' is not in the bundle; it has base, layer_averaging"),
         (["--instance", "2"], "--instance 2 of plan 'base' is not in the bundle; it has 0, 1"),
-        (["--images", "41"], r"--images must be in \[1, 40\] \(the bundle's images\)"),
+        (["--test-images", "41"], r"--test-images must be in \[1, 40\] \(the bundle's images\)"),
     ],
 )
 def test_run_bundle_errors_are_one_line(capsys, bundle, args, message):
@@ -265,9 +274,9 @@ def test_run_json_sim_equals_model(capsys, out_dir, bundle):
     [
         (["--backend", "model", "--images", "4", "--plan", "triple"], "unknown plan 'triple'; choose from base"),
         (["--backend", "fpga", "--images", "4"], "unknown backend 'fpga'; choose from model, sim, board"),
-        (["--backend", "model", "--images", "0"], "--images must be a positive integer"),
-        (["--backend", "model"], "--images N is required"),
-        (["--backend", "model", "--images", "1001"], r"--images must be in \[1, 1000\]"),
+        (["--backend", "model", "--images", "0"], "--test-images must be a positive integer"),
+        (["--backend", "model"], "--test-images N is required"),
+        (["--backend", "model", "--test-images", "1001"], r"--test-images must be in \[1, 1000\]"),
         (["--backend", "model", "--images", "4", "--faults", "1.5"], r"--faults must be in \[0, 1\]"),
         (["--backend", "model", "--images", "4", "--on-fraction", "-0.1"], r"--on-fraction must be in \[0, 1\]"),
         (["--backend", "model", "--images", "4", "--fault-seed", "-1"], "--fault-seed must be a 32-bit"),
@@ -312,3 +321,12 @@ def test_run_closes_the_device_on_ctrl_c(capsys, monkeypatch, out_dir):
     monkeypatch.setattr(run_cli, "run_images", interrupt)
     assert main(["run", "--backend", "model", "--images", "4", "--epochs", str(EPOCHS), "--out", out_dir]) == 130
     assert len(closed) == 1 and "interrupted" in capsys.readouterr().err
+
+
+def test_run_on_a_chip_file_builds_the_fabric_for_its_datapath(capsys, out_dir):
+    """--chip isaac: 4 slices of 2-bit cells; the model backend's fabric is built for them and matches the model."""
+    paper = _run(capsys, "--backend", "model", "--test-images", "20", "--work-dir", out_dir)
+    isaac = _run(capsys, "--backend", "model", "--test-images", "20", "--work-dir", out_dir, "--chip", "isaac")
+    assert isaac["config"]["chip"] == ChipParams.load("isaac").to_dict() and isaac["matches_model"] is True
+    assert isaac["network_sha256"] == paper["network_sha256"]  # the same network, on another chip
+    assert isaac["logits_sha256"] != paper["logits_sha256"]

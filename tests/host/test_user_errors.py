@@ -7,6 +7,7 @@ unreachable dask scheduler, a bundle whose labels or codes are out of range, and
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import sys
@@ -71,10 +72,14 @@ def a_file(tmp_path):
         ["dse", "--out", "{file}/x/y"],
         ["sensitivity", "--out", "{file}"],
         ["search", "--out", "{file}"],
-        ["run", "--backend", "model", "--images", "2", "--out", "{file}"],
+        ["run", "--backend", "model", "--images", "2", "--out", "{file}"],  # the old spellings still work
+        ["run", "--backend", "model", "--test-images", "2", "--work-dir", "{file}"],
         ["bundle", "{dir}", "--plan", "base"],
         ["bundle", "{file}/lenet.npz"],
-        ["bundle", "{dir}/ok.npz", "--out", "{file}"],
+        ["bundle", "{dir}/ok.npz", "--work-dir", "{file}"],
+        ["reproduce", "--export", "{file}/rows.csv"],
+        ["dse", "--export", "{dir}"],
+        ["search", "--export", "{file}/x.csv"],
     ],
 )
 def test_bad_output_paths_fail_first_in_one_line(argv, a_file, tmp_path, capsys, no_work):
@@ -170,7 +175,7 @@ def test_unreachable_scheduler_is_named_quickly(tmp_path):
         check_scheduler("nonsense")
 
 
-@pytest.mark.parametrize("command", ["reproduce", "dse"])
+@pytest.mark.parametrize("command", ["reproduce", "dse", "search"])
 def test_unreachable_scheduler_on_the_command_line(command, tmp_path, capsys, no_work):
     address = f"tcp://127.0.0.1:{_closed_port()}"
     assert main([command, "--scheduler", address, "--out", str(tmp_path / "out")]) == 2
@@ -247,3 +252,55 @@ def test_overlay_pynq_cannot_load_is_one_line(broken_pynq, capsys, monkeypatch):
     assert main(["run", "--backend", "board", "--bitfile", str(FIXTURES / "remeco.bit"), "--images", "2"]) == 2
     line = _one_line_error(capsys, "run")
     assert "remeco.bit" in line and "RuntimeError" in line
+
+
+# -- options shared by the campaign commands (remeco.host.options) -----------------------------
+@pytest.mark.parametrize("command", ["reproduce", "dse", "search", "bundle"])
+@pytest.mark.parametrize("args, words", [
+    (["--chip", "nosuch"], "--chip: unknown chip preset 'nosuch'; presets: isaac, paper"),
+    (["--chip", "{dir}/chip.yaml"], "--chip: chip file"),
+    (["--epochs", "0"], "--epochs must be >= 1, got 0"),
+])
+def test_shared_options_fail_first_in_one_line(command, args, words, tmp_path, capsys, no_work):
+    argv = [command, *[a.format(dir=tmp_path) for a in args]]
+    argv += [str(tmp_path / "b.npz"), "--work-dir", str(tmp_path)] if command == "bundle" else ["--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert words.format(dir=tmp_path) in _one_line_error(capsys, command)
+
+
+@pytest.mark.parametrize("command", ["reproduce", "dse", "search"])
+def test_export_suffix_and_counts_fail_first(command, tmp_path, capsys, no_work):
+    for args, words in ((["--export", str(tmp_path / "rows.xlsx")], "expected a file name ending in .csv or .parquet"),
+                        (["--instances", "0"], "--instances must be >= 1"),
+                        (["--test-images", "-3"], "--test-images must be >= 1"),
+                        (["--workers", "0"], "--workers must be >= 1")):
+        assert main([command, *args, "--out", str(tmp_path)]) == 2
+        assert words in _one_line_error(capsys, command)
+
+
+def test_run_chip_and_bundle_options_are_one_line_errors(tmp_path, capsys):
+    assert main(["run", "--backend", "model", "--test-images", "4", "--chip", "nosuch"]) == 2
+    assert "--chip: unknown chip preset" in _one_line_error(capsys, "run")
+    # with a bundle the network and the chip come from the bundle: building options are refused
+    assert main(["run", "--backend", "model", "--bundle", str(tmp_path / "b.npz"), "--chip", "isaac",
+                 "--net", "lenet_paper"]) == 2
+    assert "--net, --chip: with --bundle the network and chip come from the bundle" in _one_line_error(capsys, "run")
+
+
+@pytest.mark.parametrize("command", ["reproduce", "dse", "search", "run", "bundle", "train", "sensitivity"])
+def test_every_option_has_help_and_lists_its_choices(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    from remeco.host.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    for action in sub._actions:
+        if action.help == argparse.SUPPRESS:
+            continue  # an old spelling kept as a hidden alias
+        assert action.help, f"remeco {command} {action.option_strings}: no help"
+        if action.choices and action.option_strings:
+            assert action.metavar is None or "{" in action.metavar, action.option_strings
+    out = capsys.readouterr().out
+    for old in ("--images", "--out ") if command in ("run", "bundle") else ():
+        assert old not in out  # hidden aliases: --test-images and --work-dir are the names shown
