@@ -29,3 +29,22 @@ def test_demo_json_small(capsys):
     # the ideal chip's only error is the ADC; every non-ideal scenario adds to it
     assert rows["ideal"]["physics_rel_rms_error"] < rows["all (paper defaults)"]["physics_rel_rms_error"]
     assert rows["ideal"]["emulation_vs_physics"] < 0.05
+
+
+def test_renamed_options_and_their_hidden_old_spellings_mean_the_same():
+    """One meaning per option name: the new names, and the old spellings kept for scripts."""
+    from remeco.host.cli import build_parser
+
+    parser = build_parser()
+    pairs = [
+        (["run", "--backend", "model", "--test-images", "3", "--work-dir", "w"],
+         ["run", "--backend", "model", "--images", "3", "--out", "w"]),
+        (["bundle", "b.npz", "--test-images", "3", "--work-dir", "w"], ["bundle", "b.npz", "--images", "3", "--out", "w"]),
+        (["sensitivity", "--train-images", "7"], ["sensitivity", "--images", "7"]),
+        (["rtl", "report", "--report", "r.json"], ["rtl", "report", "--out", "r.json"]),
+        (["rtl", "timing", "pe", "--placement-seed", "4"], ["rtl", "timing", "pe", "--seed", "4"]),
+        (["verify", "--stimulus-seed", "3"], ["verify", "--seed", "3"]),
+    ]
+    for new, old in pairs:
+        assert vars(parser.parse_args(new)) == vars(parser.parse_args(old)), new
+    assert parser.parse_args(["run", "--backend", "model"]).work_dir is None  # a hidden alias sets no default
