@@ -146,6 +146,7 @@ VALUES = ["-1", "0", "nan", "inf", "1e400", "x", "", "/dev/null", "/", "tcp://",
        args=st.lists(st.tuples(st.sampled_from(OPTIONS), st.sampled_from(VALUES)), min_size=1, max_size=3))
 def test_cli_parsers(command, args, monkeypatch, capsys):
     """Hostile arguments: argparse's usage error (exit 2) or one line, exit 2, before any work."""
+    import remeco.host.demo as demo
     import remeco.host.dse as dse
     import remeco.host.network_cli as network_cli
     import remeco.host.reproduce as reproduce
@@ -159,7 +160,7 @@ def test_cli_parsers(command, args, monkeypatch, capsys):
 
     for module, name in [(reproduce, "get_trained"), (reproduce, "load_dataset"), (run_cli, "load_network"),
                          (run_cli, "open_accelerator"), (run_cli, "load_dataset"), (network_cli, "load_dataset"),
-                         (dse, "load_dataset"), (reproduce, "prepare")]:
+                         (dse, "load_dataset"), (reproduce, "prepare"), (demo, "run_demo")]:
         monkeypatch.setattr(module, name, work)
     argv = [command] + [x for pair in args for x in pair]
     with tempfile.TemporaryDirectory() as tmp:
