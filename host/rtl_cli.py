@@ -115,6 +115,9 @@ def _add_rtl(p: argparse.ArgumentParser) -> None:
     t.add_argument("--placement-seed", dest="seed", type=int, default=1, metavar="S",
                    help="nextpnr placement seed (default 1)")
     t.add_argument("--seed", dest="seed", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old spelling
+    t.add_argument("--router", default="router1", metavar="NAME",
+                   help="nextpnr router: router1 (default) or router2 (use it for the top: router1 does not "
+                        "converge there)")
     t.add_argument("--out", type=Path, metavar="DIR",
                    help="build directory for netlists, logs and reports (default build/timing/<block>-<grade>)")
     t.add_argument("--no-xc7", action="store_true", help="skip the xc7 logic estimate")
@@ -252,7 +255,7 @@ def _timing_component(args: argparse.Namespace):
 
 
 def _timing(args: argparse.Namespace) -> int:
-    from remeco.rtl.timing import SPEED_GRADES, FlowError, run_timing
+    from remeco.rtl.timing import ROUTERS, SPEED_GRADES, FlowError, run_timing
 
     if args.speed not in SPEED_GRADES:
         raise UserError(f"--speed must be one of {', '.join(map(str, SPEED_GRADES))}, got {args.speed}")
@@ -260,13 +263,15 @@ def _timing(args: argparse.Namespace) -> int:
         raise UserError(f"--freq must be > 0, got {args.freq:g}")
     if args.timeout is not None and not args.timeout > 0:
         raise UserError(f"--timeout must be > 0, got {args.timeout:g}")
+    if args.router not in ROUTERS:
+        raise UserError(f"--router must be one of {', '.join(ROUTERS)}, got {args.router!r}")
     out = args.out if args.out is not None else Path("build") / "timing" / f"{args.block}-{args.speed}"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
     comp, name = _timing_component(args)
     try:
         rep = run_timing(comp, name, speed=args.speed, target_mhz=args.freq, workdir=out,
-                         xc7=not args.no_xc7, seed=args.seed, timeout=args.timeout)
+                         xc7=not args.no_xc7, seed=args.seed, timeout=args.timeout, router=args.router)
     except FlowError as exc:
         print(f"remeco rtl timing: {exc}", file=sys.stderr)
         return 1
@@ -276,7 +281,7 @@ def _timing(args: argparse.Namespace) -> int:
         print(json.dumps(doc))
         return 0
     verdict = "meets" if rep.fmax_mhz >= args.freq else "MISSES"
-    print(f"{args.block} on {rep.device} (yosys synth_ecp5 + nextpnr-ecp5, seed {args.seed})")
+    print(f"{args.block} on {rep.device} (yosys synth_ecp5 + nextpnr-ecp5 {args.router}, seed {args.seed})")
     print(f"  utilisation: {rep.lut:,} LUT4, {rep.ff:,} FF, {rep.bram} DP16KD, {rep.dsp} DSP, "
           f"{rep.lutram} LUT-RAM, {rep.io} I/O")
     for clk, f in sorted(rep.clocks.items()):

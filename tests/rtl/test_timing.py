@@ -35,6 +35,7 @@ def _one_line_error(capsys, argv: list[str], word: str) -> None:
         (["rtl", "timing", "pe", "--speed", "9"], "--speed"),
         (["rtl", "timing", "nosuchblock"], "nosuchblock"),
         (["rtl", "timing", "pe", "--freq", "0"], "--freq"),
+        (["rtl", "timing", "pe", "--router", "router3"], "--router"),
         (["rtl", "timing", "adc", "--code-words", "64"], "top only"),
         (["rtl", "timing", "pe", "--neurons", "0"], "neurons"),
     ],
