@@ -66,13 +66,15 @@ def _setup(net: str, images: int) -> dict:
 _STATE: dict = {}
 
 
-def _init_worker(state: dict) -> None:
+def _init_worker(state: dict, warm: bool = False) -> None:
     from remeco.host.campaign import limit_worker_threads
 
     limit_worker_threads()
     _STATE.clear()
     _STATE.update(state)
     _STATE["engines"] = {}
+    if warm:  # every worker loads the kernel, builds its engines and programs once before timing
+        _task((10_000, list(state["mapped"]), "native", 8))
 
 
 def _task(args) -> dict:
@@ -122,8 +124,11 @@ def _sum(parts: list[dict]) -> dict:
 def _pool(state: dict, workers: int, instances, plans, engine: str, images: int) -> tuple[dict, float]:
     """Tasks on ``workers`` single-threaded processes; returns the sums and the wall time."""
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(state,)) as pool:
-        list(pool.map(_task, [(10_000 + w, plans, engine, min(images, 32)) for w in range(workers)]))  # warm workers
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(state, True)) as pool:
+        # pool.map of one warm-up task per worker may hand both to one worker: wait until
+        # every worker has started (each warms itself up in the initializer)
+        list(pool.map(time.sleep, [0.5] * (2 * workers)))
         t0 = time.perf_counter()
         parts = list(pool.map(_task, [(i, plans, engine, images) for i in instances]))
         wall = time.perf_counter() - t0
