@@ -188,6 +188,7 @@ def run_dse(
                            executor=executor, scheduler=scheduler, workers=workers, group_by_instance=True,
                            progress=sys.stderr.isatty())
         rows = sorted((r for r in store.results(cid) if r["instance"] < instances), key=lambda r: r["instance"])
+        store.require_metrics(rows, ("accuracy", "correct"))
     described = {name: _point_chip(spec, p["size"], p["chip"]).describe() for name, p in points.items()}
     result = []
     for name, p in points.items():

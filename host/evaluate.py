@@ -47,7 +47,7 @@ from remeco.host.engines import DEFAULT_ENGINE, ENGINES, EngineCache, check_engi
 from remeco.host.paths import check_out_dir, check_out_file
 from remeco.host.store import ResultStore, canonical_json
 from remeco.models.cachefile import DAMAGED, warn_damaged
-from remeco.models.chip import ChipParams
+from remeco.models.chip import ChipParams, network_datapath_problem
 from remeco.models.quantized import QuantizedNetwork, atomic_savez
 from remeco.models.redundancy import PLAN_NAMES, RedundancyPlan, make_plan
 
@@ -343,14 +343,9 @@ def evaluate(
     images, labels = _check_data(network, images, labels)
     params = _chip(chip)
     fmt = params.datapath
-    if params.device.levels != fmt.levels:
-        raise EvaluationError(f"chip: device.levels ({params.device.levels}) must equal 2**datapath.slice_bits "
-                              f"({fmt.levels})")
-    if fmt.input_bits < 8:
-        # images and activations are uint8 codes, fed bit-serially: a narrower input fails
-        # deep in the mapping ('x must be in [0, 15]'); say what is wrong here
-        raise EvaluationError(f"chip: datapath.input_bits ({fmt.input_bits}) must be >= 8: the network's inputs and "
-                              "activations are 8-bit codes")
+    problem = network_datapath_problem(params)
+    if problem:
+        raise EvaluationError(f"chip: {problem}")
     if engine not in ENGINES:
         raise EvaluationError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     try:

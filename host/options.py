@@ -32,6 +32,7 @@ import os
 from pathlib import Path
 
 from remeco import __version__
+from remeco.host.campaign import MAX_INSTANCES
 from remeco.host.cli import UserError
 from remeco.host.paths import check_out_file
 
@@ -166,6 +167,8 @@ def check_campaign_arguments(args: argparse.Namespace) -> None:
     """The values :func:`add_campaign_arguments` adds, checked before any work (one line each)."""
     check_network_arguments(args)
     check_count("--instances", args.instances)
+    if args.instances is not None and args.instances > MAX_INSTANCES:  # before training, not after it
+        raise UserError(f"--instances must be at most {MAX_INSTANCES:,} per campaign, got {args.instances:,}")
     check_count("--test-images", args.test_images)
     check_count("--workers", args.workers)
     check_export(args.export)
@@ -177,12 +180,18 @@ def load_chip(source: str | os.PathLike | None, default=None):
     from remeco.models.chip import ChipParams
     from remeco.models.chipfile import ChipConfigError
 
+    from remeco.models.chip import network_datapath_problem
+
     if source is None:
         return ChipParams() if default is None else default
     try:
-        return ChipParams.load(source)
+        chip = ChipParams.load(source)
     except ChipConfigError as exc:
         raise UserError(f"--chip: {exc}") from None
+    problem = network_datapath_problem(chip)
+    if problem:  # before any training, not after it
+        raise UserError(f"--chip {source}: {problem}")
+    return chip
 
 
 def check_export(path: str | os.PathLike | None) -> Path | None:

@@ -246,6 +246,7 @@ def campaign_rows(
             progress=sys.stderr.isatty(),
         )
         rows = [r for r in store.results(cid) if r["instance"] < instances and r["plan"] in plans]
+        store.require_metrics(rows)
     return sorted(rows, key=lambda r: r["instance"])
 
 

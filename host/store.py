@@ -32,7 +32,7 @@ import json
 import math
 import sqlite3
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from os import PathLike
@@ -301,6 +301,17 @@ class ResultStore:
             raise SchemaError(f"{self.path}: result (instance {instance!r}, plan {plan!r}) of campaign {campaign_id[:12]} "
                               f"is damaged: {why}; delete that row (or the database) to compute it again")
         return {"instance": instance, "plan": plan, "metrics": metrics, "seconds": float(seconds)}
+
+    def require_metrics(self, rows: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("accuracy",)) -> None:
+        """:class:`SchemaError` naming the database and the row if a row of :meth:`results`
+        lacks a numeric metric in ``keys`` (a hand-edited or foreign row), before a
+        command aggregates them."""
+        for row in rows:
+            for key in keys:
+                value = row["metrics"].get(key)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                    raise SchemaError(f"{self.path}: result (instance {row['instance']!r}, plan {row['plan']!r}) has no "
+                                      f"numeric {key!r} metric; delete that row (or the database) to compute it again")
 
     def put(self, campaign_id: str, instance: int, plan: str, metrics: Mapping[str, Any], seconds: float) -> bool:
         """Store one result in its own transaction.

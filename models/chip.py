@@ -232,6 +232,19 @@ class ProgrammedLayer:
         return quantize_codes(self.transfer, device.g_off, device.g_on, fmt)
 
 
+def network_datapath_problem(params: ChipParams) -> str | None:
+    """Why a chip cannot run remeco's 8-bit networks, or None: its device levels must match
+    the datapath's slices, and its inputs carry the networks' uint8 codes bit-serially
+    (narrower inputs fail deep in the mapping)."""
+    fmt = params.datapath
+    if params.device.levels != fmt.levels:
+        return f"device.levels ({params.device.levels}) must equal 2**datapath.slice_bits ({fmt.levels})"
+    if fmt.input_bits < 8:
+        return (f"datapath.input_bits ({fmt.input_bits}) must be >= 8: the network's inputs and activations "
+                "are 8-bit codes")
+    return None
+
+
 def wire_resistances(params: ChipParams, *, seed: int, instance: int) -> tuple[float, float]:
     """Per-segment (word line, bit line) resistance of one chip instance, in ohms."""
     if params.wire_resistance is not None:

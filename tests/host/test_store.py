@@ -199,3 +199,16 @@ def test_a_damaged_row_is_named_not_a_traceback(tmp_path, column, value, words):
                 read(cid)
             message = str(err.value)
             assert "\n" not in message and str(db) in message and words in message and "delete that row" in message
+
+
+def test_rows_without_the_metric_a_command_needs_are_named(store):
+    cid = store.register(SPEC)
+    store.put(cid, 0, "none", {"accuracy": 0.5, "correct": 5}, 0.1)
+    store.put(cid, 1, "none", {"correct": 7}, 0.1)  # e.g. written by another tool
+    store.put(cid, 2, "msb", {"accuracy": "high", "correct": 7}, 0.1)
+    rows = store.results(cid)
+    store.require_metrics(rows[:1], ("accuracy", "correct"))  # complete rows pass
+    with pytest.raises(SchemaError, match=r"instance 1, plan 'none'\) has no numeric 'accuracy'"):
+        store.require_metrics(rows)
+    with pytest.raises(SchemaError, match=r"instance 2, plan 'msb'\) has no numeric 'accuracy'"):
+        store.require_metrics(rows[2:])

@@ -304,3 +304,17 @@ def test_every_option_has_help_and_lists_its_choices(command, capsys):
     out = capsys.readouterr().out
     for old in ("--images", "--out ") if command in ("run", "bundle") else ():
         assert old not in out  # hidden aliases: --test-images and --work-dir are the names shown
+
+
+@pytest.mark.parametrize("command", ["reproduce", "dse", "search"])
+def test_chip_and_instances_the_networks_cannot_use_stop_before_training(command, no_work, capsys, tmp_path):
+    from importlib import resources
+
+    text = (resources.files("remeco.models.presets") / "chips" / "isaac.toml").read_text()
+    assert "input_bits = 8" in text
+    chip = tmp_path / "narrow.toml"
+    chip.write_text(text.replace("input_bits = 8", "input_bits = 4"))
+    assert main([command, "--chip", str(chip), "--out", str(tmp_path / "out")]) == 2
+    assert "datapath.input_bits (4) must be >= 8" in _one_line_error(capsys, command)
+    assert main([command, "--instances", str(10**12), "--out", str(tmp_path / "out")]) == 2
+    assert "--instances must be at most" in _one_line_error(capsys, command)
