@@ -95,7 +95,7 @@ class _NativeLayer:
     """One layer of one chip instance, ready for the kernel (keeps its arrays alive)."""
 
     def __init__(self, mapped_layer, quantized_layer, adc_shift: int, codes: np.ndarray, groups, isa: str,
-                 columns=None) -> None:
+                 columns) -> None:
         fmt = mapped_layer.fmt
         self.isa = isa
         self.amx = isa == "amx"
@@ -123,12 +123,12 @@ class _NativeLayer:
         s.weight_offset = fmt.weight_offset
         s.multiplier = int(quantized_layer.multiplier) if self.relu else 0
         s.shift = int(quantized_layer.shift) if self.relu else 0
-        if columns is not None:
-            self.columns = columns
-            s.Npad = columns.npad
-            s.ep_k, s.ep_half = native.pointer(columns.k), native.pointer(columns.half)
-            s.n_extra = len(columns.ex_col)
-            s.ex_dst, s.ex_col = native.pointer(columns.ex_dst), native.pointer(columns.ex_col)
+        # Both ISAs read the column order and copy tables of layout.amx_columns.
+        self.columns = columns
+        s.Npad = columns.npad
+        s.ep_k, s.ep_half = native.pointer(columns.k), native.pointer(columns.half)
+        s.n_extra = len(columns.ex_col)
+        s.ex_dst, s.ex_col = native.pointer(columns.ex_dst), native.pointer(columns.ex_col)
         if self.amx:
             s.split = amx_split(fmt)
             s.wa, s.wa_off = native.pointer(self.packed), native.pointer(self.tile_off)

@@ -194,15 +194,15 @@ typedef struct {
     int32_t *cbuf;   /* 4 C tiles */
     int64_t *xsum;   /* VCHUNK */
     int32_t *sums;   /* n_slices x Npad */
-} amx_scratch_t;
+} chunk_scratch_t;
 
-static void amx_free(amx_scratch_t *S)
+static void chunk_free(chunk_scratch_t *S)
 {
     free(S->A); free(S->rowv); free(S->rowb); free(S->y); free(S->cbuf); free(S->xsum); free(S->sums);
     free(S->pl); free(S->idx); free(S->zero_out); free(S->zrow);
 }
 
-static int amx_alloc(const remeco_layer_t *L, amx_scratch_t *S)
+static int chunk_alloc(const remeco_layer_t *L, chunk_scratch_t *S)
 {
     const size_t kpad = (size_t)(2 * L->rows + 63) / 64 * 64, rows = VCHUNK * MAX_PLANES;
     S->A = aligned_alloc(64, rows * kpad);
@@ -238,7 +238,7 @@ AMX_TARGET static void amx_configure(void)
 
 /* Steps 2-4 (column sums, ADC, shift-and-add) of nv <= VCHUNK vectors x (nv x K
  * contiguous bytes) into S->y and S->xsum. Returns OK or ERR_INPUT (*bad = vector). */
-AMX_TARGET static int amx_columns(const remeco_layer_t *L, const uint8_t *x, int nv, amx_scratch_t *S, int *bad)
+AMX_TARGET static int amx_columns(const remeco_layer_t *L, const uint8_t *x, int nv, chunk_scratch_t *S, int *bad)
 {
     const int K = L->K, rows = L->rows, PB = L->PB, W16 = PB * LANES;
     const __m512i half = _mm512_set1_epi32(L->adc_shift ? 1 << (L->adc_shift - 1) : 0);
@@ -340,7 +340,7 @@ AMX_TARGET static int amx_columns(const remeco_layer_t *L, const uint8_t *x, int
  * non-zero input are compacted (no data-dependent branch per pair) with their plane
  * words, plane-major in S->pl (bit b of the even row in bit 0, of the odd row in bit 16;
  * row stride S->ps), then the micro kernels run over them. */
-TARGET static int vnni_columns(const remeco_layer_t *L, const uint8_t *x, int nv, amx_scratch_t *S, int *bad)
+TARGET static int vnni_columns(const remeco_layer_t *L, const uint8_t *x, int nv, chunk_scratch_t *S, int *bad)
 {
     const int K = L->K, rows = L->rows, PB = L->PB, W16 = PB * LANES, nb = L->input_bits;
     const int64_t ps = S->ps;
@@ -406,7 +406,7 @@ TARGET static int vnni_columns(const remeco_layer_t *L, const uint8_t *x, int nv
 /* Steps 5-7 of vectors [0, nv) (their y and xsum in S) for all neurons, 16 at a time.
  * Vector v writes out[o + v * N + j] (int32 in mode 1, uint8 in mode 2). Returns OK or
  * ERR_INT32 (*bad = the vector). */
-NEURON_TARGET static int amx_neurons(const remeco_layer_t *L, amx_scratch_t *S, int nv, void *out, int64_t o, int *bad)
+NEURON_TARGET static int chunk_neurons(const remeco_layer_t *L, chunk_scratch_t *S, int nv, void *out, int64_t o, int *bad)
 {
     const int N = L->N, NP = L->Npad, W16 = L->PB * LANES;
     const __m512i cf_half = _mm512_set1_epi64(L->code_frac ? (int64_t)1 << (L->code_frac - 1) : 0);
@@ -523,20 +523,20 @@ NEURON_TARGET static void max_pool(const uint8_t *codes, int Wo, int N, int P, i
     }
 }
 
-typedef int (*columns_fn)(const remeco_layer_t *, const uint8_t *, int, amx_scratch_t *, int *);
+typedef int (*columns_fn)(const remeco_layer_t *, const uint8_t *, int, chunk_scratch_t *, int *);
 
 AMX_TARGET static void amx_columns_begin(void) { amx_configure(); }
 AMX_TARGET static void amx_columns_end(void) { _tile_release(); }
 
 /* The chunked path: VCHUNK vectors (im2col rows made here for conv layers) through
- * `columns` (steps 2-4: AMX tiles or VNNI) and amx_neurons (steps 5-7), then max pooling.
+ * `columns` (steps 2-4: AMX tiles or VNNI) and chunk_neurons (steps 5-7), then max pooling.
  * Same arguments and results as remeco_layer_images. */
 NEURON_TARGET static int chunked_images(const remeco_layer_t *L, const uint8_t *x, int64_t n, void *out,
                                         int64_t *bad_row, int use_amx)
 {
     const columns_fn columns = use_amx ? amx_columns : vnni_columns;
-    amx_scratch_t S = {0};
-    int status = amx_alloc(L, &S);
+    chunk_scratch_t S = {0};
+    int status = chunk_alloc(L, &S);
     uint8_t *patch = NULL, *codes = NULL, *padded = NULL, *rowmax = NULL;
     int64_t *offs = NULL;
     const int N = L->N;
@@ -561,7 +561,7 @@ NEURON_TARGET static int chunked_images(const remeco_layer_t *L, const uint8_t *
             const int nv = n - r0 < VCHUNK ? (int)(n - r0) : VCHUNK;
             int bad = 0;
             status = columns(L, x + r0 * L->K, nv, &S, &bad);
-            if (status == OK) status = amx_neurons(L, &S, nv, out, r0 * N, &bad);
+            if (status == OK) status = chunk_neurons(L, &S, nv, out, r0 * N, &bad);
             if (status) *bad_row = r0 + bad;
         }
     } else {
@@ -594,7 +594,7 @@ NEURON_TARGET static int chunked_images(const remeco_layer_t *L, const uint8_t *
                 }
                 int bad = 0;
                 status = columns(L, patch, nv, &S, &bad);
-                if (status == OK) status = amx_neurons(L, &S, nv, codes, (int64_t)p0 * N, &bad);
+                if (status == OK) status = chunk_neurons(L, &S, nv, codes, (int64_t)p0 * N, &bad);
                 if (status) *bad_row = i * positions + p0 + bad;
             }
             if (status) break;
@@ -602,7 +602,7 @@ NEURON_TARGET static int chunked_images(const remeco_layer_t *L, const uint8_t *
         }
     }
     if (use_amx) amx_columns_end();
-    amx_free(&S);
+    chunk_free(&S);
     free(patch); free(codes); free(padded); free(offs); free(rowmax);
     return status;
 }

@@ -108,7 +108,8 @@ def amx_split(fmt) -> int | None:
 
 @dataclass(frozen=True)
 class AmxColumns:
-    """Column order and copy-averaging tables of the AMX path (chip-independent).
+    """Column order and copy-averaging tables of the kernel's chunked driver, both ISAs
+    (named for the AMX path, which introduced them; chip-independent).
 
     Copy 0 of (neuron ``j``, slice ``s``) is column ``s * N + j`` so that the kernel reads
     16 neurons of one slice as one vector; the other copies follow, each listed in
