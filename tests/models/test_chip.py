@@ -319,3 +319,56 @@ def test_outcome_memo_is_bounded():
     assert all(np.array_equal(a, b) for a, b in zip(got, want))
     with pytest.raises(ValueError, match="nbytes"):
         chip_mod.set_outcome_cache_bytes(-1)
+
+
+# --------------------------------------------------------------------------- pinned bits
+
+
+def _programming_digests() -> dict:
+    """blake2b digests of everything programming gives on fixed chip instances: LeNet-5
+    shapes under six plan-like layouts in campaign order (the memos shared, as a campaign
+    task uses them) with the default chip (faults, D2D, fast IR-drop), plus small layers
+    with exact IR-drop and with open-loop programming."""
+    import hashlib
+
+    from remeco.models import chip as chip_mod
+    from remeco.models.chip import program_layers
+
+    ints, floats = hashlib.blake2b(digest_size=16), hashlib.blake2b(digest_size=16)
+    cases = [(LENET5, EmulationFormat(), ChipParams(), [3, 4]),
+             ([(70, 24), (24, 13)], EmulationFormat(rows=32, cols=32), ChipParams(ir_drop="exact", d2d_sigma=0.2), [1]),
+             ([(70, 24), (24, 13)], EmulationFormat(rows=32, cols=32), ChipParams(write_verify=False), [1])]
+    for shapes, fmt, params, instances in cases:
+        chip_mod.clear_tile_cache()
+        plans = _plan_layers(shapes, fmt, seed=11)
+        for instance in instances:
+            for layers, n_copies in plans.values():
+                progs = program_layers(layers * n_copies, params, seed=7, instance=instance,
+                                       layers=[i for _ in range(n_copies) for i in range(len(layers))],
+                                       committee_copies=[c for c in range(n_copies) for _ in layers])
+                for p in progs:
+                    for a in (p.codes(params.device, fmt), p.fault_map, p.pulses):
+                        ints.update(np.ascontiguousarray(a, dtype=np.int64).data)
+                    for a in (p.conductance, p.transfer):
+                        floats.update(np.ascontiguousarray(a, dtype=np.float64).data)
+    return {"ints": ints.hexdigest(), "floats": floats.hexdigest()}
+
+
+@pytest.fixture(scope="module")
+def programming_digests():
+    return _programming_digests()
+
+
+def test_programmed_codes_are_pinned(programming_digests):
+    """Cell codes, fault maps and pulse counts of fixed chip instances, bit for bit, as the
+    code before the programming speed-ups (issue 9) gave them: faster programming must
+    not change a single draw or outcome (the random streams are keyed by logical
+    position, DEVICE_KEYING)."""
+    assert programming_digests["ints"] == "9dd2c9086ab5216a2b7598b2c672be41"
+
+
+def test_programmed_conductances_are_pinned(programming_digests):
+    """The float64 conductances and transfer matrices of the same instances, bit for bit.
+    They depend on libm / BLAS (NumPy's SIMD exp and log, OpenBLAS kernels): on another
+    platform regenerate the digest with the code of a commit that passes here."""
+    assert programming_digests["floats"] == "240d7db8487d8f9813e667c130a09aac"
