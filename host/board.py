@@ -1,6 +1,6 @@
 """The ``board`` backend: the accelerator on a PYNQ board, through the real ``pynq`` package.
 
-:class:`PynqDevice` is the :class:`remeco.host.driver.Device` of a Zynq running the
+:class:`PynqDevice` is the :class:`remeco.host.device.Device` of a Zynq running the
 overlay of ``boards/pynq_z2`` (``remeco.bit`` with ``remeco.hwh`` beside it): the
 accelerator's AXI4-Lite slave (the registers of :mod:`remeco.rtl.regmap`) behind
 ``M_AXI_GP0`` and an AXI DMA v7.1 in direct-register (simple) mode whose MM2S stream
@@ -14,7 +14,7 @@ Three things differ from the textbook pynq usage, on purpose:
 * **No bus access that could fault.** On a Zynq an AXI ``SLVERR`` on the GP port is a
   data abort (the Python process dies with ``SIGBUS``), so :meth:`PynqDevice.read` and
   :meth:`PynqDevice.write` refuse offsets :func:`remeco.rtl.regmap.by_offset` does not
-  know, and writes to read-only registers, with :class:`~remeco.host.driver.BusError`
+  know, and writes to read-only registers, with :class:`~remeco.host.device.BusError`
   *before* touching the bus. Reads of write-only registers go out (the RTL answers 0).
 * **Every wait has a deadline.** pynq's ``_SDMAChannel.wait()`` spins until the channel
   is idle, forever if the accelerator never takes or gives the words; here DMASR is
@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from ..rtl import regmap
+from .device import BusError
 
 __all__ = ["PynqDevice", "DmaError", "OverlayError", "DEFAULT_IP_NAME", "DEFAULT_DMA_NAME"]
 
@@ -90,14 +91,6 @@ class OverlayError(ValueError):
     """pynq could not load a ``.bit`` / ``.hwh`` pair (damaged, foreign, or not matching the board)."""
 
 
-def _bus_error(message: str) -> Exception:
-    # The driver's class, so that ``except BusError`` in the driver catches it; imported
-    # late because the driver imports this module from make_device("board").
-    from .driver import BusError
-
-    return BusError(message)
-
-
 def _import_pynq():
     try:
         import pynq
@@ -116,7 +109,7 @@ def _describe_errors(status: int) -> str:
 
 
 class PynqDevice:
-    """The accelerator on a PYNQ board: a :class:`remeco.host.driver.Device` over pynq.
+    """The accelerator on a PYNQ board: a :class:`remeco.host.device.Device` over pynq.
 
     Parameters
     ----------
@@ -206,7 +199,7 @@ class PynqDevice:
             raise ValueError(f"offset must be an integer, got {offset!r}")
         reg = regmap.by_offset(int(offset))
         if reg is None:
-            raise _bus_error(
+            raise BusError(
                 f"SLVERR: no register at offset {int(offset):#x} (refused before the bus: "
                 "on a Zynq an SLVERR on M_AXI_GP0 is a data abort)"
             )
@@ -223,7 +216,7 @@ class PynqDevice:
         if not _is_int(value) or not 0 <= value <= _MASK32:
             raise ValueError(f"value must be a 32-bit unsigned integer, got {value!r}")
         if reg.access == "ro":
-            raise _bus_error(
+            raise BusError(
                 f"SLVERR: register {reg.name} at {reg.offset:#x} is read-only (refused before the bus)"
             )
         self._mmio.write(reg.offset, int(value))

@@ -10,7 +10,7 @@ Work split (see :mod:`remeco.rtl.regmap`)
     committee average (:func:`remeco.models.emulation.round_shift`), exactly as
     :func:`remeco.models.network.infer` does.
 
-Device (:class:`Device`)
+Device (:class:`~remeco.host.device.Device`, in its own module so backends need not import the driver)
     What the driver needs from a backend: 32-bit AXI4-Lite ``read``/``write`` at the
     offsets of :mod:`remeco.rtl.regmap` (:class:`BusError` on ``SLVERR``) and one DMA call,
     ``stream(words, receive)``, which arms an S2MM receive of ``receive`` words, sends
@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -77,6 +76,7 @@ from ..rtl import regmap
 from ..rtl.regmap import STREAM_CODES, STREAM_DESCRIPTORS, STREAM_FAULTS, STREAM_INPUTS, by_offset, lookup
 
 from ..models.network import MappedNetwork, ProgrammedNetwork
+from .device import BusError, Device  # the backends' contract; re-exported: it was defined here
 
 __all__ = [
     "BACKENDS",
@@ -116,35 +116,12 @@ def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
-class BusError(RuntimeError):
-    """An AXI4-Lite access answered ``SLVERR`` (unknown offset, or a write to a read-only register)."""
-
-
 class AcceleratorError(RuntimeError):
     """The accelerator set ``STATUS.ERROR``; :attr:`code` is its ``ERROR_CODE``."""
 
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
-
-
-@runtime_checkable
-class Device(Protocol):
-    """What the driver needs from a backend (model, simulator, board)."""
-
-    def read(self, offset: int) -> int:
-        """32-bit AXI4-Lite read (:class:`BusError` on ``SLVERR``)."""
-
-    def write(self, offset: int, value: int) -> None:
-        """32-bit AXI4-Lite write (:class:`BusError` on ``SLVERR``)."""
-
-    def stream(self, words: np.ndarray, receive: int = 0, *, timeout: float = 10.0) -> np.ndarray:
-        """One DMA round: arm an S2MM receive of ``receive`` words, send ``words`` (uint32,
-        may be empty) on MM2S, return the received uint32 words; :class:`TimeoutError` if
-        the round does not complete within ``timeout`` seconds."""
-
-    def close(self) -> None:
-        """Release the backend."""
 
 
 # -- the model backend ------------------------------------------------------------------

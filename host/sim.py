@@ -55,7 +55,7 @@ import numpy as np
 
 from ..tb import runner as _runner
 from ..tb.device_server import ENV_CLOCK_NS, ENV_SOCKET, PORTS
-from .driver import BusError
+from .device import BusError
 
 __all__ = ["SimDevice", "PORTS", "HANG_GRACE", "module_ports", "sweep_leftovers"]
 
@@ -379,7 +379,7 @@ def _check_seconds(name: str, value) -> float:
 
 
 class SimDevice:
-    """A :class:`remeco.host.driver.Device` backed by a Verilated top (see the module docs).
+    """A :class:`remeco.host.device.Device` backed by a Verilated top (see the module docs).
 
     :meth:`read`, :meth:`write`, :meth:`stream` and :meth:`close` are the device
     interface; :attr:`closed`, :attr:`log`, :attr:`waves`, :attr:`pid` and

@@ -63,7 +63,8 @@ import numpy as np
 import pynq
 from pynq.buffer import PynqBuffer
 
-from remeco.host.driver import BusError, ModelDevice
+from remeco.host.device import BusError
+from remeco.host.driver import ModelDevice
 from remeco.models.fabric import FabricConfig
 from remeco.rtl import regmap
 
