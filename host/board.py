@@ -52,12 +52,13 @@ from pathlib import Path
 import numpy as np
 
 from ..rtl import regmap
+from ..rtl.ip import INSTANCE_NAME
 from .device import BusError
 
 __all__ = ["PynqDevice", "DmaError", "OverlayError", "DEFAULT_IP_NAME", "DEFAULT_DMA_NAME"]
 
-#: Instance names in ``boards/pynq_z2/block_design.tcl``.
-DEFAULT_IP_NAME = "remeco_0"
+#: Instance names in ``boards/pynq_z2/block_design.tcl`` (the accelerator's: :mod:`remeco.rtl.ip`).
+DEFAULT_IP_NAME = INSTANCE_NAME
 DEFAULT_DMA_NAME = "axi_dma_0"
 
 _MASK32 = 0xFFFFFFFF

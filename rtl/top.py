@@ -643,7 +643,8 @@ def generate_top(out_dir: str | Path, cfg: FabricConfig = FabricConfig()) -> Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m remeco.rtl.top --out DIR``: write the accelerator top's Verilog."""
+    """``python -m remeco.rtl.top --out DIR``: write the accelerator top's Verilog and its IP identity
+    (:mod:`remeco.rtl.ip`), what ``boards/pynq_z2/block_design.tcl`` packages."""
     parser = argparse.ArgumentParser(prog="python -m remeco.rtl.top", description=main.__doc__)
     parser.add_argument("--out", default=".", help="output folder")
     parser.add_argument("--code-words", type=int, default=FabricConfig.code_words)
@@ -654,7 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     path = generate_top(args.out, cfg)
-    print(f"wrote {path}")
+    from .ip import write_tcl
+
+    print(f"wrote {path} and {write_tcl(args.out)}")
     return 0
 
 

@@ -2,9 +2,10 @@
 #
 #   vivado -mode batch -source block_design.tcl -tclargs GEN_DIR OUT_DIR [JOBS [CLOCK_MHZ]]
 #
-# GEN_DIR holds remeco_top.v (python -m remeco.rtl.top --out GEN_DIR); OUT_DIR receives the
-# Vivado project (OUT_DIR/vivado), remeco.bit / remeco.hwh and remeco_timing.rpt (the routed
-# design's timing summary). CLOCK_MHZ is the PL clock FCLK_CLK0 (default 100). The build
+# GEN_DIR holds remeco_top.v and remeco_ip.tcl (python -m remeco.rtl.top --out GEN_DIR);
+# OUT_DIR receives the accelerator packaged as an IP (OUT_DIR/ip_repo), the Vivado project
+# (OUT_DIR/vivado), remeco.bit / remeco.hwh and remeco_timing.rpt (the routed design's
+# timing summary). CLOCK_MHZ is the PL clock FCLK_CLK0 (default 100). The build
 # fails, without writing remeco.bit, when the routed design misses that clock (WNS or WHS
 # below zero); the summary is written either way. build.sh runs all of this.
 #
@@ -17,7 +18,9 @@
 #                         moves at most 2^22 words = 16 MiB per run), interrupts unconnected
 #                         (the host polls DMASR)
 #   axi_mem_intercon      axi_interconnect: DMA M_AXI_MM2S + M_AXI_S2MM -> PS S_AXI_HP0
-#   remeco_0              remeco_axi (module reference) wrapping the generated remeco_top
+#   remeco_0              the accelerator IP: remeco_axi.v wrapping the generated remeco_top,
+#                         packaged with the VLNV of remeco.rtl.ip (sourced from GEN_DIR/remeco_ip.tcl),
+#                         so the .hwh names it by that VLNV and pynq binds remeco.host.pynq_ip.RemecoIP
 # Addresses: axi_dma_0 at 0x4040_0000, remeco_0 at 0x43C0_0000 (64 KiB each); the DMA
 # reaches the DDR window 0x0000_0000 - 0x1FFF_FFFF through HP0.
 
@@ -34,15 +37,48 @@ if {![string is double -strict $clock_mhz] || $clock_mhz <= 0 || $clock_mhz > 25
     error "CLOCK_MHZ must be a number in (0, 250\], got '$clock_mhz'"
 }
 set top_v [file join $gen_dir remeco_top.v]
-if {![file exists $top_v]} {
-    error "$top_v is missing: generate it with python -m remeco.rtl.top --out $gen_dir"
+set ip_tcl [file join $gen_dir remeco_ip.tcl]
+foreach f [list $top_v $ip_tcl] {
+    if {![file exists $f]} {
+        error "$f is missing: generate it with python -m remeco.rtl.top --out $gen_dir"
+    }
 }
+# remeco_ip_vendor, _library, _name, _version, _vlnv, _instance: defined once, in remeco.rtl.ip
+source $ip_tcl
 
 set design remeco
 set part xc7z020clg400-1
 set proj_dir [file join $out_dir vivado]
 file mkdir $out_dir
+
+# -- the accelerator as an IP ------------------------------------------------------------
+# A project of its own whose top is the wrapper; the packager copies both Verilog files into
+# the IP (-import_files) and infers s_axil, s_axis, m_axis, aclk and aresetn from the
+# wrapper's X_INTERFACE attributes, and the AXI4-Lite memory map (block reg0) from s_axil.
+set ip_repo [file join $out_dir ip_repo]
+set ip_dir [file join $ip_repo ${remeco_ip_name}_$remeco_ip_version]
+file delete -force $ip_dir
+create_project ${design}_ip [file join $out_dir ip_project] -part $part -force
+add_files -norecurse [list $top_v [file join $here remeco_axi.v]]
+set_property top $remeco_ip_name [current_fileset]
+update_compile_order -fileset sources_1
+ipx::package_project -root_dir $ip_dir -vendor $remeco_ip_vendor -library $remeco_ip_library \
+    -taxonomy /UserIP -import_files
+set core [ipx::current_core]
+set_property name $remeco_ip_name $core
+set_property version $remeco_ip_version $core
+set_property display_name "remeco accelerator (register map $remeco_ip_version)" $core
+set_property description "remeco memristor-crossbar accelerator top: AXI4-Lite registers, AXI4-Stream in and out" $core
+ipx::create_xgui_files $core
+ipx::update_checksums $core
+ipx::check_integrity $core
+ipx::save_core $core
+close_project
+puts "remeco: packaged $remeco_ip_vlnv in $ip_dir"
+
 create_project $design $proj_dir -part $part -force
+set_property ip_repo_paths [list $ip_repo] [current_project]
+update_ip_catalog -rebuild
 
 # The TUL PYNQ-Z2 board files give the PS7 preset (DDR3 timing, MIO). The overlay only
 # configures the PL (the board's boot loader configured the PS), so without them the part
@@ -55,7 +91,6 @@ if {$board ne ""} {
     puts "WARNING: remeco: no PYNQ-Z2 board files in this Vivado; building for the part $part alone"
 }
 
-add_files -norecurse [list $top_v [file join $here remeco_axi.v]]
 add_files -fileset constrs_1 -norecurse [file join $here pynq_z2.xdc]
 update_compile_order -fileset sources_1
 
@@ -101,7 +136,7 @@ set_property -dict [list CONFIG.NUM_SI {1} CONFIG.NUM_MI {2}] $periph
 set mem [create_bd_cell -type ip -vlnv xilinx.com:ip:axi_interconnect:2.1 axi_mem_intercon]
 set_property -dict [list CONFIG.NUM_SI {2} CONFIG.NUM_MI {1}] $mem
 
-set acc [create_bd_cell -type module -reference remeco_axi remeco_0]
+set acc [create_bd_cell -type ip -vlnv $remeco_ip_vlnv $remeco_ip_instance]
 
 # -- clock and resets --------------------------------------------------------------------
 connect_bd_net [get_bd_pins processing_system7_0/FCLK_CLK0] \
@@ -111,7 +146,7 @@ connect_bd_net [get_bd_pins processing_system7_0/FCLK_CLK0] \
     [get_bd_pins axi_dma_0/s_axi_lite_aclk] \
     [get_bd_pins axi_dma_0/m_axi_mm2s_aclk] \
     [get_bd_pins axi_dma_0/m_axi_s2mm_aclk] \
-    [get_bd_pins remeco_0/aclk] \
+    [get_bd_pins $remeco_ip_instance/aclk] \
     [get_bd_pins ps7_0_axi_periph/ACLK] \
     [get_bd_pins ps7_0_axi_periph/S00_ACLK] \
     [get_bd_pins ps7_0_axi_periph/M00_ACLK] \
@@ -126,7 +161,7 @@ connect_bd_net [get_bd_pins rst_ps7_0_100M/interconnect_aresetn] \
     [get_bd_pins axi_mem_intercon/ARESETN]
 connect_bd_net [get_bd_pins rst_ps7_0_100M/peripheral_aresetn] \
     [get_bd_pins axi_dma_0/axi_resetn] \
-    [get_bd_pins remeco_0/aresetn] \
+    [get_bd_pins $remeco_ip_instance/aresetn] \
     [get_bd_pins ps7_0_axi_periph/S00_ARESETN] \
     [get_bd_pins ps7_0_axi_periph/M00_ARESETN] \
     [get_bd_pins ps7_0_axi_periph/M01_ARESETN] \
@@ -137,19 +172,19 @@ connect_bd_net [get_bd_pins rst_ps7_0_100M/peripheral_aresetn] \
 # -- buses -------------------------------------------------------------------------------
 connect_bd_intf_net [get_bd_intf_pins processing_system7_0/M_AXI_GP0] [get_bd_intf_pins ps7_0_axi_periph/S00_AXI]
 connect_bd_intf_net [get_bd_intf_pins ps7_0_axi_periph/M00_AXI] [get_bd_intf_pins axi_dma_0/S_AXI_LITE]
-connect_bd_intf_net [get_bd_intf_pins ps7_0_axi_periph/M01_AXI] [get_bd_intf_pins remeco_0/s_axil]
+connect_bd_intf_net [get_bd_intf_pins ps7_0_axi_periph/M01_AXI] [get_bd_intf_pins $remeco_ip_instance/s_axil]
 connect_bd_intf_net [get_bd_intf_pins axi_dma_0/M_AXI_MM2S] [get_bd_intf_pins axi_mem_intercon/S00_AXI]
 connect_bd_intf_net [get_bd_intf_pins axi_dma_0/M_AXI_S2MM] [get_bd_intf_pins axi_mem_intercon/S01_AXI]
 connect_bd_intf_net [get_bd_intf_pins axi_mem_intercon/M00_AXI] [get_bd_intf_pins processing_system7_0/S_AXI_HP0]
-connect_bd_intf_net [get_bd_intf_pins axi_dma_0/M_AXIS_MM2S] [get_bd_intf_pins remeco_0/s_axis]
-connect_bd_intf_net [get_bd_intf_pins remeco_0/m_axis] [get_bd_intf_pins axi_dma_0/S_AXIS_S2MM]
+connect_bd_intf_net [get_bd_intf_pins axi_dma_0/M_AXIS_MM2S] [get_bd_intf_pins $remeco_ip_instance/s_axis]
+connect_bd_intf_net [get_bd_intf_pins $remeco_ip_instance/m_axis] [get_bd_intf_pins axi_dma_0/S_AXIS_S2MM]
 
 # -- addresses ---------------------------------------------------------------------------
 set ps_data [get_bd_addr_spaces processing_system7_0/Data]
 assign_bd_address -offset 0x40400000 -range 0x00010000 -target_address_space $ps_data \
     [get_bd_addr_segs axi_dma_0/S_AXI_LITE/Reg] -force
 assign_bd_address -offset 0x43C00000 -range 0x00010000 -target_address_space $ps_data \
-    [get_bd_addr_segs remeco_0/s_axil/reg0] -force
+    [get_bd_addr_segs $remeco_ip_instance/s_axil/reg0] -force
 foreach space {Data_MM2S Data_S2MM} {
     assign_bd_address -offset 0x00000000 -range 0x20000000 \
         -target_address_space [get_bd_addr_spaces axi_dma_0/$space] \

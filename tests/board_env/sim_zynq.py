@@ -67,6 +67,7 @@ from remeco.host.device import BusError
 from remeco.host.driver import ModelDevice
 from remeco.models.fabric import FabricConfig
 from remeco.rtl import regmap
+from remeco.rtl.ip import VLNV
 
 __all__ = [
     "SimDataAbort",
@@ -483,10 +484,10 @@ class SimZynqDevice(pynq.Device):
                 if params.get("c_include_sg") != "0":
                     raise RuntimeError("the simulated AXI DMA supports direct-register mode only")
                 dma = (ip, int(params["c_sg_length_width"]))
-            elif ":module_ref:remeco_axi:" in kind:
+            elif kind == VLNV:
                 accel = ip
         if dma is None or accel is None:
-            raise RuntimeError("the .hwh has no AXI DMA or no remeco_axi accelerator")
+            raise RuntimeError(f"the .hwh has no AXI DMA or no accelerator of VLNV {VLNV}")
         self.accel = self.accelerator()
         self.dma = AxiDmaSim(self.memory, self.accel, dma[1])
         regions.append((dma[0]["phys_addr"], dma[0]["addr_range"], self.dma))

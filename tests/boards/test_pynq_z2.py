@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from remeco.rtl import regmap
+from remeco.rtl import ip, regmap
 
 ROOT = Path(__file__).resolve().parents[2]
 BOARD = ROOT / "boards" / "pynq_z2"
@@ -35,11 +35,16 @@ def test_files_name_the_key_ip():
     tcl = (BOARD / "block_design.tcl").read_text()
     for needle in (
         "xilinx.com:ip:processing_system7:5.5", "xilinx.com:ip:axi_dma:7.1", "xilinx.com:ip:proc_sys_reset:5.0",
-        "-type module -reference remeco_axi remeco_0", "xc7z020clg400-1", "PCW_FPGA0_PERIPHERAL_FREQMHZ $clock_mhz",
+        "create_bd_cell -type ip -vlnv $remeco_ip_vlnv $remeco_ip_instance", "source $ip_tcl", "ipx::package_project",
+        "xc7z020clg400-1", "PCW_FPGA0_PERIPHERAL_FREQMHZ $clock_mhz",
         "STATS.WNS", "report_timing_summary", "remeco_timing.rpt",
         "CONFIG.c_include_sg {0}", "CONFIG.c_sg_length_width {26}", "PCW_USE_S_AXI_HP0 {1}", "remeco.hwh",
     ):
         assert needle in tcl, needle
+    # the IP identity is remeco.rtl.ip's alone: the Tcl states no VLNV, version or instance name
+    code = "\n".join(line for line in tcl.splitlines() if not line.lstrip().startswith("#"))
+    for literal in (ip.VLNV, f":{ip.NAME}:", ip.VERSION, ip.INSTANCE_NAME, "module_ref", "-reference"):
+        assert literal not in code, literal
     xdc = (BOARD / "pynq_z2.xdc").read_text()
     assert "PS-only" in xdc and "xc7z020clg400-1" in xdc
     wrapper = (BOARD / "remeco_axi.v").read_text()
@@ -91,14 +96,16 @@ source [lindex $argv 3]
 """
 
 
-def _dry_run(tmp_path, board_parts: str = "", wns: float = 0.412, extra: tuple[str, ...] = ()):
+def _dry_run(tmp_path, board_parts: str = "", wns: float = 0.412, extra: tuple[str, ...] = (), keep_ip_tcl: bool = False):
     """Run block_design.tcl under tclsh with Vivado stubbed: ``(process, gen dir, out dir)``."""
     tclsh = shutil.which("tclsh")
     if tclsh is None:
         pytest.skip("tclsh is not installed")
     gen, out = tmp_path / "gen", tmp_path / "out"
-    gen.mkdir()
+    gen.mkdir(exist_ok=True)
     (gen / "remeco_top.v").write_text("// stand-in\n")
+    if not keep_ip_tcl:
+        ip.write_tcl(gen)
     harness = tmp_path / "harness.tcl"
     harness.write_text(
         _STUBS.replace("set ::board_parts [lindex $argv 3]", f"set ::board_parts {{{board_parts}}}")
@@ -122,18 +129,44 @@ def test_block_design_tcl_dry_run(tmp_path, board_parts):
     for needle in (
         "create_project remeco", "create_bd_cell -type ip -vlnv xilinx.com:ip:processing_system7:5.5 processing_system7_0",
         "create_bd_cell -type ip -vlnv xilinx.com:ip:axi_dma:7.1 axi_dma_0",
-        "create_bd_cell -type module -reference remeco_axi remeco_0",
+        f"create_bd_cell -type ip -vlnv {ip.VLNV} {ip.INSTANCE_NAME}",
+        f"ipx::package_project -root_dir {out / 'ip_repo' / f'{ip.NAME}_{ip.VERSION}'} -vendor {ip.VENDOR} "
+        f"-library {ip.LIBRARY} -taxonomy /UserIP -import_files",
+        f"set_property name {ip.NAME} ipx::current_core", f"set_property version {ip.VERSION} ipx::current_core",
+        "ipx::save_core", f"set_property ip_repo_paths {out / 'ip_repo'}",
         "assign_bd_address -offset 0x40400000", "assign_bd_address -offset 0x43C00000",
         "remeco_0/s_axil/reg0", "axi_dma_0/M_AXIS_MM2S", "remeco_0/m_axis", "launch_runs impl_1 -to_step write_bitstream -jobs 3",
         str(gen / "remeco_top.v"),
     ):
         assert needle in calls, needle
+    # packaged first (its own project, top the wrapper, both Verilog files), then instantiated
+    assert calls.index("ipx::save_core") < calls.index(f"create_project remeco {out / 'vivado'}") \
+        < calls.index(f"create_bd_cell -type ip -vlnv {ip.VLNV}")
+    assert f"set_property top {ip.NAME} " in calls and str(BOARD / "remeco_axi.v") in calls
     assert ("set_property board_part tul.com.tw:pynq-z2:part0:1.0" in calls) == bool(board_parts)
     assert ("apply_board_preset 1" in calls) == bool(board_parts)
     # the PL clock (default 100 MHz), the routed run opened, its summary beside the bitstream
     assert "CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ 100 " in calls and "open_run impl_1" in calls
     assert (out / "remeco_timing.rpt").read_text() == "stub timing summary\n"
     assert "WNS 0.412 ns, WHS 0.051 ns" in log
+
+
+def test_block_design_tcl_takes_the_vlnv_from_python(tmp_path):
+    """The VLNV the block design packages and instantiates is what remeco.rtl.ip wrote: another
+    identity in GEN_DIR/remeco_ip.tcl gives another IP (the script states none of its own)."""
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    (gen / ip.TCL_FILE).write_text(
+        ip.to_tcl().replace(ip.VLNV, "acme:lib:other:7.3").replace(f"{{{ip.VENDOR}}}", "{acme}")
+        .replace(f"{{{ip.VERSION}}}", "{7.3}").replace(f"{{{ip.INSTANCE_NAME}}}", "{other_0}")
+    )
+    proc, _, out = _dry_run(tmp_path, keep_ip_tcl=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    calls = proc.stdout.split("CALLS=", 1)[1]
+    assert "create_bd_cell -type ip -vlnv acme:lib:other:7.3 other_0" in calls
+    assert "set_property version 7.3 " in calls and "-vendor acme " in calls
+    assert "other_0/s_axil/reg0" in calls and "other_0/m_axis" in calls
+    assert ip.VLNV not in calls and ip.INSTANCE_NAME not in calls
 
 
 def test_block_design_tcl_clock_is_a_parameter(tmp_path):
@@ -167,6 +200,20 @@ def test_block_design_tcl_refuses_missing_verilog(tmp_path):
     harness.write_text(script)
     proc = subprocess.run([tclsh, str(harness)], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "python -m remeco.rtl.top" in proc.stderr
+
+
+def test_block_design_tcl_refuses_a_missing_ip_identity(tmp_path):
+    tclsh = shutil.which("tclsh")
+    if tclsh is None:
+        pytest.skip("tclsh is not installed")
+    (tmp_path / "gen").mkdir()
+    (tmp_path / "gen" / "remeco_top.v").write_text("// stand-in\n")
+    script = (f"proc unknown {{args}} {{return {{}}}}\nset argv [list {tmp_path / 'gen'} {tmp_path / 'out'}]\n"
+              f"source {{{BOARD / 'block_design.tcl'}}}\n")
+    harness = tmp_path / "h.tcl"
+    harness.write_text(script)
+    proc = subprocess.run([tclsh, str(harness)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and ip.TCL_FILE in proc.stderr and "python -m remeco.rtl.top" in proc.stderr
 
 
 _TB = r"""

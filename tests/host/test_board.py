@@ -33,6 +33,7 @@ from remeco.models.emulation import EmulationFormat
 from remeco.models.fabric import FabricConfig
 from remeco.models.network import calibrate_adc_shifts, map_network, program_network
 from remeco.models.redundancy import make_plan
+from remeco.rtl import ip
 
 ROOT = Path(__file__).resolve().parents[2]
 BOARD_PYTHON = ROOT / ".venv-board" / "bin" / "python"
@@ -93,8 +94,11 @@ def test_fixture_is_a_bit_and_hwh_pair():
     assert bit.read_bytes()[:2] == b"\x00\x09" and b"7z020clg400" in bit.read_bytes()
     text = hwh.read_text()
     for needle in ("xilinx.com:ip:processing_system7:5.5", "xilinx.com:ip:axi_dma:7.1",
-                   "xilinx.com:module_ref:remeco_axi:1.0", 'NAME="c_include_sg" VALUE="0"'):
+                   f'INSTANCE="{ip.INSTANCE_NAME}"', 'NAME="c_include_sg" VALUE="0"'):
         assert needle in text
+    # the accelerator as the block design packages it: the VLNV defined in remeco.rtl.ip
+    assert f'INSTANCE="{ip.INSTANCE_NAME}" IPTYPE="PERIPHERAL" IS_ENABLE="1" MODCLASS="PERIPHERAL" ' \
+           f'MODTYPE="{ip.NAME}" VLNV="{ip.VLNV}"' in text
 
 
 @pytest.fixture(scope="module")
