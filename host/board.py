@@ -55,7 +55,7 @@ from ..rtl import regmap
 from ..rtl.ip import INSTANCE_NAME
 from .device import BusError
 
-__all__ = ["PynqDevice", "DmaError", "OverlayError", "DEFAULT_IP_NAME", "DEFAULT_DMA_NAME"]
+__all__ = ["PynqDevice", "load_overlay", "checked_register", "DmaError", "OverlayError", "DEFAULT_IP_NAME", "DEFAULT_DMA_NAME"]
 
 #: Instance names in ``boards/pynq_z2/block_design.tcl`` (the accelerator's: :mod:`remeco.rtl.ip`).
 DEFAULT_IP_NAME = INSTANCE_NAME
@@ -147,45 +147,49 @@ class PynqDevice:
     ) -> None:
         self._closed = True  # until fully open: close() and the methods see a closed device
         self._buffers: dict[str, object] = {}
-        pynq = _import_pynq()
-        if not isinstance(bitfile, (str, os.PathLike)):
-            raise ValueError(f"bitfile must be a path, got {bitfile!r}")
-        path = Path(bitfile).expanduser().resolve()
-        if not path.is_file():
-            raise FileNotFoundError(f"bitstream {path} does not exist")
-        if not path.with_suffix(".hwh").is_file():
-            raise FileNotFoundError(f"{path.with_suffix('.hwh')} is missing: pynq reads the overlay from the .hwh beside the .bit")
-        self._pynq = pynq
-        self.bitfile = path
-        hwh = path.with_suffix(".hwh")
-        try:
-            overlay = pynq.Overlay(str(path), download=False)
-            _fill_pl_clock_frequencies(overlay)
-            if download:
-                overlay.download()
-        except (OverlayError, ImportError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - pynq raises RuntimeError, OSError, KeyError, ValueError ...
-            # A damaged, foreign or mismatched .bit/.hwh pair is the user's to fix: name it in one line.
-            first = (str(exc).strip().splitlines() or [""])[0]
-            raise OverlayError(f"pynq could not load the overlay {path} with {hwh.name} "
-                               f"({type(exc).__name__}: {first}); expected a .bit and the .hwh "
-                               "Vivado wrote with it (boards/pynq_z2)") from exc
+        overlay = load_overlay(bitfile, download=download)
+        self.bitfile = Path(bitfile).expanduser().resolve()
         self.overlay = overlay
+        accel = _ip_entry(overlay.ip_dict, ip_name, "the accelerator")
+        dma = _ip_entry(overlay.ip_dict, dma_name, "the AXI DMA")
+        self._open(accel, dma, overlay.device, ip_name, dma_name, lambda: _resolve(overlay, dma_name))
+
+    @classmethod
+    def from_ip(cls, accel: dict, dma: dict, *, device=None) -> PynqDevice:
+        """The device of an overlay pynq has loaded already, from two of its ``ip_dict`` entries.
+
+        ``accel`` is the accelerator's entry (the description pynq hands its driver,
+        :class:`remeco.host.pynq_ip.RemecoIP`), ``dma`` the AXI DMA's; ``device`` is the
+        pynq device (default: the entry's, else pynq's active device). Nothing is read
+        from disk or downloaded; pynq's ``DMA`` driver is made from ``dma``. Raises as
+        :class:`PynqDevice` does.
+        """
+        self = cls.__new__(cls)
+        self._closed = True
+        self._buffers = {}
+        pynq = _import_pynq()
+        self.bitfile = self.overlay = None
+        device = device or accel.get("device") or pynq.Device.active_device
+        names = [entry.get("fullpath", "?") for entry in (accel, dma)]
+        self._open(accel, dma, device, *names, lambda: pynq.lib.dma.DMA({**dma, "device": device}))
+        return self
+
+    def _open(self, accel: dict, dma: dict, device, ip_name: str, dma_name: str, make_dma) -> None:
+        """Map the accelerator's registers and the DMA's, reset and start the DMA, take its driver from ``make_dma()``."""
+        pynq = self._pynq = _import_pynq()
+        self._pl_device = device
         self.ip_name, self.dma_name = ip_name, dma_name
-        accel = _ip_entry(overlay, ip_name, "the accelerator")
-        dma = _ip_entry(overlay, dma_name, "the AXI DMA")
         _check_dma(dma_name, dma)
         if accel.get("addr_range") is None or accel["addr_range"] < 1 << regmap.ADDR_BITS:
             raise ValueError(
                 f"{ip_name} maps {accel.get('addr_range')} bytes, the register map needs {1 << regmap.ADDR_BITS}"
             )
-        self._mmio = pynq.MMIO(accel["phys_addr"], accel["addr_range"], device=overlay.device)
-        self._dma_mmio = pynq.MMIO(dma["phys_addr"], dma["addr_range"], device=overlay.device)
+        self._mmio = pynq.MMIO(accel["phys_addr"], accel["addr_range"], device=device)
+        self._dma_mmio = pynq.MMIO(dma["phys_addr"], dma["addr_range"], device=device)
         # A DMA left mid-transfer by an earlier process would refuse new transfers; reset it,
         # then set both channels running before pynq's driver does (its start() spins).
         self._reset_dma()
-        driver = _resolve(overlay, dma_name)
+        driver = make_dma()
         if not isinstance(driver, pynq.lib.dma.DMA):
             raise ValueError(f"{dma_name} is bound to {type(driver).__name__}, not pynq's AXI DMA driver")
         self._dma = driver
@@ -193,18 +197,10 @@ class PynqDevice:
         self._closed = False
 
     # -- registers --------------------------------------------------------------------
-    def _register(self, offset: int) -> regmap.Register:
+    def _register(self, offset: int, value: int | None = None) -> regmap.Register:
         if self._closed:
             raise RuntimeError("device is closed")
-        if not _is_int(offset):
-            raise ValueError(f"offset must be an integer, got {offset!r}")
-        reg = regmap.by_offset(int(offset))
-        if reg is None:
-            raise BusError(
-                f"SLVERR: no register at offset {int(offset):#x} (refused before the bus: "
-                "on a Zynq an SLVERR on M_AXI_GP0 is a data abort)"
-            )
-        return reg
+        return checked_register(offset, value)
 
     def read(self, offset: int) -> int:
         """32-bit AXI4-Lite read at ``offset``; :class:`BusError` for an unknown offset."""
@@ -213,13 +209,7 @@ class PynqDevice:
 
     def write(self, offset: int, value: int) -> None:
         """32-bit AXI4-Lite write; :class:`BusError` for an unknown offset or a read-only register."""
-        reg = self._register(offset)
-        if not _is_int(value) or not 0 <= value <= _MASK32:
-            raise ValueError(f"value must be a 32-bit unsigned integer, got {value!r}")
-        if reg.access == "ro":
-            raise BusError(
-                f"SLVERR: register {reg.name} at {reg.offset:#x} is read-only (refused before the bus)"
-            )
+        reg = self._register(offset, value)
         self._mmio.write(reg.offset, int(value))
 
     # -- streams ----------------------------------------------------------------------
@@ -333,7 +323,7 @@ class PynqDevice:
             if buf is not None:
                 self._buffers.pop(kind)
                 buf.freebuffer()
-            buf = self._pynq.allocate(shape=(size,), dtype=np.uint32, target=self.overlay.device)
+            buf = self._pynq.allocate(shape=(size,), dtype=np.uint32, target=self._pl_device)
             self._buffers[kind] = buf
         return buf
 
@@ -356,15 +346,77 @@ class PynqDevice:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"PynqDevice({str(getattr(self, 'bitfile', '?'))!r}, ip_name={getattr(self, 'ip_name', '?')!r}, {state})"
+        where = getattr(self, "bitfile", None) or "overlay loaded already"
+        return f"PynqDevice({str(where)!r}, ip_name={getattr(self, 'ip_name', '?')!r}, {state})"
 
 
-def _ip_entry(overlay, name: str, what: str) -> dict:
+def checked_register(offset: int, value: int | None = None) -> regmap.Register:
+    """The register at ``offset`` if the bus may be accessed there (a write of ``value``, a read if ``None``).
+
+    :class:`BusError` for an offset :func:`remeco.rtl.regmap.by_offset` does not know and
+    for a write to a read-only register, before any bus access: on a Zynq the accelerator's
+    ``SLVERR`` on ``M_AXI_GP0`` is a data abort that kills the process. ``ValueError`` for
+    a non-integer offset or a value that is not 32-bit unsigned.
+    """
+    if not _is_int(offset):
+        raise ValueError(f"offset must be an integer, got {offset!r}")
+    reg = regmap.by_offset(int(offset))
+    if reg is None:
+        raise BusError(
+            f"SLVERR: no register at offset {int(offset):#x} (refused before the bus: "
+            "on a Zynq an SLVERR on M_AXI_GP0 is a data abort)"
+        )
+    if value is not None:
+        if not _is_int(value) or not 0 <= value <= _MASK32:
+            raise ValueError(f"value must be a 32-bit unsigned integer, got {value!r}")
+        if reg.access == "ro":
+            raise BusError(f"SLVERR: register {reg.name} at {reg.offset:#x} is read-only (refused before the bus)")
+    return reg
+
+
+def load_overlay(bitfile: str | os.PathLike, *, download: bool = True):
+    """``pynq.Overlay(bitfile)``, working around pynq 4.0.0's Zynq-7000 clocks (see the module docstring).
+
+    The overlay is parsed without download, the PL clock frequencies pynq leaves ``None``
+    are filled from the ``.hwh``'s PS parameters, then it is downloaded (unless
+    ``download=False``). pynq binds the drivers registered when the overlay is parsed:
+    import :mod:`remeco.host.pynq_ip` first for ``overlay.remeco_0`` to be
+    :class:`~remeco.host.pynq_ip.RemecoIP` (it does so itself).
+
+    Raises ``ImportError`` (pynq missing, one line), ``FileNotFoundError`` (``bitfile`` or
+    its ``.hwh``) or :class:`OverlayError` (pynq could not load the pair).
+    """
+    pynq = _import_pynq()
+    if not isinstance(bitfile, (str, os.PathLike)):
+        raise ValueError(f"bitfile must be a path, got {bitfile!r}")
+    path = Path(bitfile).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"bitstream {path} does not exist")
+    hwh = path.with_suffix(".hwh")
+    if not hwh.is_file():
+        raise FileNotFoundError(f"{hwh} is missing: pynq reads the overlay from the .hwh beside the .bit")
+    try:
+        overlay = pynq.Overlay(str(path), download=False)
+        _fill_pl_clock_frequencies(overlay)
+        if download:
+            overlay.download()
+    except (OverlayError, ImportError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - pynq raises RuntimeError, OSError, KeyError, ValueError ...
+        # A damaged, foreign or mismatched .bit/.hwh pair is the user's to fix: name it in one line.
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise OverlayError(f"pynq could not load the overlay {path} with {hwh.name} "
+                           f"({type(exc).__name__}: {first}); expected a .bit and the .hwh "
+                           "Vivado wrote with it (boards/pynq_z2)") from exc
+    return overlay
+
+
+def _ip_entry(ip_dict: dict, name: str, what: str) -> dict:
     if not isinstance(name, str) or not name:
         raise ValueError(f"the name of {what} must be a non-empty string, got {name!r}")
-    entry = overlay.ip_dict.get(name)
+    entry = ip_dict.get(name)
     if entry is None:
-        known = ", ".join(f"{k} ({v.get('type')})" for k, v in overlay.ip_dict.items())
+        known = ", ".join(f"{k} ({v.get('type')})" for k, v in ip_dict.items())
         raise ValueError(f"{what} {name!r} is not in the overlay's ip_dict; it has: {known}")
     return entry
 

@@ -59,6 +59,7 @@ from .bram import READ_LATENCY, BankedMemory
 from .combine import SliceCombiner
 from .fault_gen import FaultGenerator
 from .fixed import bits_for, round_shift_const, round_shift_var
+from .ip import write_tcl
 from .shift_add import ShiftAdd
 
 __all__ = ["AcceleratorTop", "TOP_NAME", "ISSUE_LATENCY", "generate_top", "main"]
@@ -655,8 +656,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     path = generate_top(args.out, cfg)
-    from .ip import write_tcl
-
     print(f"wrote {path} and {write_tcl(args.out)}")
     return 0
 

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -43,7 +44,8 @@ import pynq.lib.dma  # noqa: E402
 import sim_zynq  # noqa: E402  (registers SimZynqDevice with pynq before any device is probed)
 from remeco.host import board  # noqa: E402
 from remeco.host.board import DmaError, PynqDevice  # noqa: E402
-from remeco.rtl import regmap  # noqa: E402
+from remeco.host.pynq_ip import RemecoIP, load_overlay  # noqa: E402  (registers RemecoIP for the VLNV)
+from remeco.rtl import ip, regmap  # noqa: E402
 
 _parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 _parser.add_argument("--bundle", type=Path, help="a bundle written by the main environment")
@@ -286,6 +288,38 @@ def open_errors():
 
 
 @check
+def overlay_binds_remeco_ip_by_vlnv():
+    # pynq's own Overlay: the .hwh names the accelerator by the VLNV of remeco.rtl.ip and pynq
+    # binds the driver class registered for it at import
+    overlay = pynq.Overlay(str(BITFILE), download=False)
+    assert overlay.ip_dict[ip.INSTANCE_NAME]["type"] == ip.VLNV
+    assert RemecoIP.bindto == [ip.VLNV]
+    driver = getattr(overlay, ip.INSTANCE_NAME)
+    assert type(driver) is RemecoIP, type(driver)
+    assert driver.read(OFF["ID"]) == regmap.ID_VALUE
+    from remeco.host.device import BusError
+
+    seen = SIM.accel.accesses
+    expect(BusError, lambda: driver.read(0xFC), "SLVERR")
+    expect(BusError, lambda: driver.write(OFF["ID"], 0), "read-only")
+    assert SIM.accel.accesses == seen, "a refused access reached the bus"
+
+
+@check
+def another_register_map_gets_pynqs_default_ip():
+    with tempfile.TemporaryDirectory() as tmp:
+        other = ip.VLNV.rpartition(":")[0] + ":99.0"
+        shutil.copy(BITFILE, Path(tmp) / "remeco.bit")
+        (Path(tmp) / "remeco.hwh").write_text(BITFILE.with_suffix(".hwh").read_text().replace(ip.VLNV, other))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            driver = getattr(pynq.Overlay(str(Path(tmp) / "remeco.bit"), download=False), ip.INSTANCE_NAME)
+        assert type(driver) is pynq.DefaultIP, type(driver)
+        assert any(ip.VLNV in str(w.message) for w in caught), [str(w.message) for w in caught]
+    pynq.Overlay(str(BITFILE), download=False)  # the device's metadata back to the fixture's
+
+
+@check
 def dma_configuration_checks():
     good = {"type": "xilinx.com:ip:axi_dma:7.1", "parameters": {
         "c_include_sg": "0", "c_micro_dma": "0", "c_include_mm2s": "1", "c_include_s2mm": "1",
@@ -351,6 +385,30 @@ if ARGS.bundle is not None:
             assert got.dtype == np.int32 and got.shape == case["logits"].shape, (got.dtype, got.shape)
             differ = int((got != case["logits"]).any(axis=1).sum())
             assert differ == 0, f"{case['plan']}: {differ} of {len(got)} images' logits differ from the model backend's"
+        assert SIM.memory.live == 0, f"{SIM.memory.live} DMA buffers left allocated"
+
+    @check
+    def remeco_ip_infers_as_the_model_backend():
+        _model_top()
+        overlay = load_overlay(BITFILE)
+        acc = getattr(overlay, ip.INSTANCE_NAME)
+        assert type(acc) is RemecoIP and isinstance(SIM.accel, sim_zynq.ModelAccelerator)
+        ran = 0
+        for case in CASES:
+            if case["via"] != "driver":
+                continue
+            acc.load(BUNDLE.mapped[case["plan"]], BUNDLE.chip(case["plan"], case["instance"]))
+            assert acc.config.fmt == BUNDLE.fmt and acc.accelerator.device.dma_name == "axi_dma_0"
+            acc.inject_faults(case["fault_seed"], case["rate"], case["on_fraction"])
+            before = SIM.accel.words_in
+            got = acc.infer(BUNDLE.images[: case["images"]], batch_size=case["batch_size"])
+            assert SIM.accel.words_in > before, "nothing went through the DMA"
+            assert got.dtype == np.int32 and got.shape == case["logits"].shape, (got.dtype, got.shape)
+            differ = int((got != case["logits"]).any(axis=1).sum())
+            assert differ == 0, f"{case['plan']}: {differ} of {len(got)} images' logits differ from the model backend's"
+            ran += 1
+        assert ran, "no driver case"
+        acc.close()
         assert SIM.memory.live == 0, f"{SIM.memory.live} DMA buffers left allocated"
 
     @check

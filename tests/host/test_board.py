@@ -58,10 +58,13 @@ EXPECTED_CHECKS = {
     "close_frees_buffers",
     "reopen_without_download",
     "open_errors",
+    "overlay_binds_remeco_ip_by_vlnv",
+    "another_register_map_gets_pynqs_default_ip",
     "dma_configuration_checks",
     "torch_is_not_importable",
     "bundle_loads_with_numpy_only",
     "lenet_on_the_accelerator_behind_pynq",
+    "remeco_ip_infers_as_the_model_backend",
     "remeco_run_board_from_the_bundle",
     "torch_was_never_imported",
 }
