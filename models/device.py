@@ -878,10 +878,54 @@ def _inverse(s: np.ndarray, rising: np.ndarray, up: _Progress, down: _Progress) 
     return u
 
 
-# Rows of the write-and-verify state matrix (one column per device still being verified),
-# so that dropping finished devices is one compaction of one array.
-(_X, _GT, _AIM_UP, _AIM_DOWN, _R_UP, _R_DOWN, _K_UP, _K_DOWN, _LAST_RISING, _LAST_WIDTH,
- _LAST_FROM, _PULSES, _TIME, _INDEX, _STUCK, _ROWS) = range(16)
+def _first_pass_from_reset(levels: np.ndarray, faults: np.ndarray, tab: "_LevelTables", params: DeviceParams):
+    """Iteration 1 of write-and-verify for devices in the reset state (x = 0), no read noise.
+
+    Every device of one (stuck state, level) class reads the same conductance there and
+    plans the same first burst, so the read, the verdict and the burst are computed once
+    per class (by the very element-wise operations of :func:`_write_verify_flat`, on one
+    representative of each class, so the same bits) and looked up per device.
+
+    Returns ``(cls, ok, rising, here, count, burst)`` per class and each device's class.
+    """
+    n_levels = params.levels
+    g_off, g_on = params.g_off, params.g_on
+    g_span = g_on - g_off
+    fault = np.repeat(np.array([-1, 0, 1]), n_levels)
+    level = np.tile(np.arange(n_levels), 3)
+    g_read = np.zeros(fault.size) * g_span
+    g_read += g_off
+    stuck = np.where(fault > 0, g_on, np.where(fault < 0, g_off, np.nan))
+    np.copyto(g_read, stuck, where=~np.isnan(stuck))
+    err = g_read - tab.g_target.take(level)
+    err /= params.level_spacing
+    ok = np.abs(err) <= params.tolerance
+    x_hat = g_read - g_off
+    x_hat /= g_span
+    np.clip(x_hat, _Y_LO, 1.0 - _Y_LO, out=x_hat)
+    rising = err < 0
+    _, here = _positions(x_hat, rising, tab.up, tab.down)
+    needed = np.where(rising, tab.aim_up.take(level), tab.aim_down.take(level))
+    needed -= here
+    np.maximum(needed, 0.0, out=needed)
+    k = np.where(rising, 1.0, 1.0)  # the response factors start at 1
+    k *= np.where(rising, tab.rate_up_nominal, tab.rate_down_nominal)
+    t_plan = np.divide(needed, k, out=needed)
+    count = t_plan / params.pulse_width
+    count *= _SHRINK
+    np.ceil(count, out=count)
+    np.clip(count, 1, params.max_pulses - np.zeros(fault.size), out=count)
+    width = t_plan / count
+    np.clip(width, params.min_pulse_width, params.pulse_width, out=width)
+    burst = np.multiply(count, width, out=width)
+    cls = np.asarray(faults, dtype=np.intp) + 1
+    cls *= n_levels
+    cls += levels
+    return cls, ok, rising, here, count, burst
+
+
+_Y_LO = 1e-12  # keep read-back states off the bounds where progress is infinite
+_SHRINK = 1 - 1e-12  # a burst of exactly n pulses' time is n pulses, not n + 1
 
 
 def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r_up: np.ndarray,
@@ -907,20 +951,7 @@ def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r
     max_pulses, pulse_width, min_width = params.max_pulses, params.pulse_width, params.min_pulse_width
     rn_up, rn_down = tab.rate_up_nominal, tab.rate_down_nominal
     tol_progress = params.tolerance / (params.levels - 1)
-    y_lo = 1e-12  # keep read-back states off the bounds where progress is infinite
-    shrink = 1 - 1e-12
 
-    state = np.zeros((_ROWS, n))
-    state[_X] = x0
-    np.take(tab.g_target, levels, out=state[_GT])
-    np.take(tab.aim_up, levels, out=state[_AIM_UP])
-    np.take(tab.aim_down, levels, out=state[_AIM_DOWN])
-    state[_R_UP], state[_R_DOWN] = r_up, r_down
-    state[_K_UP] = state[_K_DOWN] = 1.0
-    state[_INDEX] = np.arange(n)
-    # Read value of a stuck device (NaN: healthy), as apply_stuck_at gives it.
-    state[_STUCK] = np.where(faults > 0, g_on, np.where(faults < 0, g_off, np.nan))
-    any_stuck = bool(np.any(faults != 0))
     x_final = np.array(x0, dtype=np.float64)
     pulses = np.zeros(n, dtype=np.int64)
     pulse_time = np.zeros(n)
@@ -928,65 +959,104 @@ def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r
     converged = np.zeros(n, dtype=bool)
     noisy = read_sigma_rel > 0
     starts = np.array([seg[1] for seg in segments]) if noisy else None
-
+    any_stuck = bool(np.any(faults != 0))
+    # The state of the devices still being verified, one array per quantity in device
+    # order, so that dropping the finished ones is a take of each (a take along the
+    # columns of one state matrix cost twice as much). The per-level constants (target
+    # conductance, aimed progress) are looked up from the level when needed.
+    index = np.arange(n)
+    level = np.asarray(levels)
+    stuck = np.where(faults > 0, g_on, np.where(faults < 0, g_off, np.nan)) if any_stuck else None
+    x, r_u, r_d = x_final.copy(), np.asarray(r_up, dtype=np.float64), np.asarray(r_down, dtype=np.float64)
+    k_up, k_down = np.ones(n), np.ones(n)
+    count_sum, time_sum = np.zeros(n), np.zeros(n)  # pulses and pulse time so far
+    last_rising = last_width = last_from = None
     iteration = 0
-    while state.shape[1]:
+
+    if not noisy and n and not np.any(x0):
+        # Iteration 1 from the reset state, per (stuck state, level) class: most devices
+        # of a campaign start here and many (level 0) finish at once.
+        cls, ok_c, rising_c, here_c, count_c, burst_c = _first_pass_from_reset(level, faults, tab, params)
+        ok = ok_c.take(cls)
+        reads[ok] = 1  # in tolerance at the first read: no pulse, state unchanged
+        converged[ok] = True
+        active = np.flatnonzero(~ok)
+        cls = cls.take(active)
+        rising, burst = rising_c.take(cls), burst_c.take(cls)
+        r_u, r_d = r_u.take(active), r_d.take(active)
+        progress = np.where(rising, r_u, r_d)
+        progress *= burst
+        x = x_final.take(active)
+        moving = np.flatnonzero(progress > 0)
+        if moving.size:
+            still = rising.take(moving)
+            _, s = _positions(x.take(moving), still, up, down)
+            s += progress.take(moving)
+            u_new = _inverse(s, still, up, down)
+            x[moving] = np.where(still, u_new, 1.0 - u_new)
+        index, level = active, level.take(active)
+        if stuck is not None:
+            stuck = stuck.take(active)
+        k_up, k_down = np.ones(active.size), np.ones(active.size)
+        count_sum, time_sum = count_c.take(cls), burst  # 0 + the first burst
+        last_rising, last_width, last_from = rising, burst, here_c.take(cls)
+        iteration = 1
+
+    while index.size:
         iteration += 1
-        x = state[_X]
         g_read = x * g_span
         g_read += g_off
-        if any_stuck:
-            stuck = state[_STUCK]
+        if stuck is not None:
             np.copyto(g_read, stuck, where=~np.isnan(stuck))
         if noisy:
             # The same draws as a tile alone: each tile's generator, its active devices in order.
-            index = state[_INDEX]
             cuts = np.searchsorted(index, starts)
             cuts = np.append(cuts, index.size)
             z = np.concatenate([seg[0].standard_normal(int(cuts[t + 1] - cuts[t]))
                                 for t, seg in enumerate(segments)])
             g_read = np.maximum(g_read * (1.0 + read_sigma_rel * z), 0.0)
-        err = g_read - state[_GT]
+        err = g_read - tab.g_target.take(level)
         err /= spacing
         ok = np.abs(err) <= tolerance
         keep = ~ok
-        keep &= state[_PULSES] < max_pulses
+        keep &= count_sum < max_pulses
         if not keep.all():
-            # Positions, then take: boolean masks over the columns of the state matrix
-            # made the whole write-and-verify of 1.8 M devices 2.4x slower (measured).
+            # Positions, then take: boolean masks made the whole write-and-verify of
+            # 1.8 M devices 2.4x slower (measured).
             done = np.flatnonzero(~keep)
-            index = state[_INDEX].take(done).astype(np.int64)
-            x_final[index] = x.take(done)
-            pulses[index] = state[_PULSES].take(done)
-            pulse_time[index] = state[_TIME].take(done)
-            reads[index] = iteration
-            converged[index] = ok.take(done)
+            at = index.take(done)
+            x_final[at] = x.take(done)
+            pulses[at] = count_sum.take(done)
+            pulse_time[at] = time_sum.take(done)
+            reads[at] = iteration
+            converged[at] = ok.take(done)
             if done.size == keep.size:
                 break
             kept = np.flatnonzero(keep)
-            state = state.take(kept, axis=1)
-            err, g_read = err.take(kept), g_read.take(kept)
-            x = state[_X]
+            index, level, x, r_u, r_d, k_up, k_down, count_sum, time_sum, err, g_read = (
+                a.take(kept) for a in (index, level, x, r_u, r_d, k_up, k_down, count_sum, time_sum, err, g_read))
+            if stuck is not None:
+                stuck = stuck.take(kept)
+            if last_rising is not None:
+                last_rising, last_width, last_from = (a.take(kept) for a in (last_rising, last_width, last_from))
         x_hat = g_read - g_off
         x_hat /= g_span
-        np.clip(x_hat, y_lo, 1.0 - y_lo, out=x_hat)
+        np.clip(x_hat, _Y_LO, 1.0 - _Y_LO, out=x_hat)
         rising = err < 0
         _, here = _positions(x_hat, rising, up, down)
-        k_up, k_down = state[_K_UP], state[_K_DOWN]
 
         if iteration > 1:
             # Every device still here was pulsed on the last pass: learn its response
             # factor from that burst where it was expected to move more than the band.
-            last_rising = state[_LAST_RISING] > 0
             changed = last_rising != rising
             if changed.any():
                 observed = here.copy()
                 observed[changed] = _positions(x_hat[changed], last_rising[changed], up, down)[1]
             else:
                 observed = here
-            nominal = np.where(last_rising, rn_up, rn_down) * state[_LAST_WIDTH]
+            nominal = np.where(last_rising, rn_up, rn_down) * last_width
             expected = nominal * np.where(last_rising, k_up, k_down)
-            observed = observed - state[_LAST_FROM]
+            observed = observed - last_from
             with np.errstate(divide="ignore", invalid="ignore"):
                 k_obs = np.clip(observed / nominal, _K_MIN, _K_MAX)
             learn = expected > tol_progress
@@ -995,21 +1065,21 @@ def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r
             np.copyto(k_up, k_obs, where=learn_up)
             np.copyto(k_down, k_obs, where=learn)
 
-        needed = np.where(rising, state[_AIM_UP], state[_AIM_DOWN])
+        needed = np.where(rising, tab.aim_up.take(level), tab.aim_down.take(level))
         needed -= here
         np.maximum(needed, 0.0, out=needed)
         k = np.where(rising, k_up, k_down)
         k *= np.where(rising, rn_up, rn_down)
         t_plan = np.divide(needed, k, out=needed)
         count = t_plan / pulse_width
-        count *= shrink
+        count *= _SHRINK
         np.ceil(count, out=count)
-        left = max_pulses - state[_PULSES]
+        left = max_pulses - count_sum
         np.clip(count, 1, left, out=count)
         width = t_plan / count
         np.clip(width, min_width, pulse_width, out=width)
         burst = np.multiply(count, width, out=width)
-        progress = np.where(rising, state[_R_UP], state[_R_DOWN])
+        progress = np.where(rising, r_u, r_d)
         progress *= burst
         # _Dynamics.move: same-polarity pulses act through their total width only.
         moving = progress > 0
@@ -1018,11 +1088,9 @@ def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r
         u_new = _inverse(s, rising, up, down)
         x_new = np.where(rising, u_new, 1.0 - u_new)
         np.copyto(x, x_new, where=moving)
-        state[_PULSES] += count
-        state[_TIME] += burst
-        state[_LAST_RISING] = rising
-        state[_LAST_WIDTH] = burst
-        state[_LAST_FROM] = here
+        count_sum += count
+        time_sum += burst
+        last_rising, last_width, last_from = rising, burst, here
 
     g = _read_true_fast(x_final, faults, params)
     return g, pulses, pulse_time, converged, reads
