@@ -33,17 +33,18 @@ from remeco.host.campaign import check_scheduler, limit_worker_threads, run_camp
 from remeco.host.cli import UserError, command
 from remeco.host.engines import DEFAULT_ENGINE, EngineCache, check_engine
 from remeco.host.options import (add_campaign_arguments, check_campaign_arguments, check_count, check_epochs,
-                                 check_export, load_chip, result_header, write_export)
+                                 check_export, check_plot_formats, load_chip, result_header, write_export)
 from remeco.host.paths import check_out_dir
 from remeco.host.store import ResultStore
 from remeco.models.chip import DEVICE_KEYING, ChipParams
 from remeco.models.cachefile import atomic_write_text
 from remeco.models.data import load_dataset
 from remeco.models.network import calibrate_adc_shifts, map_network, program_network
+from remeco.models.plotstyle import PAGE_IN, check_plot_path, paper_figure, plot_files, reference_line
 from remeco.models.nn import QuantizedNetwork, get_trained, save_network_once
 from remeco.models.redundancy import make_plan
 
-__all__ = ["SWEEPS", "sweep_points", "evaluate_point", "run_dse"]
+__all__ = ["SWEEPS", "sweep_points", "evaluate_point", "run_dse", "plot_dse"]
 
 SWEEPS = ("stuck", "wires", "d2d")
 STUCK_RATES = (0.0, 0.005, 0.01, 0.02, 0.05)
@@ -143,7 +144,7 @@ def run_dse(
     executor: str = "process", scheduler: str | None = None, workers: int | None = None, log=print,
     engine: str = DEFAULT_ENGINE, device: str | None = None, net: str = "lenet5", dataset: str = "mnist5k",
     data_dir: str | None = None, epochs: int | None = None, chip: ChipParams | None = None,
-    export: str | Path | None = None,
+    export: str | Path | None = None, plot_formats=("png",),
 ) -> dict:
     """Run the sweeps; returns the object written to ``dse.json``: the keys of
     :func:`remeco.host.options.result_header` (version, seed, network hash, ``config`` with
@@ -155,11 +156,13 @@ def run_dse(
     module docstring). ``net``, ``dataset``, ``data_dir``, ``epochs``: the network and
     its data (as ``remeco reproduce``). ``engine`` / ``device``: the campaign's executor
     (:mod:`remeco.host.engines`); the result does not depend on them. ``export``: also
-    write one row per (instance, point) to a CSV / parquet file.
+    write one row per (instance, point) to a CSV / parquet file. The panels are written as
+    ``dse.<format>`` for each of ``plot_formats`` (``png``, ``pdf``, ``svg``; :func:`plot_dse`).
     """
     check_count("--instances", instances)
     check_epochs(epochs)
     check_export(export)
+    plot_formats = check_plot_formats(plot_formats)
     base = ChipParams.ideal() if chip is None else chip
     if base.device.levels != base.datapath.levels:
         raise UserError(f"--chip: device.levels ({base.device.levels}) must equal 2**datapath.slice_bits "
@@ -202,7 +205,8 @@ def run_dse(
     summary = result_header(seed=seed, network_sha256=sha, config=config, units=("accuracy",))
     summary.update({"software_accuracy": float(trained.int_accuracy), "points": result})
     atomic_write_text(out / "dse.json", json.dumps(summary, indent=2))
-    _plot(summary, out / "dse.png", net)
+    for path in plot_files(out, "dse", plot_formats):
+        plot_dse(summary, path, net)
     if export is not None:
         network_name = f"{network.name}@{sha[:12]}"
         table = [{"instance": r["instance"], "point": r["plan"], "sweep": points[r["plan"]]["sweep"],
@@ -220,29 +224,42 @@ EXPORT_COLUMNS = ("instance", "point", "sweep", "series", "x", "size", "accuracy
                   "seed", "network")
 
 
-def _plot(summary: dict, path: Path, net: str = "lenet5") -> None:
-    import matplotlib
+#: Per sweep: the x-axis label (with its unit) and the factor from the stored x to the axis.
+_X_AXES = {
+    "stuck": ("stuck-at rate (% of devices)", 100.0),
+    "wires": ("wire resistance per segment (Ω)", 1.0),
+    "d2d": ("D2D σ of $A_p$, $A_n$ (% of nominal)", 100.0),
+}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def plot_dse(summary: dict, path: str | Path, net: str = "lenet5"):
+    """The sweeps of ``summary`` (a :func:`run_dse` result) side by side (the paper's Fig. 2); returns the figure.
+
+    One panel per sweep at page width, accuracy (%) on a y-axis shared by all panels, the
+    mean over chip instances with +-1 s.d. bars, and the software (8-bit) accuracy as a
+    dashed line kept in range; the number of chip instances and test images is in the
+    title. PNG, PDF or SVG by the suffix of ``path`` (:mod:`remeco.models.plotstyle`).
+    """
+    check_plot_path(path)
     pts = summary["points"]
     sweeps = [s for s in SWEEPS if any(p["sweep"] == s for p in pts)]
-    labels = {"stuck": "stuck-at rate", "wires": "wire resistance per segment (ohm)", "d2d": "D2D sigma of A_p (relative)"}
-    fig, axes = plt.subplots(1, len(sweeps), figsize=(4.2 * len(sweeps), 3.2), squeeze=False)
-    for ax, sweep in zip(axes[0], sweeps):
-        for series in dict.fromkeys(p["series"] for p in pts if p["sweep"] == sweep):
-            ps = [p for p in pts if p["sweep"] == sweep and p["series"] == series]
-            ax.errorbar([p["x"] for p in ps], [100 * p["accuracy_mean"] for p in ps],
-                        yerr=[100 * p["accuracy_std"] for p in ps], marker="o", ms=3, capsize=2, label=series)
-        ax.axhline(100 * summary["software_accuracy"], color="gray", ls="--", lw=0.8)
-        ax.set_xlabel(labels[sweep], fontsize=8)
-        ax.set_ylabel("accuracy (%)", fontsize=8)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{net} under single non-idealities (ReMeCo Fig. 2 analogue)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    config = summary.get("config", {})
+    with paper_figure(path, width=PAGE_IN, height=2.7, ncols=len(sweeps), sharey=True) as (fig, axes):
+        for ax, sweep in zip(axes[0], sweeps):
+            label, scale = _X_AXES[sweep]
+            for series in dict.fromkeys(p["series"] for p in pts if p["sweep"] == sweep):
+                ps = [p for p in pts if p["sweep"] == sweep and p["series"] == series]
+                ax.errorbar([scale * p["x"] for p in ps], [100 * p["accuracy_mean"] for p in ps],
+                            yerr=[100 * p["accuracy_std"] for p in ps], marker="o", capsize=2, label=series)
+            ax.set_xlabel(label)
+        axes[0][0].set_ylabel("accuracy (%)")
+        for ax in axes[0]:  # after all panels are drawn: the shared limits must hold every line
+            reference_line(ax, 100 * summary["software_accuracy"], "software (8-bit)")
+            ax.legend(loc="best")
+        count, images = config.get("instances"), config.get("test_images")
+        what = "mean ± s.d." if count is None else f"mean ± s.d. over {count} chip instance{'s' * (count != 1)}"
+        fig.suptitle(f"{net} under single non-idealities; {what}" + (f", {images:,} test images" if images else ""))
+    return fig
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -263,7 +280,8 @@ def _run(args: argparse.Namespace) -> int:
                   test_images=args.test_images, seed=0 if args.seed is None else args.seed, out_dir=args.out,
                   executor="dask" if args.scheduler else args.executor, scheduler=args.scheduler,
                   workers=args.workers, log=log, engine=args.engine, device=args.device, net=args.net,
-                  dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs, chip=chip, export=args.export)
+                  dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs, chip=chip, export=args.export,
+                  plot_formats=check_plot_formats(args.plot_format))
     if args.json:
         print(json.dumps(res))
         return 0

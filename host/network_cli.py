@@ -21,11 +21,12 @@ import numpy as np
 from remeco.host.cli import UserError, command
 from remeco.host.engines import check_engine
 from remeco.host.options import (add_campaign_arguments, add_hidden_alias, add_json_argument, add_network_arguments,
-                                 add_seed_argument, check_network_arguments)
+                                 add_plot_argument, add_seed_argument, check_network_arguments, check_plot_formats)
 from remeco.host.paths import check_out_dir
 from remeco.models.cachefile import atomic_write_text
 from remeco.models.data import load_dataset
 from remeco.models.nn import get_trained
+from remeco.models.plotstyle import plot_files
 from remeco.models.sensitivity import MODES, neuron_sensitivity, plot_histograms
 
 __all__: list[str] = []
@@ -78,18 +79,22 @@ def _sens_args(p: argparse.ArgumentParser) -> None:
                    help="paper: |mean over images of dE/dw| as the paper defines it (default); magnitude: mean of "
                         "|dE/dw| per image (opposite gradients do not cancel)")
     p.add_argument("--out", default="results", metavar="DIR",
-                   help="output folder for sensitivity.png and sensitivity.json (default ./results)")
+                   help="output folder for sensitivity.json and the histograms, sensitivity.png (or .pdf / .svg, "
+                        "see --plot-format) (default ./results)")
+    add_plot_argument(p, "the histograms")
 
 
 @command("sensitivity", "Back-propagation sensitivity of every neuron and layer (ReMeCo Fig. 4).")(_sens_args)
 def _sensitivity(args: argparse.Namespace) -> int:
     out = check_out_dir(args.out)
+    plots = plot_files(out, "sensitivity", check_plot_formats(args.plot_format))  # before training
     train, _, tm = _trained(args)
     if not 1 <= args.train_images <= len(train.images):
         raise UserError(f"--train-images must be in [1, {len(train.images)}], got {args.train_images}")
     sens = neuron_sensitivity(tm.model, train.images[: args.train_images], train.labels[: args.train_images])
     atomic_write_text(out / "sensitivity.json", json.dumps(sens.to_dict()))
-    plot_histograms(sens, out / "sensitivity.png", mode=args.mode)
+    for path in plots:
+        plot_histograms(sens, path, mode=args.mode)
     layers = sens.layer(args.mode)
     if args.json:
         print(json.dumps({"layer_sensitivity": layers.tolist(), "mode": args.mode}))
@@ -97,7 +102,7 @@ def _sensitivity(args: argparse.Namespace) -> int:
     order = np.argsort(layers)
     for i, v in enumerate(layers):
         print(f"layer {i}: sensitivity {v:.3e}" + ("  (least sensitive)" if i == order[0] else ""))
-    print(f"histograms: {out / 'sensitivity.png'}")
+    print(f"histograms: {', '.join(str(p) for p in plots)}")
     return 0
 
 
@@ -149,7 +154,8 @@ def _search(args: argparse.Namespace) -> int:
         return run_command(args, chip=chip, seed=seed, log=log)
     args.executor = args.executor or "process"
     ctx = prepare(net=args.net, dataset=args.dataset, data_dir=args.data_dir, out_dir=args.out, seed=seed,
-                  test_images=args.test_images, epochs=args.epochs, chip=chip, log=log)
+                  test_images=args.test_images, epochs=args.epochs, chip=chip, log=log,
+                  plot_formats=check_plot_formats(args.plot_format))
     sizes = [layer.out_features for layer in ctx["network"].layers]
     per_trial: list[list[dict]] = []  # the stored rows of every trial, in the order reduce_plan tries them
 

@@ -19,6 +19,9 @@ One meaning per option name, in every command that has it:
     the folder of the network and sensitivity files they build and reuse.
 ``--export FILE.csv|FILE.parquet``
     One row per (chip instance, plan or point) as a table (:func:`write_export`).
+``--plot-format LIST``
+    The formats plots are written in, by file suffix: ``png``, ``pdf``, ``svg`` or several,
+    comma-separated (:func:`check_plot_formats`; styles in :mod:`remeco.models.plotstyle`).
 ``--json``
     Print one JSON object on standard output instead of a table.
 
@@ -29,21 +32,27 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from remeco import __version__
 from remeco.host.campaign import MAX_INSTANCES
 from remeco.host.cli import UserError
 from remeco.host.paths import check_out_file
+from remeco.models.plotstyle import PLOT_SUFFIXES
 
 __all__ = [
-    "EXPORT_SUFFIXES", "UNITS", "add_network_arguments", "add_seed_argument", "add_chip_argument",
+    "EXPORT_SUFFIXES", "PLOT_FORMATS", "UNITS", "add_network_arguments", "add_seed_argument", "add_chip_argument",
+    "add_plot_argument", "check_plot_formats",
     "add_campaign_arguments", "add_export_argument", "add_json_argument", "add_hidden_alias",
     "check_network_arguments", "check_campaign_arguments", "check_epochs", "check_count", "load_chip", "check_export", "write_export", "result_header",
 ]
 
 #: Table formats of ``--export``, by file suffix.
 EXPORT_SUFFIXES = (".csv", ".parquet")
+
+#: Values of ``--plot-format``: the plot file suffixes without the dot.
+PLOT_FORMATS = tuple(s.lstrip(".") for s in PLOT_SUFFIXES)
 
 #: Units of the numbers in result JSON and exported tables (also written into the JSON).
 UNITS = {
@@ -102,7 +111,8 @@ def add_json_argument(p: argparse.ArgumentParser) -> None:
 def add_campaign_arguments(p: argparse.ArgumentParser, *, instances: int, test_images: int | None, out: str,
                            what: str = "plan") -> None:
     """What every chip-instance campaign takes (``reproduce``, ``dse``, ``search``): network,
-    chip, instances, images, seed, output folder, executor, engine, ``--export``, ``--json``."""
+    chip, instances, images, seed, output folder, executor, engine, ``--export``, ``--plot-format``,
+    ``--json``."""
     from remeco.host.engines import add_engine_arguments
 
     add_network_arguments(p)
@@ -125,6 +135,7 @@ def add_campaign_arguments(p: argparse.ArgumentParser, *, instances: int, test_i
                    help="worker processes of the local pool (default: all cores)")
     add_engine_arguments(p)
     add_export_argument(p, what)
+    add_plot_argument(p)
     add_json_argument(p)
 
 
@@ -133,6 +144,28 @@ def add_export_argument(p: argparse.ArgumentParser, what: str = "plan") -> None:
     p.add_argument("--export", default=None, metavar="FILE.csv|FILE.parquet",
                    help=f"also write one row per (chip instance, {what}) with accuracy, the {what} and chip "
                         "description, seed and network hash (parquet needs pyarrow)")
+
+
+def add_plot_argument(p: argparse.ArgumentParser, what: str = "the plots") -> None:
+    """``--plot-format LIST`` (checked by :func:`check_plot_formats`)."""
+    p.add_argument("--plot-format", default="png", metavar="LIST",
+                   help=f"file format(s) of {what}: {', '.join(PLOT_FORMATS)}, or several comma-separated "
+                        "(e.g. png,pdf); pdf and svg are vector graphics with text as text, sized for a paper "
+                        "(default png)")
+
+
+def check_plot_formats(value: str | Sequence[str]) -> tuple[str, ...]:
+    """The formats of ``--plot-format`` (``"png,pdf"`` or a sequence) as a tuple without
+    repeats, before any work; anything but :data:`PLOT_FORMATS` is a one-line :class:`UserError`."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    formats = tuple(dict.fromkeys(str(f).strip().lower().lstrip(".") for f in items if str(f).strip()))
+    if not formats:
+        raise UserError(f"--plot-format must name at least one of {', '.join(PLOT_FORMATS)}")
+    bad = [f for f in formats if f not in PLOT_FORMATS]
+    if bad:
+        raise UserError(f"--plot-format: {bad[0]!r} is not a plot format; expected {', '.join(PLOT_FORMATS)} "
+                        "(comma-separated for several)")
+    return formats
 
 
 def add_hidden_alias(p: argparse.ArgumentParser, old: str, dest: str, **kwargs) -> None:
@@ -172,6 +205,7 @@ def check_campaign_arguments(args: argparse.Namespace) -> None:
     check_count("--test-images", args.test_images)
     check_count("--workers", args.workers)
     check_export(args.export)
+    check_plot_formats(args.plot_format)
 
 
 def load_chip(source: str | os.PathLike | None, default=None):

@@ -68,11 +68,13 @@ from pathlib import Path
 import numpy as np
 
 from remeco.host.cli import UserError
+from remeco.host.options import check_plot_formats
 from remeco.models.cachefile import atomic_write_text
+from remeco.models.plotstyle import PAGE_IN, check_plot_path, paper_figure, plot_files, reference_line
 from remeco.models.redundancy import RedundancyPlan, make_plan, reduce_plan
 
 __all__ = ["SAMPLERS", "ETA", "PAPER_TABLE4", "plan_from_params", "paper_params", "non_dominated",
-           "search_pareto"]
+           "search_pareto", "plot_front"]
 
 #: ``--sampler`` choices.
 SAMPLERS = ("tpe", "nsga2")
@@ -212,7 +214,7 @@ def search_pareto(
     seed: int = 0, trials: int = 40, instances: int = 5, test_images: int = 500, sampler: str = "tpe",
     tolerance: float = 0.005, out_dir: str | Path = "results/search", chip=None, executor: str = "serial",
     scheduler: str | None = None, workers: int | None = None, engine: str = "native", device: str | None = None,
-    plot: bool = True, heuristic: bool = True, holdout: int = 0, log=print,
+    plot: bool = True, plot_formats=("png",), heuristic: bool = True, holdout: int = 0, log=print,
 ) -> dict:
     """Run (or resume) the Pareto search; returns the ``--json`` object (see the module docstring).
 
@@ -224,7 +226,8 @@ def search_pareto(
     heuristic's path (``heuristic`` is then ``[]``). ``holdout`` > 0 evaluates the front and
     the paper's plans on chip instances ``instances .. instances + holdout - 1``, which took no
     part in the selection (row key ``holdout``: ``{"instances", "accuracy_mean",
-    "accuracy_q10", "recovery"}``; ``None`` without it).
+    "accuracy_q10", "recovery"}``; ``None`` without it). With ``plot``, :func:`plot_front` is
+    written as ``pareto.<format>`` for each of ``plot_formats`` (``png``, ``pdf``, ``svg``).
     """
     if isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 0:
         raise UserError(f"--holdout must be >= 0, got {holdout}")
@@ -232,6 +235,7 @@ def search_pareto(
         raise UserError(f"--trials must be >= 1, got {trials}")
     if isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
         raise UserError(f"--instances must be >= 1, got {instances}")
+    plot_formats = check_plot_formats(plot_formats)
     if sampler not in SAMPLERS:
         raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     if not 0 <= tolerance < 1:
@@ -367,53 +371,60 @@ def search_pareto(
     }
     atomic_write_text(out / "pareto.json", json.dumps(result))
     if plot:
-        _plot(rows, front, path, result, out / "pareto.png")
+        for file in plot_files(out, "pareto", plot_formats):
+            plot_front(rows, front, path, result, file)
     return result
 
 
-def _plot(rows: list[dict], front: list[dict], heuristic: list[dict], result: dict, path: Path) -> None:
-    import matplotlib
+def plot_front(rows: list[dict], front: list[dict], heuristic: list[dict], result: dict, path: str | Path):
+    """The search's trials, front, heuristic path and the paper's plans, recovery vs area; returns the figure.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    ax.scatter([100 * r["area_overhead"] for r in rows], [100 * r["recovery"] for r in rows], s=12,
-               color="0.7", label="full-fidelity trials")
-    ax.scatter([100 * r["area_overhead"] for r in front], [100 * r["recovery"] for r in front], s=22,
-               color="tab:red", label="Pareto front (4 objectives)", zorder=3)
-    # The 2-D staircase (recovery vs area) of the front, the trade-off the paper's table shows.
-    stair, best = [], -1.0
-    for r in sorted(rows, key=lambda r: r["area_overhead"]):
-        if r["recovery"] > best:
-            best = r["recovery"]
-            stair.append((100 * r["area_overhead"], 100 * r["recovery"]))
-    if stair:
-        ax.step(*zip(*stair), where="post", color="tab:red", lw=1)
-    hx = [100 * h["area_overhead"] for h in heuristic]
-    hy = [100 * h["recovery"] for h in heuristic]
-    ax.plot(hx, hy, "-", color="tab:blue", lw=0.8, alpha=0.6)
-    ax.scatter(hx, hy, marker="s", s=18, facecolors=["tab:blue" if h["kept"] else "none" for h in heuristic],
-               edgecolors="tab:blue", label="heuristic path (filled: kept)", zorder=4)
-    for name, (ratio, rec) in PAPER_TABLE4.items():
-        ax.scatter([100 * (ratio - 1)], [100 * rec], marker="*", s=70, color="black", zorder=5,
-                   label="paper Table 4" if name == "committee" else None)
-        ax.annotate(name.replace("_", " "), (100 * (ratio - 1), 100 * rec), xytext=(3, 3),
-                    textcoords="offset points", fontsize=6)
-    for name, r in result["paper_plans"].items():
-        ax.scatter([100 * r["area_overhead"]], [100 * r["recovery"]], marker="D", s=22, facecolors="none",
-                   edgecolors="tab:green", zorder=5, label="paper's plans, ours" if name == "base" else None)
-    for limit in OVERHEAD_LIMITS:
-        ax.axvline(100 * limit, color="0.5", ls=":", lw=0.8)
-    ax.set_xlabel("area overhead vs base (%, columns model)")
-    ax.set_ylabel("recovery: accuracy / software (%)")
-    fid = result["fidelity"]["full"]
-    ax.set_title(f"Pareto search: {result['evaluated']} trials, {result['promoted']} at full fidelity "
-                 f"({fid['instances']} instances x {fid['test_images']} images)", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    Recovery (accuracy / software accuracy, %) against area overhead over the base plan
+    (%, ``columns`` model); the software accuracy (100 % recovery) as a dashed line kept in
+    range; the trial count and the full fidelity (chip instances x test images) in the
+    title. Page width; PNG, PDF or SVG by the suffix of ``path``
+    (:mod:`remeco.models.plotstyle`).
+    """
+    check_plot_path(path)
+    with paper_figure(path, width=PAGE_IN, height=3.4) as (fig, axes):
+        ax = axes[0][0]
+        ax.scatter([100 * r["area_overhead"] for r in rows], [100 * r["recovery"] for r in rows], s=10,
+                   color="0.7", label="full-fidelity trials")
+        ax.scatter([100 * r["area_overhead"] for r in front], [100 * r["recovery"] for r in front], s=18,
+                   color="tab:red", label="Pareto front (4 objectives)", zorder=3)
+        # The 2-D staircase (recovery vs area) of the front, the trade-off the paper's table shows.
+        stair, best = [], -1.0
+        for r in sorted(rows, key=lambda r: r["area_overhead"]):
+            if r["recovery"] > best:
+                best = r["recovery"]
+                stair.append((100 * r["area_overhead"], 100 * r["recovery"]))
+        if stair:
+            ax.step(*zip(*stair), where="post", color="tab:red", lw=1)
+        hx = [100 * h["area_overhead"] for h in heuristic]
+        hy = [100 * h["recovery"] for h in heuristic]
+        ax.plot(hx, hy, "-", color="tab:blue", lw=0.8, alpha=0.6)
+        ax.scatter(hx, hy, marker="s", s=14, facecolors=["tab:blue" if h["kept"] else "none" for h in heuristic],
+                   edgecolors="tab:blue", label="heuristic path (filled: kept)", zorder=4)
+        for name, (ratio, rec) in PAPER_TABLE4.items():
+            ax.scatter([100 * (ratio - 1)], [100 * rec], marker="*", s=50, color="black", zorder=5,
+                       label="paper Table 4" if name == "committee" else None)
+            # committee and layer averaging sit on almost the same point: one label above, one below
+            below = name == "committee"
+            ax.annotate(name.replace("_", " "), (100 * (ratio - 1), 100 * rec), xytext=(3, -3 if below else 3),
+                        textcoords="offset points", va="top" if below else "baseline")
+        for name, r in result["paper_plans"].items():
+            ax.scatter([100 * r["area_overhead"]], [100 * r["recovery"]], marker="D", s=18, facecolors="none",
+                       edgecolors="tab:green", zorder=5, label="paper's plans, ours" if name == "base" else None)
+        for limit in OVERHEAD_LIMITS:
+            ax.axvline(100 * limit, color="0.5", ls=":", lw=0.8)
+        reference_line(ax, 100.0, "software accuracy (100 %)", color="0.3")
+        ax.set_xlabel("area overhead vs base (%, columns model)")
+        ax.set_ylabel("recovery: accuracy / software (%)")
+        fid = result["fidelity"]["full"]
+        ax.set_title(f"Pareto search: {result['evaluated']} trials, {result['promoted']} at full fidelity "
+                     f"({fid['instances']} chip instances x {fid['test_images']} test images)")
+        ax.legend(loc="lower right")
+    return fig
 
 
 def print_result(result: dict) -> None:
@@ -446,10 +457,12 @@ def run_command(args: argparse.Namespace, *, chip, seed: int, log) -> int:
         trials=args.trials, instances=args.instances, test_images=args.test_images, sampler=args.sampler,
         tolerance=args.tolerance, out_dir=args.out, chip=chip, executor=executor, scheduler=args.scheduler,
         workers=args.workers, engine=args.engine, device=args.device, holdout=args.holdout, log=log,
+        plot_formats=check_plot_formats(args.plot_format),
     )
     if args.json:
         print(json.dumps(result))
     else:
         print_result(result)
-        print(f"plot: {Path(args.out) / 'pareto.png'}", file=sys.stdout)
+        formats = check_plot_formats(args.plot_format)
+        print(f"plot: {', '.join(str(p) for p in plot_files(args.out, 'pareto', formats))}", file=sys.stdout)
     return 0

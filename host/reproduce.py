@@ -19,6 +19,7 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from remeco.host.cli import UserError, command
 from remeco.host.engines import DEFAULT_ENGINE, EngineCache, check_engine
 from remeco.host.evaluate import COLUMNS as EVALUATE_COLUMNS
 from remeco.host.options import (add_campaign_arguments, check_campaign_arguments, check_count, check_epochs,
-                                 check_export, load_chip, result_header, write_export)
+                                 check_export, check_plot_formats, load_chip, result_header, write_export)
 from remeco.host.paths import check_out_dir
 from remeco.host.store import ResultStore
 from remeco.models.chip import DEVICE_KEYING, ChipParams
@@ -37,13 +38,14 @@ from remeco.models.data import load_dataset
 from remeco.models.emulation import EmulationFormat
 from remeco.models.mapping import map_layer
 from remeco.models.network import calibrate_adc_shifts, infer, map_network, program_network
+from remeco.models.plotstyle import PAGE_IN, check_plot_path, paper_figure, plot_files, reference_line
 from remeco.models.nn import QuantizedNetwork, get_trained, save_network_once
 from remeco.models.redundancy import PLAN_NAMES, RedundancyPlan, make_plan
 from remeco.models.sensitivity import cached_sensitivity, neuron_sensitivity, plot_histograms
 from remeco.models.stats import paired_difference, summarize
 
 __all__ = ["prepare", "campaign_rows", "run_plans", "reproduce", "evaluate_instance", "plan_costs", "plan_rows",
-           "export_rows"]
+           "export_rows", "plot_box"]
 
 # Per-process memo of what every task of one campaign shares (network, mapped plans,
 # test images). Keyed by the campaign's spec hash, so it can never serve another campaign.
@@ -156,12 +158,15 @@ def prepare(
     chip: ChipParams | None = None,
     epochs: int | None = None,
     plot: bool = True,
+    plot_formats: Sequence[str] = ("png",),
     log=print,
 ) -> dict:
     """Steps 1-2: data, trained network (cached), its file in ``out_dir``, sensitivity.
 
     ``chip`` (default the paper's, :class:`~remeco.models.chip.ChipParams`) is recorded in
-    the context; its ``datapath`` is the format every plan is mapped with.
+    the context; its ``datapath`` is the format every plan is mapped with. With ``plot``,
+    the sensitivity histograms are written as ``sensitivity.<format>`` for each of
+    ``plot_formats`` (``--plot-format``).
     Returns a plain dict context used by :func:`run_plans`.
     """
     chip = chip or ChipParams()
@@ -169,6 +174,7 @@ def prepare(
         raise UserError(f"--chip: device.levels ({chip.device.levels}) must equal 2**datapath.slice_bits "
                         f"({chip.datapath.levels})")
     check_epochs(epochs)
+    plot_formats = check_plot_formats(plot_formats)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train, test = load_dataset(dataset, data_dir)
@@ -189,7 +195,8 @@ def prepare(
     sens = cached_sensitivity(sens_file, lambda: neuron_sensitivity(trained.model, train.images[:n_sens], train.labels[:n_sens]),
                               [layer.out_features for layer in network.layers])
     if plot:
-        plot_histograms(sens, out / "sensitivity.png")
+        for path in plot_files(out, "sensitivity", plot_formats):
+            plot_histograms(sens, path)
     log("layer sensitivity: " + ", ".join(f"{v:.2e}" for v in sens.layer()))
     return {
         "out": out, "net": net, "dataset": dataset, "data_dir": data_dir, "test_images": n_test, "seed": seed,
@@ -306,6 +313,7 @@ def reproduce(
     cost_preset: str = "remeco_table2",
     epochs: int | None = None,
     plot: bool = True,
+    plot_formats: Sequence[str] = ("png",),
     log=print,
     engine: str = DEFAULT_ENGINE,
     device: str | None = None,
@@ -322,15 +330,17 @@ def reproduce(
     is mapped with. ``engine`` / ``device`` choose the campaign's executor
     (:mod:`remeco.host.engines`); the result does not depend on them. ``area_model``: see
     :func:`plan_costs`. ``export``: also write one row per (instance, plan) to this CSV /
-    parquet file (:func:`export_rows`).
+    parquet file (:func:`export_rows`). ``plot``: write ``accuracy_boxplot`` (:func:`plot_box`)
+    and ``sensitivity`` plots in each of ``plot_formats`` (``png``, ``pdf``, ``svg``).
     """
     check_count("--instances", instances)
     if area_model not in AREA_MODELS:
         raise UserError(f"--area-model must be one of {', '.join(AREA_MODELS)}, got {area_model!r}")
     check_export(export)
+    plot_formats = check_plot_formats(plot_formats)
     t0 = time.perf_counter()
     ctx = prepare(net=net, dataset=dataset, data_dir=data_dir, test_images=test_images, seed=seed,
-                  out_dir=out_dir, chip=chip, epochs=epochs, plot=plot, log=log)
+                  out_dir=out_dir, chip=chip, epochs=epochs, plot=plot, plot_formats=plot_formats, log=log)
     network, fmt, out = ctx["network"], ctx["fmt"], ctx["out"]
     sizes = [layer.out_features for layer in network.layers]
     plans = {name: make_plan(name, sizes, ctx["sensitivity"], n_slices=fmt.n_slices) for name in PLAN_NAMES}
@@ -352,44 +362,49 @@ def reproduce(
                      export, EXPORT_COLUMNS)
         log(f"exported {len(stored)} rows to {export}")
     if plot:
-        _box_plot(acc, rows, software, out / "accuracy_boxplot.png", instances)
+        for path in plot_files(out, "accuracy_boxplot", plot_formats):
+            plot_box(acc, rows, software, path, instances)
     log(f"done in {time.perf_counter() - t0:.0f} s; results in {out}/")
     return result
 
 
-def _box_plot(acc: dict[str, np.ndarray], rows: list[dict], software: float, path: Path, instances: int) -> None:
-    import matplotlib
+def plot_box(acc: dict[str, np.ndarray], rows: list[dict], software: float, path: str | Path, instances: int):
+    """Accuracy over chip instances per plan as box plots (the paper's Fig. 5); returns the figure.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 3.9))
-    ax.boxplot([100 * acc[n] for n in PLAN_NAMES], tick_labels=[n.replace("_", "\n") for n in PLAN_NAMES])
-    # The mean with its 95 % interval beside each box, and the paired difference to the
-    # base (what the plan buys on the same chips) written under it.
-    by_plan = {r["plan"]: r for r in rows}
-    for x, name in enumerate(PLAN_NAMES, start=1):
-        r = by_plan[name]
-        mean, ci = 100 * r["accuracy_mean"], r["accuracy_ci95"]
-        err = [[mean - 100 * ci[0]], [100 * ci[1] - mean]] if ci else None
-        ax.errorbar(x + 0.3, mean, yerr=err, fmt="o", ms=3, color="tab:red", capsize=3, lw=1,
-                    label="mean, 95 % CI" if x == 1 else None)
-        d = r["diff_vs_base"]
-        if name != "base" and d is not None:
-            text = f"{100 * d['mean']:+.1f}" + (f"\n[{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]"
-                                                  if d["ci95"] else "")
-            ax.annotate(text, (x, 0), xycoords=("data", "axes fraction"), xytext=(0, 3),
-                        textcoords="offset points", ha="center", va="bottom", fontsize=6, color="tab:red")
-    ax.axhline(100 * software, color="tab:green", ls="--", lw=1, label="software (8-bit)")
-    lo, hi = ax.get_ylim()
-    ax.set_ylim(lo - 0.15 * (hi - lo), hi + 0.1 * (hi - lo))  # room for the annotations and the legend
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"Accuracy over {instances} chip instances (ReMeCo Fig. 5 analogue); "
-                 f"bottom: paired difference to base, pp [95 % CI]", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left", ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ``acc``: plan -> per-instance accuracies (fractions); ``rows``: :func:`plan_rows` of
+    them. Beside each box its mean with the 95 % interval; under it the paired difference
+    to base in percentage points [95 % interval]; the software (8-bit) accuracy as a
+    dashed line kept in range; the number of chip instances in the title. Page width; PNG,
+    PDF or SVG by the suffix of ``path`` (:mod:`remeco.models.plotstyle`).
+    """
+    check_plot_path(path)
+    with paper_figure(path, width=PAGE_IN, height=3.0) as (fig, axes):
+        ax = axes[0][0]
+        ax.boxplot([100 * acc[n] for n in PLAN_NAMES], tick_labels=[n.replace("_", "\n") for n in PLAN_NAMES],
+                   flierprops={"markersize": 3}, medianprops={"color": "black"})
+        # The mean with its 95 % interval beside each box, and the paired difference to the
+        # base (what the plan buys on the same chips) written under it.
+        by_plan = {r["plan"]: r for r in rows}
+        for x, name in enumerate(PLAN_NAMES, start=1):
+            r = by_plan[name]
+            mean, ci = 100 * r["accuracy_mean"], r["accuracy_ci95"]
+            err = [[mean - 100 * ci[0]], [100 * ci[1] - mean]] if ci else None
+            ax.errorbar(x + 0.3, mean, yerr=err, fmt="o", color="tab:red", capsize=3,
+                        label="mean, 95 % CI" if x == 1 else None)
+            d = r["diff_vs_base"]
+            if name != "base" and d is not None:
+                text = f"{100 * d['mean']:+.1f}" + (f"\n[{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]"
+                                                      if d["ci95"] else "")
+                ax.annotate(text, (x, 0), xycoords=("data", "axes fraction"), xytext=(0, 3),
+                            textcoords="offset points", ha="center", va="bottom", color="tab:red")
+        reference_line(ax, 100 * software, "software (8-bit)")
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo - 0.25 * (hi - lo), hi + 0.12 * (hi - lo))  # room for the differences and the legend
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"Accuracy over {instances} chip instance{'s' if instances != 1 else ''} per plan; "
+                     f"bottom: paired difference to base, pp [95 % CI]")
+        ax.legend(loc="upper left", ncol=2)
+    return fig
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -413,6 +428,7 @@ def _run(args: argparse.Namespace) -> int:
         test_images=args.test_images, seed=0 if args.seed is None else args.seed, out_dir=args.out,
         executor=executor, scheduler=args.scheduler, workers=args.workers, chip=chip, epochs=args.epochs, log=log,
         engine=args.engine, device=args.device, area_model=args.area_model, export=args.export,
+        plot_formats=check_plot_formats(args.plot_format),
     )
     if args.json:
         print(json.dumps(result))

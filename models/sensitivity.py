@@ -189,23 +189,54 @@ def neuron_sensitivity(
     )
 
 
-def plot_histograms(sens: Sensitivity, path, *, mode: str = "paper", layer_names=None) -> None:
-    """Histogram of absolute neuron sensitivity per layer (the paper's Fig. 4) as a PNG."""
-    import matplotlib
+def plot_histograms(sens: Sensitivity, path, *, mode: str = "paper", layer_names=None):
+    """Histograms of neuron sensitivity, one panel per layer (the paper's Fig. 4); returns the figure.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Panels share both axes so layers compare at a glance: a log-scaled sensitivity axis
+    with the same bins in every panel (scores span decades between layers), and the
+    share of the layer's neurons in %; a dashed line marks the layer's mean (its layer
+    sensitivity). Neurons with a score of exactly 0 cannot sit on a log axis and are
+    counted in the panel instead. The title names the mode and the number of training
+    images averaged. Written as PNG, PDF or SVG by the suffix of ``path``
+    (:mod:`remeco.models.plotstyle`; another suffix is a ``ValueError`` before drawing).
+    """
+    from .plotstyle import PAGE_IN, paper_figure
 
-    scores = sens.neuron(mode)
+    scores = sens.neuron(mode)  # a bad mode is a ValueError before the file is touched
     names = layer_names or [f"layer {i + 1}" for i in range(len(scores))]
-    fig, axes = plt.subplots(1, len(scores), figsize=(3.2 * len(scores), 2.8), squeeze=False)
-    for ax, s, name in zip(axes[0], scores, names):
-        ax.hist(s, bins=min(30, max(5, s.size // 4)), color="tab:blue")
-        ax.set_title(f"{name} (mean {s.mean():.2e})", fontsize=9)
-        ax.set_xlabel("|sensitivity|", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("neurons")
-    fig.suptitle(f"Neuron sensitivity ({mode})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    positive = np.concatenate([s[s > 0] for s in scores])
+    if positive.size:
+        lo, hi = np.log10(positive.min()), np.log10(positive.max())
+        bins = np.logspace(np.floor(lo), np.ceil(hi) if hi > lo else np.floor(lo) + 1, 25)
+    else:
+        bins = np.logspace(-1, 0, 25)  # all zero: empty panels, zeros counted in each
+    n = len(scores)
+    ncols = n if n <= 5 else -(-n // 2)
+    nrows = -(-n // ncols)
+    # dE/dw: cross-entropy (natural log, so nats) per unit of the (dimensionless) weight.
+    xlabel = {"paper": "|mean dE/dw| (nat per unit weight)",
+              "magnitude": "mean |dE/dw| (nat per unit weight)"}[mode]
+    with paper_figure(path, width=PAGE_IN, height=1.0 + 1.3 * nrows, nrows=nrows, ncols=ncols,
+                      sharex=True, sharey=True) as (fig, axes):
+        flat = axes.ravel()
+        for ax, s, name in zip(flat, scores, names):
+            s = np.asarray(s, dtype=np.float64)
+            weights = np.full(s.size, 100.0 / s.size)
+            ax.hist(s[s > 0], bins=bins, weights=weights[s > 0], color="tab:blue")
+            ax.set_xscale("log")
+            if (s > 0).any():
+                ax.axvline(s.mean(), color="tab:red", ls="--", lw=1.0, label="layer mean")
+            zeros = int((s == 0).sum())
+            ax.set_title(f"{name}, {s.size} neurons", pad=3)
+            if zeros:
+                ax.text(0.02, 0.97, f"{zeros} at 0", transform=ax.transAxes, ha="left", va="top")
+        for ax in flat[n:]:
+            ax.set_visible(False)
+        for ax in axes[:, 0]:
+            ax.set_ylabel("neurons (% of layer)")
+        fig.supxlabel(xlabel)
+        marked = next((a for a in flat[:n] if a.get_lines()), None)
+        if marked is not None:
+            marked.legend(loc="best")
+        fig.suptitle(f"Neuron sensitivity ({mode} mode), averaged over {sens.images:,} training images")
+    return fig
