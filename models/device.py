@@ -399,10 +399,17 @@ class DeviceVariation:
         order ``V_p, V_n, A_p, A_n``; modulation factors are clipped at 0.
         """
         z = rng.standard_normal((4, *shape))
-        v_p = params.v_p + d2d.v_sigma * z[0]
-        v_n = params.v_n + d2d.v_sigma * z[1]
-        a_p = np.maximum(params.a_p * (1.0 + d2d.sigma_rel * z[2]), 0.0)
-        a_n = np.maximum(params.a_n * (1.0 + d2d.sigma_rel * z[3]), 0.0)
+        # In place, in z (the same operations as v_p + sigma z and so on: + and * commute
+        # exactly): no temporaries of the size of the array.
+        v_p, v_n, a_p, a_n = z
+        for v, nominal in ((v_p, params.v_p), (v_n, params.v_n)):
+            v *= d2d.v_sigma
+            v += nominal
+        for a, nominal in ((a_p, params.a_p), (a_n, params.a_n)):
+            a *= d2d.sigma_rel
+            a += 1.0
+            a *= nominal
+            np.maximum(a, 0.0, out=a)
         return cls(v_p, v_n, a_p, a_n)
 
 
@@ -451,6 +458,43 @@ def threshold_g(voltage: np.ndarray, v_p: np.ndarray, v_n: np.ndarray, a_p: np.n
     pos = a_p * (np.exp(v) - np.exp(v_p))
     neg = -a_n * (np.exp(-v) - np.exp(v_n))
     return np.where(v > v_p, pos, np.where(v < -v_n, neg, 0.0))
+
+
+def _pulse_rates(params: DeviceParams, v_p, v_n, a_p, a_n) -> tuple[np.ndarray, np.ndarray]:
+    """Progress per second of a SET and of a RESET pulse, ``eta g(V)`` at the two pulse
+    amplitudes clipped at 0 (a device with a threshold above the amplitude has g = 0;
+    clipping only guards against the sign of a non-physical draw).
+
+    The values of :func:`threshold_g`, element for element, with each exponential of the
+    thresholds computed once for both pulses and a branch of ``g`` only where some device
+    takes it (SET pulses take the ``V_p`` branch, RESET pulses the ``V_n`` one).
+    """
+    v_p, v_n, a_p, a_n = (np.asarray(a, dtype=np.float64) for a in (v_p, v_n, a_p, a_n))
+    shape = np.broadcast_shapes(v_p.shape, v_n.shape, a_p.shape, a_n.shape)
+    exps: dict = {}
+
+    def pos(v: np.ndarray) -> np.ndarray:
+        if "p" not in exps:
+            exps["p"] = np.exp(v_p)
+        return a_p * (np.exp(v) - exps["p"])
+
+    def neg(v: np.ndarray) -> np.ndarray:
+        if "n" not in exps:
+            exps["n"] = np.exp(v_n)
+        return -a_n * (np.exp(-v) - exps["n"])
+
+    def g(voltage: float) -> np.ndarray:
+        v = np.asarray(voltage, dtype=np.float64)
+        above, below = v > v_p, v < -v_n
+        if above.all():
+            return pos(v)
+        if below.all() and not above.any():
+            return neg(v)
+        return np.where(above, pos(v), np.where(below, neg(v), 0.0))
+
+    up = params.eta * g(params.eta * params.v_set)
+    down = -params.eta * g(-params.eta * params.v_reset)
+    return (np.broadcast_to(np.maximum(up, 0.0), shape), np.broadcast_to(np.maximum(down, 0.0), shape))
 
 
 def _window_up(u: np.ndarray, threshold: float, alpha: float) -> np.ndarray:
@@ -574,17 +618,9 @@ class _Dynamics:
     @classmethod
     def build(cls, params: DeviceParams, variation: DeviceVariation | None,
               shape: tuple[int, ...]) -> "_Dynamics":
-        v_set, v_reset = params.eta * params.v_set, -params.eta * params.v_reset
 
-        def rates(arrays):
-            up = params.eta * threshold_g(v_set, *arrays)
-            down = -params.eta * threshold_g(v_reset, *arrays)
-            # A device with a threshold above the pulse amplitude has g = 0; clipping only
-            # guards against the sign of a non-physical draw.
-            return np.maximum(up, 0.0), np.maximum(down, 0.0)
-
-        r_up_nom, r_down_nom = rates(_variation_arrays(params, None))
-        r_up, r_down = rates(_variation_arrays(params, variation))
+        r_up_nom, r_down_nom = _pulse_rates(params, *_variation_arrays(params, None))
+        r_up, r_down = _pulse_rates(params, *_variation_arrays(params, variation))
         return cls(
             _Progress.build(params.x_p, params.alpha_p),
             _Progress.build(params.x_n, params.alpha_n),
@@ -1148,7 +1184,7 @@ def sample_stuck_at(shape: tuple[int, ...], seed: int, instance: int, *more: int
     u = rng_for(seed, instance, "stuck_at", *more).random((2, *shape))
     faulty = u[0] < rate
     on = u[1] < stuck_on_fraction
-    return np.where(faulty, np.where(on, 1, -1), 0).astype(np.int8)
+    return np.where(faulty, np.where(on, np.int8(1), np.int8(-1)), np.int8(0))
 
 
 def _check_fault_map(fault_map: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -1308,11 +1344,16 @@ def draw_devices(shape: tuple[int, ...], seed: int, instance: int, *more: int,
         return hit
     faults = sample_stuck_at(shape, seed, instance, *more, rate=stuck_at_rate,
                              stuck_on_fraction=stuck_on_fraction)
-    variation = draw_variation(shape, seed, instance, *more, params=params, d2d=d2d)
-    dyn = _Dynamics.build(params, variation, shape)
+    if d2d.enabled:
+        variation = draw_variation(shape, seed, instance, *more, params=params, d2d=d2d)
+        r_up, r_down = _pulse_rates(params, variation.v_p, variation.v_n, variation.a_p, variation.a_n)
+    else:
+        # Nominal devices (draw_variation's np.full arrays): the rates of an array of one
+        # nominal device, the same element-wise operations, repeated.
+        one = DeviceVariation.nominal((1,), params)
+        r_up, r_down = (r[0] for r in _pulse_rates(params, one.v_p, one.v_n, one.a_p, one.a_n))
     stuck = faults != 0
-    value = DeviceDraws(_frozen(faults), _frozen(np.where(stuck, 0.0, dyn.rate_up)),
-                        _frozen(np.where(stuck, 0.0, dyn.rate_down)))
+    value = DeviceDraws(_frozen(faults), _frozen(np.where(stuck, 0.0, r_up)), _frozen(np.where(stuck, 0.0, r_down)))
     global _DRAW_CACHE_HELD
     if _DRAW_CACHE_SIZE > 0 and value.nbytes <= _DRAW_CACHE_BYTES:
         _DRAW_CACHE[key] = value
