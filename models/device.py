@@ -966,7 +966,7 @@ _SHRINK = 1 - 1e-12  # a burst of exactly n pulses' time is n pulses, not n + 1
 
 def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r_up: np.ndarray,
                        r_down: np.ndarray, params: DeviceParams, read_sigma_rel: float,
-                       segments: list) -> tuple[np.ndarray, ...]:
+                       segments: list, *, by_class: bool = True) -> tuple[np.ndarray, ...]:
     """Write-and-verify of a flat array of devices (already validated; see the module docstring).
 
     The devices may belong to several tiles: device ``i`` only ever interacts with its own
@@ -975,6 +975,12 @@ def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r
     ``(rng, start, stop)`` giving each tile's generator and its slice of the flat arrays
     (in the order of the devices, as a tile programmed alone draws it). ``r_up`` and
     ``r_down`` are zero for stuck devices.
+
+    From the reset state without read noise, devices that cannot move (both rates zero:
+    the stuck ones) read the same at every verify and so spend the same pulses as any
+    device of their (stuck state, level) class; with ``by_class`` one device per class is
+    simulated and its outcome given to the others (they would otherwise keep the loop
+    going to the pulse budget for a few devices).
 
     Returns ``(conductance, pulses, pulse_time, converged, reads)``, flat.
     """
@@ -1017,6 +1023,18 @@ def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r
         reads[ok] = 1  # in tolerance at the first read: no pulse, state unchanged
         converged[ok] = True
         active = np.flatnonzero(~ok)
+        if by_class:
+            frozen = r_u.take(active) == 0
+            frozen &= r_d.take(active) == 0
+            if frozen.any():
+                at, active = active[frozen], active[~frozen]
+                classes, which = np.unique(cls.take(at), return_inverse=True)
+                one = np.zeros(classes.size)
+                _, c_pulses, c_time, c_converged, c_reads = _write_verify_flat(
+                    classes % params.levels, one, (classes // params.levels - 1).astype(np.int8), one, one, params,
+                    0.0, [(None, 0, classes.size)], by_class=False)
+                pulses[at], pulse_time[at] = c_pulses.take(which), c_time.take(which)
+                converged[at], reads[at] = c_converged.take(which), c_reads.take(which)
         cls = cls.take(active)
         rising, burst = rising_c.take(cls), burst_c.take(cls)
         r_u, r_d = r_u.take(active), r_d.take(active)
