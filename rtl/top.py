@@ -13,12 +13,13 @@ word of row ``r`` (the ``VL`` vectors' bytes; from the MM2S stream for block 0, 
 also stores it in the input buffer, from the buffer for later blocks) and the code and
 fault words at ``code_base + b * K + r``. The memories answer :data:`ISSUE_LATENCY`
 cycles later (banked block RAMs with registered outputs, :mod:`remeco.rtl.bram`, then
-the stuck-cell substitution, registered); there every accumulator adds its cell code
-when its vector's bit is 1 (emulation step 2). The last row of a tile (``tile_rows``
-rows) or of the layer hands the accumulators to a *shadow* bank and the next pass starts
-at once.
+the stuck-cell substitution, registered); there every accumulator of the pass's bank
+adds its cell code when its vector's bit is 1 (emulation step 2). A pass (``tile_rows``
+rows, or the rest of the layer) fills one of two accumulator banks; the next pass fills
+the other once the drain has emptied it.
 
-The *drain* walks the ``L`` columns of the shadow, one per cycle, through a pipeline of
+The *drain* shifts the ``L`` columns of a full bank out of its lane 0, one per cycle
+(zeros shift in, so an emptied bank is clear for its next pass), through a pipeline of
 fixed latency (it never stalls inside; a column enters only while the output FIFO has
 room for everything in flight): the run-time ADC shift, the ADC quantizers
 (:class:`~remeco.rtl.adc.ADCQuantizer`, one per vector and bit plane, saturating),
@@ -29,7 +30,12 @@ column descriptor), the slice recombination and offset correction
 slices before it, which is exact modulo the 32-bit result) and ``to_accumulator``; each
 closed neuron pushes ``VL`` results into the output FIFO, which the S2MM stream empties
 one word per cycle. Back-pressure on S2MM stops the drain at its entry, which stops the
-issue stage at the next pass end, which holds off MM2S: nothing is lost.
+issue stage at the next pass start, which holds off MM2S: nothing is lost.
+
+Timing: no control net reaches the whole accumulator array. Row validity and the bank
+travel in the per-bank copy of the input word (zero when the row is not the bank's), the
+drain's shift enables are one per bank and lane, a START is decoded into a register and
+clears nothing wide, and the data registers take no reset.
 
 The on-chip fault generator is :class:`~remeco.rtl.fault_gen.FaultGenerator`.
 
@@ -84,9 +90,10 @@ def _log2_exact(n: int, name: str) -> int:
 def _delay(m: Module, value, cycles: int, name: str, clear=None):
     """``value`` as it was ``cycles`` clock edges ago (a shift register without enable:
     the pipelines of the top never stall inside). With ``clear`` the stages reset to 0
-    (valid bits)."""
+    (valid bits); without, they are data and take no reset at all (a reset net into
+    every data flip-flop is what kept the top from closing timing)."""
     for k in range(cycles):
-        reg = Signal(value.shape(), name=f"{name}_d{k + 1}")
+        reg = Signal(value.shape(), name=f"{name}_d{k + 1}", reset_less=clear is None)
         m.d.sync += reg.eq(value)
         if clear is not None:
             with m.If(clear):
@@ -305,9 +312,21 @@ class AcceleratorTop(wiring.Component):
         enable_faults = Signal()
         code_on = Signal(signed(cb))
         code_off = Signal(signed(cb))
-        run_start = Signal()  # START accepted (this cycle)
-        drain_clear = Signal()
-        m.d.comb += drain_clear.eq(soft | run_start)
+        # The START decode is registered: its checks (busy, the fault generator, run_ok)
+        # end in a flip-flop and the run starts the cycle after (nothing can write a
+        # register in between, see the run checks above).
+        start_ok = Signal()  # START accepted: the run starts this cycle
+        start_busy = Signal()  # START refused: busy
+        start_bad = Signal()  # START refused: a check failed
+        m.d.sync += [
+            start_ok.eq(start & ~busy & ~gen_busy & run_ok),
+            start_busy.eq(start & (busy | gen_busy)),
+            start_bad.eq(start & ~busy & ~gen_busy & ~run_ok),
+        ]
+        # Only SOFT_RESET clears the pipelines: at START the previous run has drained
+        # (BUSY drops after its last word; columns still in flight are padding, dropped
+        # by the averager's column check as before), so a START clears nothing wide.
+        drain_clear = soft
 
         # issue stage state
         a_active = Signal()
@@ -316,7 +335,16 @@ class AcceleratorTop(wiring.Component):
         a_tile_row = Signal(row_w)
         a_addr = Signal(bits_for(cfg.code_words))
         a_vectors_left = Signal(32)
-        reserved = Signal()  # the shadow bank is promised to the pass in flight
+        # Two accumulator banks take turns: a pass accumulates into one while the drain
+        # shifts the other out. A bank is *used* from its pass's first issued row until the
+        # drain has emptied it, *full* from its pass's last accumulated row until then. After
+        # reset and SOFT_RESET both are *flushed*: shifted out like a pass, without results.
+        a_bank = Signal()  # the bank the issue stage fills
+        bank_used = [Signal(init=1, name=f"bank_used{x}") for x in range(2)]
+        bank_full = [Signal(init=1, name=f"bank_full{x}") for x in range(2)]
+        bank_flush = [Signal(init=1, name=f"bank_flush{x}") for x in range(2)]
+        d_bank = Signal()  # the bank the drain empties
+        d_lane = Signal(range(L))  # its columns drained so far
         # output side
         out_vectors_left = Signal(32)
         out_neuron = Signal(16)
@@ -325,10 +353,12 @@ class AcceleratorTop(wiring.Component):
         # -- issue stage ------------------------------------------------------------------
         from_stream = a_cb == 0
         row_last = a_r == k_last
+        pass_first = a_tile_row == 0
         pass_last = (a_tile_row == rows - 1) | row_last
-        can_issue = a_active & (~from_stream | self.s_axis.tvalid) & ~(pass_last & reserved)
+        bank_wait = pass_first & Mux(a_bank, bank_used[1], bank_used[0])  # its bank not drained yet
+        can_issue = a_active & (~from_stream | self.s_axis.tvalid) & ~bank_wait
         with m.If(busy):
-            m.d.comb += self.s_axis.tready.eq(a_active & from_stream & ~(pass_last & reserved))
+            m.d.comb += self.s_axis.tready.eq(a_active & from_stream & ~bank_wait)
         with m.Else():
             # held off while the generator owns the fault memory, and in the cycle a new
             # LOAD_ADDRESS takes effect (the word assembly restarts then)
@@ -343,8 +373,11 @@ class AcceleratorTop(wiring.Component):
         with m.If(can_issue):
             with m.If(from_stream):
                 m.d.comb += [in_buf.w_addr.eq(a_r), in_buf.w_data.eq(word), in_buf.w_en.eq(1)]
+            for x in range(2):
+                with m.If(pass_first & (a_bank == x)):
+                    m.d.sync += bank_used[x].eq(1)
             with m.If(pass_last):
-                m.d.sync += reserved.eq(1)
+                m.d.sync += a_bank.eq(~a_bank)
             with m.If(row_last):
                 m.d.sync += [a_r.eq(0), a_tile_row.eq(0)]
                 with m.If(a_cb == blocks_last):
@@ -363,6 +396,7 @@ class AcceleratorTop(wiring.Component):
         # the row's side-band, delayed to the accumulate stage (ISSUE_LATENCY cycles)
         q_valid = _delay(m, can_issue, ISSUE_LATENCY, "q_valid", clear=drain_clear)
         q_last = _delay(m, pass_last, ISSUE_LATENCY, "q_last")
+        q_bank = _delay(m, a_bank, ISSUE_LATENCY, "q_bank")
         q_first_tile = _delay(m, a_r < rows, ISSUE_LATENCY, "q_first_tile")
         q_last_tile = _delay(m, row_last, ISSUE_LATENCY, "q_last_tile")
         q_cb = _delay(m, a_cb, ISSUE_LATENCY, "q_cb")
@@ -370,34 +404,49 @@ class AcceleratorTop(wiring.Component):
         q_stream = _delay(m, from_stream, ISSUE_LATENCY, "q_stream")
         r_stream = _delay(m, from_stream, READ_LATENCY, "r_stream")
         r_word = _delay(m, word, READ_LATENCY, "r_word")
+        r_into = [_delay(m, can_issue & (a_bank == x), READ_LATENCY, f"r_into{x}", clear=drain_clear)
+                  for x in range(2)]
 
         # -- substitution stage: stuck cells, the input word (registered) --------------------
-        eff = [Signal(signed(cb), name=f"eff{lane}") for lane in range(L)]
+        eff = [Signal(signed(cb), name=f"eff{lane}", reset_less=True) for lane in range(L)]
         for lane in range(L):
             raw = code_mem.r_data[lane * cb:(lane + 1) * cb].as_signed()
             f = fault_mem.r_data[2 * lane:2 * lane + 2]
             m.d.sync += eff[lane].eq(Mux(enable_faults & f[0], Mux(f[1], code_on, code_off), raw))
-        x_word = Signal(32)
-        m.d.sync += x_word.eq(Mux(r_stream, r_word, in_buf.r_data))
+        x_now = Mux(r_stream, r_word, in_buf.r_data)
+        x_word = Signal(32, reset_less=True)
+        m.d.sync += x_word.eq(x_now)
+        # The input word once more per bank, zero unless the row goes into that bank: row
+        # validity and the bank choice ride on these 2 x 32 bits instead of an enable into
+        # every accumulator. Zero after SOFT_RESET, so the flush shifts nothing in.
+        x_bank = [Signal(32, name=f"x_bank{x}") for x in range(2)]
+        for x in range(2):
+            m.d.sync += x_bank[x].eq(Mux(r_into[x], x_now, 0))
+            with m.If(drain_clear):
+                m.d.sync += x_bank[x].eq(0)
 
         # -- accumulate stage ------------------------------------------------------------------
-        # A pass's last row moves the sums to the shadow and clears the accumulators (as a
-        # synchronous reset, which the FPGA's flip-flops do for free), so a pass starts at 0.
-        acc_clear = (q_valid & q_last) | drain_clear
-        shadow = [[[Signal(signed(acc_w), name=f"sh_{i}_{lane}_{b}") for b in range(IB)] for lane in range(L)]
-                  for i in range(VL)]
-        for i in range(VL):
+        # Every accumulator adds its cell term every cycle (0 unless its bank takes the row).
+        # While the drain empties a bank, the bank shifts down one lane per drained column
+        # (the drain reads lane 0) and zeros come in from the top, so a drained bank is clear
+        # with no clear net. Only lanes still holding columns shift: one shift enable per
+        # bank and lane (VL * IB accumulators each), none into the whole bank. The drain
+        # never shifts a bank that takes rows, so the term is 0 whenever it shifts.
+        take = Signal()  # the drain takes lane 0 of bank d_bank this cycle
+        banks = [[[[Signal(signed(acc_w), name=f"acc{x}_{i}_{lane}_{b}", reset_less=True) for b in range(IB)]
+                   for lane in range(L)] for i in range(VL)] for x in range(2)]
+        for x in range(2):
             for lane in range(L):
-                for b in range(IB):
-                    acc = Signal(signed(acc_w), name=f"acc_{i}_{lane}_{b}")
-                    total = (acc + Mux(x_word[8 * i + b], eff[lane], 0))[:acc_w].as_signed()
-                    with m.If(q_valid):
-                        m.d.sync += acc.eq(total)
-                    with m.If(acc_clear):
-                        m.d.sync += acc.eq(0)
-                    with m.If(q_valid & q_last):
-                        m.d.sync += shadow[i][lane][b].eq(total)
-        x_sum = [Signal(xs_w, name=f"x_sum{i}") for i in range(VL)]
+                shift = Signal(name=f"shift{x}_{lane}")
+                holds = (d_lane <= L - 1 - lane) if lane else 1  # lane 0 holds a column until the end
+                m.d.comb += shift.eq(take & (d_bank == x) & holds)
+                for i in range(VL):
+                    for b in range(IB):
+                        acc = banks[x][i][lane][b]
+                        above = banks[x][i][lane + 1][b] if lane + 1 < L else 0
+                        term = Mux(x_bank[x][8 * i + b], eff[lane], 0)
+                        m.d.sync += acc.eq((Mux(shift, above, acc) + term)[:acc_w])
+        x_sum = [Signal(xs_w, name=f"x_sum{i}", reset_less=True) for i in range(VL)]
         x_sum_next = []
         for i in range(VL):
             byte = x_word[8 * i:8 * i + IB]
@@ -406,19 +455,23 @@ class AcceleratorTop(wiring.Component):
             with m.If(q_valid):
                 m.d.sync += x_sum[i].eq(nxt)
             x_sum_next.append(nxt)
-        shadow_full = Signal()
-        sh_cb = Signal(blocks_w)
-        sh_first_tile = Signal()
-        sh_last_tile = Signal()
-        sh_x_sum = [Signal(xs_w, name=f"sh_x_sum{i}") for i in range(VL)]
-        with m.If(q_valid & q_last):
-            m.d.sync += [shadow_full.eq(1), sh_cb.eq(q_cb), sh_first_tile.eq(q_first_tile),
-                         sh_last_tile.eq(q_last_tile)]
-            m.d.sync += [sh_x_sum[i].eq(x_sum_next[i]) for i in range(VL)]
+        # a pass's side-band, per bank, taken with its last row
+        sh_cb = [Signal(blocks_w, name=f"sh_cb{x}") for x in range(2)]
+        sh_first_tile = [Signal(name=f"sh_first_tile{x}") for x in range(2)]
+        sh_last_tile = [Signal(name=f"sh_last_tile{x}") for x in range(2)]
+        sh_x_sum = [[Signal(xs_w, name=f"sh_x_sum{x}_{i}", reset_less=True) for i in range(VL)] for x in range(2)]
+        for x in range(2):
+            with m.If(q_valid & q_last & (q_bank == x)):
+                m.d.sync += [bank_full[x].eq(1), sh_cb[x].eq(q_cb), sh_first_tile[x].eq(q_first_tile),
+                             sh_last_tile[x].eq(q_last_tile)]
+                m.d.sync += [sh_x_sum[x][i].eq(x_sum_next[i]) for i in range(VL)]
+
+        def of_drained(pair):
+            return Mux(d_bank, pair[1], pair[0])
 
         # -- drain: a fixed-latency pipeline, entered one column per cycle ---------------------
         fifo_clear = Signal()
-        m.d.comb += fifo_clear.eq(soft | (start & ~busy & ~gen_busy))
+        m.d.comb += fifo_clear.eq(soft | start_ok)
         m.submodules.out_fifo = out_fifo = ResetInserter({"sync": fifo_clear})(
             SyncFIFOBuffered(width=32 * VL, depth=OUT_FIFO_DEPTH)
         )
@@ -426,34 +479,37 @@ class AcceleratorTop(wiring.Component):
         drain_latency = 10 + tree_stages  # entry to FIFO write, counted below stage by stage
         room = Signal()  # registered: the FIFO can take all the drain may hold
         m.d.sync += room.eq(out_fifo.level <= OUT_FIFO_DEPTH - drain_latency - 3)
-        take = shadow_full & room
-        d_lane = Signal(range(L))
-        col = Cat(d_lane, sh_cb)  # sh_cb * L + d_lane
+        m.d.comb += take.eq(of_drained(bank_full) & room)
+        col = Cat(d_lane, of_drained(sh_cb))  # sh_cb * L + d_lane
         m.d.comb += desc_mem.r_addr.eq(desc_base + col)
         with m.If(take):
             m.d.sync += d_lane.eq(d_lane + 1)
             with m.If(d_lane == L - 1):
-                m.d.sync += [shadow_full.eq(0), reserved.eq(0), d_lane.eq(0)]
+                m.d.sync += [d_lane.eq(0), d_bank.eq(~d_bank)]
+                for x in range(2):
+                    with m.If(d_bank == x):
+                        m.d.sync += [bank_full[x].eq(0), bank_used[x].eq(0), bank_flush[x].eq(0)]
 
         # stage 1: the column's accumulators (registered), side-band
         v1 = Signal()
-        m.d.sync += v1.eq(take)
+        m.d.sync += v1.eq(take & ~of_drained(bank_flush))
         with m.If(drain_clear):
             m.d.sync += v1.eq(0)
-        s1_acc = [[Signal(signed(acc_w), name=f"s1_acc_{i}_{b}") for b in range(IB)] for i in range(VL)]
+        s1_acc = [[Signal(signed(acc_w), name=f"s1_acc_{i}_{b}", reset_less=True) for b in range(IB)]
+                  for i in range(VL)]
         for i in range(VL):
             for b in range(IB):
-                m.d.sync += s1_acc[i][b].eq(Array(shadow[i][lane][b] for lane in range(L))[d_lane])
+                m.d.sync += s1_acc[i][b].eq(Mux(d_bank, banks[1][i][0][b], banks[0][i][0][b]))
         s1_lane = Signal(range(L))
         s1_col_ok = Signal()
         s1_first_tile = Signal()
         s1_last_tile = Signal()
-        s1_x_sum = [Signal(xs_w, name=f"s1_x_sum{i}") for i in range(VL)]
+        s1_x_sum = [Signal(xs_w, name=f"s1_x_sum{i}", reset_less=True) for i in range(VL)]
         m.d.sync += [
             s1_lane.eq(d_lane), s1_col_ok.eq(col < p_reg),
-            s1_first_tile.eq(sh_first_tile), s1_last_tile.eq(sh_last_tile),
+            s1_first_tile.eq(of_drained(sh_first_tile)), s1_last_tile.eq(of_drained(sh_last_tile)),
         ]
-        m.d.sync += [s1_x_sum[i].eq(sh_x_sum[i]) for i in range(VL)]
+        m.d.sync += [s1_x_sum[i].eq(of_drained([sh_x_sum[0][i], sh_x_sum[1][i]])) for i in range(VL)]
 
         # stages 2-3: the run-time ADC shift's rounding (fixed.round_shift_var, split over two
         # registers: the arithmetic shift, then the rounding add)
@@ -463,9 +519,9 @@ class AcceleratorTop(wiring.Component):
         rounded = [[None] * IB for _ in range(VL)]
         for i in range(VL):
             for b in range(IB):
-                pre = Signal(signed(acc_w), name=f"pre_{i}_{b}")
+                pre = Signal(signed(acc_w), name=f"pre_{i}_{b}", reset_less=True)
                 m.d.sync += pre.eq(Mux(shift_zero, s1_acc[i][b], s1_acc[i][b] >> (adc_shift - 1)[:5]))
-                r = Signal(signed(acc_w), name=f"rounded_{i}_{b}")
+                r = Signal(signed(acc_w), name=f"rounded_{i}_{b}", reset_less=True)
                 m.d.sync += r.eq(Mux(shift_zero, pre, (pre + 1) >> 1))
                 rounded[i][b] = r
 
@@ -488,7 +544,7 @@ class AcceleratorTop(wiring.Component):
             for s in range(tree_stages):
                 nxt = []
                 for j in range(0, len(level), 2):
-                    reg = Signal(ys_w, name=f"ysum_{i}_s{s}_{j // 2}")
+                    reg = Signal(ys_w, name=f"ysum_{i}_s{s}_{j // 2}", reset_less=True)
                     m.d.sync += reg.eq(level[j] + level[j + 1] if j + 1 < len(level) else level[j])
                     nxt.append(reg)
                 level = nxt
@@ -541,7 +597,7 @@ class AcceleratorTop(wiring.Component):
         # so the slices are kept to that many bits.
         a_w = 32 + fmt.code_frac
         cb_valid = Signal()
-        cb_a = [Signal(a_w, name=f"cb_a{i}") for i in range(VL)]
+        cb_a = [Signal(a_w, name=f"cb_a{i}", reset_less=True) for i in range(VL)]
         cb_slice = Signal(avs[0].o.payload.slice.shape())
         cb_end = Signal()
         m.d.sync += [cb_valid.eq(avs[0].o.valid), cb_slice.eq(avs[0].o.payload.slice), cb_end.eq(avs[0].o.payload.end)]
@@ -570,7 +626,7 @@ class AcceleratorTop(wiring.Component):
 
         # last stage: to_accumulator, registered, into the FIFO
         out_valid = Signal()
-        out_words = [Signal(32, name=f"out_word{i}") for i in range(VL)]
+        out_words = [Signal(32, name=f"out_word{i}", reset_less=True) for i in range(VL)]
         m.d.sync += out_valid.eq(cbs[0].o.valid)
         with m.If(drain_clear):
             m.d.sync += out_valid.eq(0)
@@ -599,35 +655,36 @@ class AcceleratorTop(wiring.Component):
                 m.d.sync += [busy.eq(0), done.eq(1)]
 
         # -- START ---------------------------------------------------------------------
-        with m.If(start):
-            with m.If(busy | gen_busy):
-                fail(regmap.ERR_BUSY)
-            with m.Elif(~run_ok):
-                fail(regmap.ERR_BAD_RUN)
-            with m.Else():
-                m.d.comb += run_start.eq(1)
-                m.d.sync += [
-                    busy.eq(1), done.eq(0), error.eq(0), error_code.eq(regmap.ERR_NONE),
-                    k_last.eq(regs.layer_fan_in - 1), p_reg.eq(regs.layer_columns),
-                    n_last.eq(regs.layer_neurons - 1),
-                    code_base.eq(regs.layer_code_base), desc_base.eq(regs.layer_desc_base),
-                    adc_shift.eq(regs.layer_adc_shift), shift_zero.eq(regs.layer_adc_shift == 0),
-                    blocks_last.eq(want_blocks - 1),
-                    enable_faults.eq(regs.fault_control[2]),
-                    code_on.eq(regs.code_on[:cb]), code_off.eq(regs.code_off[:cb]),
-                    a_active.eq(1), a_cb.eq(0), a_r.eq(0), a_tile_row.eq(0),
-                    a_addr.eq(regs.layer_code_base), a_vectors_left.eq(regs.layer_vectors),
-                    out_vectors_left.eq(regs.layer_vectors), last_group.eq(regs.layer_vectors <= VL),
-                    out_neuron.eq(0), out_lane.eq(0),
-                    reserved.eq(0), shadow_full.eq(0), d_lane.eq(0),
-                ]
+        with m.If(start_busy):
+            fail(regmap.ERR_BUSY)
+        with m.If(start_bad):
+            fail(regmap.ERR_BAD_RUN)
+        with m.If(start_ok):
+            # the banks and the drain are idle and empty between runs (every pass was
+            # drained), or still being flushed after a SOFT_RESET: left alone here
+            m.d.sync += [
+                busy.eq(1), done.eq(0), error.eq(0), error_code.eq(regmap.ERR_NONE),
+                k_last.eq(regs.layer_fan_in - 1), p_reg.eq(regs.layer_columns),
+                n_last.eq(regs.layer_neurons - 1),
+                code_base.eq(regs.layer_code_base), desc_base.eq(regs.layer_desc_base),
+                adc_shift.eq(regs.layer_adc_shift), shift_zero.eq(regs.layer_adc_shift == 0),
+                blocks_last.eq(want_blocks - 1),
+                enable_faults.eq(regs.fault_control[2]),
+                code_on.eq(regs.code_on[:cb]), code_off.eq(regs.code_off[:cb]),
+                a_active.eq(1), a_cb.eq(0), a_r.eq(0), a_tile_row.eq(0),
+                a_addr.eq(regs.layer_code_base), a_vectors_left.eq(regs.layer_vectors),
+                out_vectors_left.eq(regs.layer_vectors), last_group.eq(regs.layer_vectors <= VL),
+                out_neuron.eq(0), out_lane.eq(0),
+            ]
 
         # -- SOFT_RESET (last: wins over everything above) ---------------------------------
         with m.If(soft):
             m.d.sync += [
                 busy.eq(0), done.eq(0), error.eq(0), error_code.eq(regmap.ERR_NONE), cycles.eq(0),
-                a_active.eq(0), reserved.eq(0), shadow_full.eq(0), d_lane.eq(0), pair.eq(0),
-                out_lane.eq(0), out_neuron.eq(0),
+                a_active.eq(0), pair.eq(0), out_lane.eq(0), out_neuron.eq(0),
+                # both banks may hold partial sums: the drain shifts them out unused
+                a_bank.eq(0), d_bank.eq(0), d_lane.eq(0),
+                *(flag[x].eq(1) for flag in (bank_used, bank_full, bank_flush) for x in range(2)),
             ]
         return m
 
