@@ -80,6 +80,7 @@ from .device import BusError, Device  # the backends' contract; re-exported: it 
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_TIMEOUT",
     "MAX_RUN_WORDS",
     "BusError",
     "AcceleratorError",
@@ -90,6 +91,9 @@ __all__ = [
 ]
 
 BACKENDS = ("model", "sim", "board")
+#: Seconds any single wait of the driver may take by default, per backend: on sim, the first
+#: layer's DMA round for a batch of 100 images moves about 700,000 words at ~25 us each.
+DEFAULT_TIMEOUT = {"model": 10.0, "sim": 300.0, "board": 10.0}
 #: Largest input or output word count of one run; :meth:`Accelerator.run_layer` splits above it.
 MAX_RUN_WORDS = 1 << 22
 
@@ -495,7 +499,8 @@ class Accelerator:
     device:
         A :class:`Device`, or a backend name for :func:`make_device` (default ``"model"``).
     timeout:
-        Seconds any wait (``STATUS`` polls, stream rounds) may take before ``TimeoutError``.
+        Seconds any wait (``STATUS`` polls, stream rounds) may take before ``TimeoutError``;
+        default :data:`DEFAULT_TIMEOUT` of the backend (that of ``"board"`` for a device).
     device_kwargs:
         Passed to :func:`make_device` with a backend name, e.g. ``cfg=FabricConfig(...)``.
 
@@ -511,7 +516,9 @@ class Accelerator:
         (``None`` before :meth:`load`).
     """
 
-    def __init__(self, device: Device | str = "model", *, timeout: float = 10.0, **device_kwargs) -> None:
+    def __init__(self, device: Device | str = "model", *, timeout: float | None = None, **device_kwargs) -> None:
+        if timeout is None:
+            timeout = DEFAULT_TIMEOUT.get(device, DEFAULT_TIMEOUT["board"]) if isinstance(device, str) else DEFAULT_TIMEOUT["board"]
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         owned = isinstance(device, str)

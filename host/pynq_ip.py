@@ -85,12 +85,12 @@ class RemecoIP(_DefaultIP):
         self._description = description
         self._accelerator: Accelerator | None = None
 
-    def open(self, *, dma_name: str | None = None, timeout: float = 10.0) -> Accelerator:
+    def open(self, *, dma_name: str | None = None, timeout: float | None = None) -> Accelerator:
         """Open the driver (again): reset and start the AXI DMA ``dma_name`` (default: see the
         module docstring), identify the accelerator; returns the :class:`Accelerator`.
 
-        ``timeout`` bounds every wait, as in :class:`Accelerator`. A loaded network is
-        forgotten (:meth:`load` it again).
+        ``timeout`` bounds every wait, as in :class:`Accelerator` (default: the ``board``
+        backend's). A loaded network is forgotten (:meth:`load` it again).
         """
         self.close()
         device = PynqDevice.from_ip(self._description, self._dma_entry(dma_name), device=self.device)

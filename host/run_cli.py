@@ -59,7 +59,7 @@ import numpy as np
 from remeco import __version__
 from remeco.host.bundle import Bundle, BundleError, load_bundle, save_bundle
 from remeco.host.cli import UserError, command
-from remeco.host.driver import BACKENDS, Accelerator, ModelDevice
+from remeco.host.driver import BACKENDS, DEFAULT_TIMEOUT, Accelerator, ModelDevice
 from remeco.host.engines import DEFAULT_ENGINE, EngineCache, add_engine_arguments, check_engine
 from remeco.host.options import (add_chip_argument, add_hidden_alias, add_json_argument, add_network_arguments,
                                  add_seed_argument, check_epochs, check_network_arguments)
@@ -89,9 +89,6 @@ __all__ = [
 
 #: Training images the ADC ranges are calibrated on (as in ``remeco reproduce``).
 CALIBRATION_IMAGES = 500
-#: Seconds any single wait of the driver may take, per backend: on sim, the first layer's
-#: DMA round for a batch of 100 images moves about 700,000 words at ~25 us each.
-DEFAULT_TIMEOUT = {"model": 10.0, "sim": 300.0, "board": 10.0}
 _MASK32 = 0xFFFFFFFF
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "host" / "board_fixtures"
 BITFILE = FIXTURES / "remeco.bit"
+NOTEBOOK = HERE.parents[1] / "boards" / "pynq_z2" / "lenet_inference.ipynb"
 sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
@@ -410,6 +411,34 @@ if ARGS.bundle is not None:
         assert ran, "no driver case"
         acc.close()
         assert SIM.memory.live == 0, f"{SIM.memory.live} DMA buffers left allocated"
+
+    @check
+    def the_notebook_on_the_board_backend():
+        # Its code cells as a script (no Jupyter kernel in this venv), the parameters cell
+        # followed by overrides as papermill does; the plot cell needs matplotlib, which this
+        # venv lacks, and is left out.
+        _model_top()
+        cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
+        plans = list(BUNDLE.plans)
+        overrides = (f"BACKEND = 'board'\nBITFILE = {str(BITFILE)!r}\nBUNDLE = {str(ARGS.bundle)!r}\nIMAGES = 4\n"
+                     f"PLANS = {plans!r}\nINSTANCE = {BUNDLE.instances(plans[0])[0]}\nRATES = [0.0, 0.02]\n")
+        namespace: dict = {}
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            for index, cell in enumerate(cells):
+                source = "".join(cell["source"])
+                if "matplotlib" in source:
+                    continue
+                exec(compile(source, f"{NOTEBOOK.name} code cell {index}", "exec"), namespace)
+                if "parameters" in cell["metadata"].get("tags", []):
+                    exec(overrides, namespace)
+        text = out.getvalue()
+        INFO["notebook_on_board"] = text.splitlines()
+        assert type(namespace["acc"]) is RemecoIP, type(namespace["acc"])
+        assert "board logits equal the model's, bit for bit: True" in text, text
+        for plan in plans:
+            assert f"{plan:16}  2.0 % faults: accuracy" in text, text
+        assert SIM.memory.live == 0, f"{SIM.memory.live} DMA buffers left allocated (acc.close())"
 
     @check
     def remeco_run_board_from_the_bundle():

@@ -38,6 +38,25 @@ def test_notebook_is_committed_without_outputs():
     assert nb.metadata.kernelspec.name == "python3"
 
 
+def test_notebook_uses_the_library_and_restates_no_constant():
+    """The driver (overlay.remeco_0 on the board, Accelerator elsewhere), not a command-line
+    module; and no literal copy of a value defined once elsewhere (the stuck-on share, the
+    sim backend's timeout, the accelerator's instance name as a string)."""
+    import ast
+
+    from remeco.host.driver import DEFAULT_TIMEOUT
+    from remeco.models.faults import STUCK_ON_FRACTION
+
+    code = "\n".join(c.source for c in _read().cells if c.cell_type == "code")
+    for needle in ("load_overlay(BITFILE)", "overlay.remeco_0", "Accelerator(BACKEND", "acc.infer(images)"):
+        assert needle in code, needle
+    for module in ("run_cli", "remeco.host.cli", "network_cli", "subprocess", "!remeco"):
+        assert module not in code, module
+    constants = {node.value for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Constant)}
+    for value in (STUCK_ON_FRACTION, DEFAULT_TIMEOUT["sim"], "remeco_0"):
+        assert value not in constants, value
+
+
 @pytest.mark.sim
 def test_notebook_runs_on_the_sim_backend(tmp_path):
     if not simulator_available("verilator"):
@@ -61,5 +80,8 @@ def test_notebook_runs_on_the_sim_backend(tmp_path):
         assert f"{plan:16}  2.0 % faults: accuracy" in text
     assert "sim logits equal the model's, bit for bit: True" in text
     assert "lenet5: plans base, layer_averaging, chip instances 0; 8 test images" in text
+    from remeco.models.faults import STUCK_ON_FRACTION
+
+    assert f"injected faults {100 * STUCK_ON_FRACTION:.1f} % stuck on" in text
     assert "torch imported: False" in text
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

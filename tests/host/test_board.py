@@ -65,6 +65,7 @@ EXPECTED_CHECKS = {
     "bundle_loads_with_numpy_only",
     "lenet_on_the_accelerator_behind_pynq",
     "remeco_ip_infers_as_the_model_backend",
+    "the_notebook_on_the_board_backend",
     "remeco_run_board_from_the_bundle",
     "torch_was_never_imported",
 }
