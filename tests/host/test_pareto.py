@@ -115,7 +115,7 @@ def test_resume_after_kill_9_continues_the_trial_count(searched, tmp_path):
 def test_cli_json_shape_and_plot(searched, capsys):
     _, out = searched
     assert main(["search", "--method", "pareto", "--trials", "1", "--instances", "2", "--test-images", "30",
-                 "--epochs", str(EPOCHS), "--out", str(out), "--holdout", "2", "--json"]) == 0
+                 "--epochs", str(EPOCHS), "--out", str(out), "--holdout", "2", "--json", "--plot-format", "png,svg"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["evaluated"] >= 7 and res["front"]
     for r in res["front"]:
@@ -128,6 +128,7 @@ def test_cli_json_shape_and_plot(searched, capsys):
     assert res["heuristic"][0]["step"] == "layer averaging"
     assert [b["max_area_overhead"] for b in res["best_at_overhead"]] == [0.04, 0.35]
     assert (out / "pareto.png").stat().st_size > 1000
+    assert f"{res['evaluated']} trials" in (out / "pareto.svg").read_text(encoding="utf-8")
     assert json.loads((out / "pareto.json").read_text()) == res
 
 

@@ -145,9 +145,12 @@ def test_train_and_sensitivity_commands(result, capsys, tmp_path):
     # one identity of the network: the digest train prints names reproduce's network file
     network_file = result[1] / f"network-lenet5-{info['network_sha256'][:16]}.npz"
     assert QuantizedNetwork.load(network_file).sha256() == info["network_sha256"]
-    assert main(["sensitivity", "--epochs", str(EPOCHS), "--train-images", "50", "--out", str(tmp_path), "--json"]) == 0
+    assert main(["sensitivity", "--epochs", str(EPOCHS), "--train-images", "50", "--out", str(tmp_path), "--json",
+                 "--plot-format", "pdf,svg"]) == 0
     layers = json.loads(capsys.readouterr().out)["layer_sensitivity"]
-    assert len(layers) == 5 and (tmp_path / "sensitivity.png").exists()
+    assert len(layers) == 5 and not (tmp_path / "sensitivity.png").exists()
+    assert (tmp_path / "sensitivity.pdf").read_bytes().startswith(b"%PDF-")
+    assert "averaged over 50 training images" in (tmp_path / "sensitivity.svg").read_text(encoding="utf-8")
     assert main(["train", "--epochs", "0"]) == 2
 
 
