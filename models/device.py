@@ -1051,6 +1051,8 @@ def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r
         index, level = active, level.take(active)
         if stuck is not None:
             stuck = stuck.take(active)
+            if np.isnan(stuck).all():  # the stuck devices went by class
+                stuck = None
         k_up, k_down = np.ones(active.size), np.ones(active.size)
         count_sum, time_sum = count_c.take(cls), burst  # 0 + the first burst
         last_rising, last_width, last_from = rising, burst, here_c.take(cls)
