@@ -389,6 +389,8 @@ class _BatchUnpickler(pickle.Unpickler):
         ("numpy.core.numeric", "_frombuffer"),  # pickle protocol 5
         ("numpy._core.numeric", "_frombuffer"),
         ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
+        ("__builtin__", "bytes"),  # ... and empty bytes (an empty array's buffer) in them
+        ("builtins", "bytes"),
     }
 
     def find_class(self, module: str, name: str):  # noqa: D102 - pickle hook
@@ -417,10 +419,17 @@ def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         shape = getattr(data, "shape", None)
         dtype = getattr(data, "dtype", type(data).__name__)
         raise DataError(f"{path}: b'data' is {dtype} {shape}, expected uint8 of shape (N, {_CIFAR_ROW})")
+    if len(data) == 0:
+        raise DataError(f"{path}: b'data' holds no images")
+    raw = batch[b"labels"]
     try:
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (TypeError, ValueError) as exc:
+        labels = np.asarray(raw, dtype=np.int64)
+        # a float or out-of-int64 label would be truncated or wrapped, not read
+        integral = np.array_equal(labels, np.asarray(raw, dtype=object).astype(np.float64))
+    except (TypeError, ValueError, OverflowError) as exc:
         raise DataError(f"{path}: b'labels' is not a list of integers") from exc
+    if not integral:
+        raise DataError(f"{path}: b'labels' is not a list of integers")
     if labels.ndim != 1 or len(labels) != len(data):
         raise DataError(f"{path}: {labels.size} labels, expected {len(data)} to match the rows of b'data'")
     if len(labels) and (labels.min() < 0 or labels.max() > 9):
@@ -452,6 +461,10 @@ def load_cifar10(data_dir: str | Path) -> tuple[Dataset, Dataset]:
     directory = Path(data_dir)
     if (directory / "cifar-10-batches-py").is_dir():
         directory = directory / "cifar-10-batches-py"
+    if not any((directory / name).exists() for name in (*_CIFAR_TRAIN, _CIFAR_TEST)):
+        hint = " (extract cifar-10-python.tar.gz there)" if any(directory.glob("cifar-10-python.tar*")) else ""
+        raise DataError(f"{directory}: no CIFAR-10 python batches (data_batch_1 .. data_batch_5, test_batch) in "
+                        f"this folder or its cifar-10-batches-py/{hint}")
     parts = [_load_cifar_batch(directory / name) for name in _CIFAR_TRAIN]
     test_images, test_labels = _load_cifar_batch(directory / _CIFAR_TEST)
     return (

@@ -472,17 +472,49 @@ def calibrate_adc_shift(
     Returns the smallest ``adc_shift`` for which the ``quantile`` of all bit-plane column
     accumulators (on the given codes, normally those of the ideal crossbar) fits the ADC
     without clipping. Clipping the rare top tail buys resolution for the common values.
+    The quantile is ``np.quantile``'s (linear interpolation) of all those accumulators.
     """
     if not 0.0 < quantile <= 1.0:
         raise ValueError(f"quantile must be in (0, 1], got {quantile!r}")
     fmt = mapped.fmt
     c = np.asarray(codes, dtype=np.int64)
     xp = pad_inputs(x_calibration, mapped)
-    planes = input_bit_planes(xp, fmt.input_bits)
     c2 = c.transpose(0, 2, 1, 3).reshape(mapped.row_tiles, fmt.rows, -1)[..., : mapped.physical_columns]
-    acc = np.einsum("...tr,trc->...tc", planes, c2)
-    top = float(np.quantile(acc, quantile)) if acc.size else 0.0
+    top = _accumulator_quantile(xp.reshape(-1, mapped.row_tiles, fmt.rows), c2, fmt.input_bits, quantile)
     shift = 0
     while shift < 32 and np.floor(top / (1 << shift) + 0.5) > fmt.adc_max:
         shift += 1
     return shift
+
+
+def _accumulator_quantile(xp: np.ndarray, c2: np.ndarray, input_bits: int, quantile: float) -> float:
+    """``np.quantile`` of every bit-plane column sum ``planes[b, n, t] @ c2[t]`` of inputs
+    ``xp`` ``(N, tiles, rows)``, without holding them all: they are integers in a known
+    range, so a histogram built tile by tile gives the two order statistics the quantile
+    interpolates between. Large layers (AlexNet's fc1: 9216 x 8192 cells) would otherwise
+    need tens of GB and minutes of int64 einsum for a few calibration images."""
+    tiles, rows, _ = c2.shape
+    lo, hi = rows * min(int(c2.min(initial=0)), 0), rows * max(int(c2.max(initial=0)), 0)
+    n = input_bits * xp.shape[0] * c2.shape[0] * c2.shape[2]
+    if n == 0:
+        return 0.0
+    # float32 products of 0/1 planes and codes are exact while every partial sum is below 2**24
+    exact = max(-lo, hi) < (1 << 24)
+    counts = np.zeros(hi - lo + 1, dtype=np.int64)
+    chunk = max(1, (1 << 24) // max(1, input_bits * c2.shape[2]))  # inputs per step: ~64 MB of sums
+    for t in range(tiles):
+        ct = c2[t].astype(np.float32 if exact else np.int64)
+        for start in range(0, xp.shape[0], chunk):
+            x = xp[start : start + chunk, t]
+            planes = np.concatenate([(x >> b) & 1 for b in range(input_bits)]).astype(ct.dtype)
+            acc = planes @ ct
+            counts += np.bincount((acc.astype(np.int64) - lo).ravel(), minlength=counts.size)
+    # np.quantile, method "linear": the order statistics at floor(q (n - 1)) and the next one
+    index = quantile * (n - 1)
+    below = int(np.floor(index))
+    cumulative = np.cumsum(counts)
+    a = float(np.searchsorted(cumulative, below, side="right") + lo)
+    b = float(np.searchsorted(cumulative, min(below + 1, n - 1), side="right") + lo)
+    gamma = index - below
+    # numpy's _lerp, for the same rounding
+    return b - (b - a) * (1 - gamma) if gamma >= 0.5 else a + (b - a) * gamma
