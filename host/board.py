@@ -41,6 +41,13 @@ Example (on the board)::
 
     with Accelerator("board", bitfile="/home/xilinx/remeco/remeco.bit") as acc:
         ...
+
+or the PYNQ way, pynq binding the driver class to the accelerator by its VLNV
+(:mod:`remeco.host.pynq_ip`, over :meth:`PynqDevice.from_ip`)::
+
+    from remeco.host.pynq_ip import load_overlay
+
+    logits = load_overlay("/home/xilinx/remeco/remeco.bit").remeco_0.infer(images)  # after load(...)
 """
 
 from __future__ import annotations
