@@ -431,15 +431,15 @@ class AcceleratorTop(wiring.Component):
         # (the drain reads lane 0) and zeros come in from the top, so a drained bank is clear
         # with no clear net. Only lanes still holding columns shift: one shift enable per
         # bank and lane (VL * IB accumulators each), none into the whole bank. The drain
-        # never shifts a bank that takes rows, so the term is 0 whenever it shifts.
+        # never shifts a bank that takes rows, so the term is 0 whenever it shifts. The take
+        # and the shift enables are registers, decided a cycle ahead (below).
         take = Signal()  # the drain takes lane 0 of bank d_bank this cycle
+        shifts = [[Signal(name=f"shift{x}_{lane}") for lane in range(L)] for x in range(2)]
         banks = [[[[Signal(signed(acc_w), name=f"acc{x}_{i}_{lane}_{b}", reset_less=True) for b in range(IB)]
                    for lane in range(L)] for i in range(VL)] for x in range(2)]
         for x in range(2):
             for lane in range(L):
-                shift = Signal(name=f"shift{x}_{lane}")
-                holds = (d_lane <= L - 1 - lane) if lane else 1  # lane 0 holds a column until the end
-                m.d.comb += shift.eq(take & (d_bank == x) & holds)
+                shift = shifts[x][lane]
                 for i in range(VL):
                     for b in range(IB):
                         acc = banks[x][i][lane][b]
@@ -478,10 +478,25 @@ class AcceleratorTop(wiring.Component):
         tree_stages = (IB - 1).bit_length()  # adder levels of the bit-plane sum, one per stage
         drain_latency = 10 + tree_stages  # entry to FIFO write, counted below stage by stage
         room = Signal()  # registered: the FIFO can take all the drain may hold
-        m.d.sync += room.eq(out_fifo.level <= OUT_FIFO_DEPTH - drain_latency - 3)
-        m.d.comb += take.eq(of_drained(bank_full) & room)
+        m.d.sync += room.eq(out_fifo.level <= OUT_FIFO_DEPTH - drain_latency - 4)
+        # The take of the next cycle, its shift enables and its descriptor address are
+        # registers, from this cycle's state (a bank full only from this edge on starts a
+        # cycle later; room is a cycle older, hence one more word of margin above).
+        ending = take & (d_lane == L - 1)
+        next_bank = d_bank ^ ending
+        next_lane = Mux(take, d_lane + 1, d_lane)[:log_l]  # wraps to 0 after lane L - 1
+        go = Mux(next_bank, bank_full[1], bank_full[0]) & room
+        m.d.sync += take.eq(go)
+        for x in range(2):
+            for lane in range(L):
+                holds = (next_lane <= L - 1 - lane) if lane else 1  # lane 0 holds a column until the end
+                m.d.sync += shifts[x][lane].eq(go & (next_bank == x) & holds)
+        with m.If(drain_clear):
+            m.d.sync += [take.eq(0), *(sh.eq(0) for row in shifts for sh in row)]
+        desc_addr = Signal.like(desc_mem.r_addr)
+        m.d.sync += desc_addr.eq(desc_base + Cat(next_lane, Mux(next_bank, sh_cb[1], sh_cb[0])))
+        m.d.comb += desc_mem.r_addr.eq(desc_addr)
         col = Cat(d_lane, of_drained(sh_cb))  # sh_cb * L + d_lane
-        m.d.comb += desc_mem.r_addr.eq(desc_base + col)
         with m.If(take):
             m.d.sync += d_lane.eq(d_lane + 1)
             with m.If(d_lane == L - 1):
