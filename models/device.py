@@ -880,38 +880,35 @@ def _level_tables(params: DeviceParams) -> _LevelTables:
     return _LevelTables(params)
 
 
-def _positions(x: np.ndarray, rising: np.ndarray, up: _Progress, down: _Progress):
-    """``_Dynamics.position`` of states ``x`` (the same element-wise operations).
-
-    Returns ``(u, p)``: the branch argument (``x`` rising, ``1 - x`` falling) and its
-    progress coordinate. ``u`` is returned so that a caller can reuse it.
-    """
-    u = np.where(rising, x, 1.0 - x)
+def _positions(x: np.ndarray, rising: np.ndarray, up: _Progress, down: _Progress) -> np.ndarray:
+    """``_Dynamics.position`` of states ``x`` (the same element-wise operations): the
+    progress coordinate of the branch argument (``x`` rising, ``1 - x`` falling)."""
+    p = np.where(rising, x, 1.0 - x)  # the branch argument u, overwritten inside the windows
     if up.threshold == down.threshold:
-        inside = u >= up.threshold
+        inside = np.flatnonzero(p >= up.threshold)
     else:
-        inside = np.where(rising, u >= up.threshold, u >= down.threshold)
-    p = u.copy()
-    if inside.any():
-        for branch, sel in ((up, inside & rising), (down, inside & ~rising)):
+        inside = np.flatnonzero(np.where(rising, p >= up.threshold, p >= down.threshold))
+    if inside.size:  # the windows hold few devices: work on their positions only
+        rises, u = rising.take(inside), p.take(inside)
+        for branch, sel in ((up, rises), (down, ~rises)):
             if sel.any():
-                p[sel] = branch._inside(np.maximum(1.0 - u[sel], 0.0))
-    return u, p
+                p[inside[sel]] = branch._inside(np.maximum(1.0 - u[sel], 0.0))
+    return p
 
 
 def _inverse(s: np.ndarray, rising: np.ndarray, up: _Progress, down: _Progress) -> np.ndarray:
-    """Branch argument ``u`` with progress ``s`` (``_Progress.inverse`` per direction)."""
+    """Branch argument ``u`` with progress ``s`` (``_Progress.inverse`` per direction),
+    written over ``s``."""
     if up.threshold == down.threshold:
-        inside = s >= up.threshold
+        inside = np.flatnonzero(s >= up.threshold)
     else:
-        inside = np.where(rising, s >= up.threshold, s >= down.threshold)
-    if not inside.any():
-        return s
-    u = s.copy()
-    for branch, sel in ((up, inside & rising), (down, inside & ~rising)):
-        if sel.any():
-            u[sel] = branch.inverse(s[sel])
-    return u
+        inside = np.flatnonzero(np.where(rising, s >= up.threshold, s >= down.threshold))
+    if inside.size:
+        rises, si = rising.take(inside), s.take(inside)
+        for branch, sel in ((up, rises), (down, ~rises)):
+            if sel.any():
+                s[inside[sel]] = branch.inverse(si[sel])
+    return s
 
 
 def _first_pass_from_reset(levels: np.ndarray, faults: np.ndarray, tab: "_LevelTables", params: DeviceParams):
@@ -940,7 +937,7 @@ def _first_pass_from_reset(levels: np.ndarray, faults: np.ndarray, tab: "_LevelT
     x_hat /= g_span
     np.clip(x_hat, _Y_LO, 1.0 - _Y_LO, out=x_hat)
     rising = err < 0
-    _, here = _positions(x_hat, rising, tab.up, tab.down)
+    here = _positions(x_hat, rising, tab.up, tab.down)
     needed = np.where(rising, tab.aim_up.take(level), tab.aim_down.take(level))
     needed -= here
     np.maximum(needed, 0.0, out=needed)
@@ -1055,7 +1052,7 @@ def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r
         moving = np.flatnonzero(progress > 0)
         if moving.size:
             still = rising.take(moving)
-            _, s = _positions(x.take(moving), still, up, down)
+            s = _positions(x.take(moving), still, up, down)
             s += progress.take(moving)
             u_new = _inverse(s, still, up, down)
             x[moving] = np.where(still, u_new, 1.0 - u_new)
@@ -1110,7 +1107,7 @@ def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r
         x_hat /= g_span
         np.clip(x_hat, _Y_LO, 1.0 - _Y_LO, out=x_hat)
         rising = err < 0
-        _, here = _positions(x_hat, rising, up, down)
+        here = _positions(x_hat, rising, up, down)
 
         if iteration > 1:
             # Every device still here was pulsed on the last pass: learn its response
@@ -1118,7 +1115,7 @@ def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r
             changed = last_rising != rising
             if changed.any():
                 observed = here.copy()
-                observed[changed] = _positions(x_hat[changed], last_rising[changed], up, down)[1]
+                observed[changed] = _positions(x_hat[changed], last_rising[changed], up, down)
             else:
                 observed = here
             nominal = np.where(last_rising, rn_up, rn_down) * last_width
@@ -1150,7 +1147,7 @@ def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r
         progress *= burst
         # _Dynamics.move: same-polarity pulses act through their total width only.
         moving = progress > 0
-        u, s = _positions(x, rising, up, down)
+        s = _positions(x, rising, up, down)
         s += progress
         u_new = _inverse(s, rising, up, down)
         x_new = np.where(rising, u_new, 1.0 - u_new)
