@@ -508,7 +508,10 @@ def _accumulator_quantile(xp: np.ndarray, c2: np.ndarray, input_bits: int, quant
             x = xp[start : start + chunk, t]
             planes = np.concatenate([(x >> b) & 1 for b in range(input_bits)]).astype(ct.dtype)
             acc = planes @ ct
-            counts += np.bincount((acc.astype(np.int64) - lo).ravel(), minlength=counts.size)
+            bins = acc.astype(np.intp).ravel()
+            if lo:
+                bins -= lo
+            counts += np.bincount(bins, minlength=counts.size)
     # np.quantile, method "linear": the order statistics at floor(q (n - 1)) and the next one
     index = quantile * (n - 1)
     below = int(np.floor(index))
