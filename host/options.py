@@ -194,6 +194,18 @@ def check_network_arguments(args: argparse.Namespace) -> None:
         raise UserError(f"--dataset {dataset} needs --data-dir DIR (the folder with its files; nothing is downloaded)")
     if args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():
         raise UserError(f"--data-dir {args.data_dir} is not a folder")
+    net = getattr(args, "net", None) or "lenet5"
+    try:
+        from remeco.models.data import DATASET_SHAPES
+        from remeco.models.nn import net_spec
+    except ModuleNotFoundError as exc:  # no torch (a board): nothing is trained there
+        if (exc.name or "").startswith("remeco"):
+            raise
+        return
+    want, have = tuple(net_spec(net).input_shape), DATASET_SHAPES[dataset]
+    if want != have:  # before loading or training, not after
+        raise UserError(f"--net {net} takes {'x'.join(map(str, want))} images; --dataset {dataset} has "
+                        f"{'x'.join(map(str, have))}")
 
 
 def check_campaign_arguments(args: argparse.Namespace) -> None:

@@ -47,6 +47,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "DATASET_NAMES",
+    "DATASET_SHAPES",
     "MNIST5K_SEED",
     "MNIST5K_TRAIN_PER_CLASS",
     "load_dataset",
@@ -63,6 +64,8 @@ MNIST5K_SEED = 5000
 MNIST5K_TRAIN_PER_CLASS = 400
 #: Names accepted by :func:`load_dataset`.
 DATASET_NAMES = ("mnist5k", "mnist", "cifar10")
+#: Image shape ``(C, H, W)`` of each data set, known before its files are read.
+DATASET_SHAPES = {"mnist5k": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 # IDX magic numbers: two zero bytes, the type code 0x08 (unsigned byte) and the
 # number of dimensions (3 for image stacks, 1 for label vectors).

@@ -90,7 +90,7 @@ def test_batches_load_as_images_in_channel_planes(tmp_path, protocol):
 
 
 def _no_training(*_a, **_k):
-    raise AssertionError("training started before the data was checked")
+    raise AssertionError("work started before the arguments and the data were checked")
 
 
 def _break(folder: Path, case: str) -> str:
@@ -146,16 +146,23 @@ def test_bad_batches_are_one_line_before_training(tmp_path, capsys, monkeypatch,
     assert captured.out == ""
 
 
-@pytest.mark.parametrize("net,dataset", [("lenet5", "cifar10"), ("alexnet", "mnist5k")])
-def test_network_and_data_that_do_not_fit_are_one_line(cifar, tmp_path, capsys, net, dataset):
-    argv = ["reproduce", "--net", net, "--dataset", dataset, "--epochs", "1", "--instances", "1",
+@pytest.mark.parametrize("command", COMMANDS, ids=["reproduce", "heuristic", "pareto"])
+@pytest.mark.parametrize("net,dataset,message", [
+    ("lenet5", "cifar10", "--net lenet5 takes 1x28x28 images; --dataset cifar10 has 3x32x32"),
+    ("alexnet", "mnist5k", "--net alexnet takes 3x32x32 images; --dataset mnist5k has 1x28x28"),
+])
+def test_network_and_data_that_do_not_fit_are_one_line(cifar, tmp_path, capsys, monkeypatch, command, net, dataset,
+                                                        message):
+    import remeco.host.reproduce as reproduce
+
+    monkeypatch.setattr(reproduce, "load_dataset", _no_training)
+    argv = [*command, "--net", net, "--dataset", dataset, "--epochs", "1", "--instances", "1",
             "--test-images", "2", "--out", str(tmp_path), "--json"]
     if dataset == "cifar10":
         argv += ["--data-dir", str(cifar)]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert "do not fit" in err and net in err
+    assert err == f"remeco {command[0]}: error: {message}"
 
 
 # ----------------------------------------------------------------------------- AlexNet, end to end
