@@ -334,7 +334,10 @@ def _programming_digests() -> dict:
     from remeco.models import chip as chip_mod
     from remeco.models.chip import program_layers
 
-    ints, floats = hashlib.blake2b(digest_size=16), hashlib.blake2b(digest_size=16)
+    ints = hashlib.blake2b(digest_size=16)
+    # floats: sums and position-weighted sums, compared to a relative 1e-9 (a bit-for-bit
+    # digest would pin this machine's libm / BLAS kernels, not the code)
+    floats = np.zeros(4)
     cases = [(LENET5, EmulationFormat(), ChipParams(), [3, 4]),
              ([(70, 24), (24, 13)], EmulationFormat(rows=32, cols=32), ChipParams(ir_drop="exact", d2d_sigma=0.2), [1]),
              ([(70, 24), (24, 13)], EmulationFormat(rows=32, cols=32), ChipParams(write_verify=False), [1])]
@@ -349,9 +352,14 @@ def _programming_digests() -> dict:
                 for p in progs:
                     for a in (p.codes(params.device, fmt), p.fault_map, p.pulses):
                         ints.update(np.ascontiguousarray(a, dtype=np.int64).data)
-                    for a in (p.conductance, p.transfer):
-                        floats.update(np.ascontiguousarray(a, dtype=np.float64).data)
-    return {"ints": ints.hexdigest(), "floats": floats.hexdigest()}
+                    for k, a in enumerate((p.conductance, p.transfer)):
+                        a = np.asarray(a, dtype=np.float64).ravel()
+                        ramp = np.cos(np.arange(a.size) * 0.618)
+                        floats[2 * k : 2 * k + 2] += (a.sum(), a @ ramp)
+    return {"ints": ints.hexdigest(), "floats": floats}
+
+
+PINNED_FLOATS = [3.386999688148021, 0.0012057231280546434, 3.305370135158592, 0.0011879325572513376]
 
 
 @pytest.fixture(scope="module")
@@ -368,7 +376,7 @@ def test_programmed_codes_are_pinned(programming_digests):
 
 
 def test_programmed_conductances_are_pinned(programming_digests):
-    """The float64 conductances and transfer matrices of the same instances, bit for bit.
-    They depend on libm / BLAS (NumPy's SIMD exp and log, OpenBLAS kernels): on another
-    platform regenerate the digest with the code of a commit that passes here."""
-    assert programming_digests["floats"] == "240d7db8487d8f9813e667c130a09aac"
+    """The float64 conductances and transfer matrices of the same instances: their sums
+    and position-weighted sums to a relative 1e-9 (libm / BLAS kernels of another CPU
+    may move the last bits; any change of the physics moves these far more)."""
+    np.testing.assert_allclose(programming_digests["floats"], PINNED_FLOATS, rtol=1e-9)
