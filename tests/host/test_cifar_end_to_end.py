@@ -249,3 +249,23 @@ def test_search_pareto_alexnet(cifar, tmp_path, capsys, ideal_chips):
     for r in result["front"]:
         assert 0 <= r["accuracy_mean"] <= 1 and r["area_mm2"] > 0
     assert (out / "pareto.sqlite3").exists()
+
+
+def test_trials_of_a_search_calibrate_the_adcs_once(tmp_path, monkeypatch):
+    """Every trial plan is a campaign of its own; the ADC shifts are the network's, computed once."""
+    import remeco.host.reproduce as reproduce
+    from remeco.models.redundancy import make_plan
+
+    calls = []
+    real = reproduce.calibrate_adc_shifts
+    monkeypatch.setattr(reproduce, "calibrate_adc_shifts", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ctx = reproduce.prepare(net="lenet5", epochs=1, test_images=20, out_dir=tmp_path, plot=False, log=lambda *_: None)
+    sizes = [layer.out_features for layer in ctx["network"].layers]
+    plans = [make_plan(name, sizes, ctx["sensitivity"], n_slices=ctx["fmt"].n_slices) for name in ("base", "msb")]
+    first = [reproduce.run_plans(ctx, {p.name: p}, instances=1, executor="serial")[p.name] for p in plans]
+    assert len(calls) == 1
+    reproduce._SHIFTS.clear()
+    reproduce._MEMO.clear()
+    (tmp_path / "results.sqlite").unlink()
+    again = reproduce.run_plans(ctx, {p.name: p for p in plans}, instances=1, executor="serial")
+    assert len(calls) == 2 and [a.tolist() for a in first] == [again[p.name].tolist() for p in plans]
