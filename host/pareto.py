@@ -246,6 +246,9 @@ def search_pareto(
 
     full_ctx = prepare(net=net, dataset=dataset, data_dir=data_dir, test_images=test_images, seed=seed,
                        out_dir=out_dir, epochs=epochs, chip=chip, plot=False, log=log)
+    if not full_ctx["trained"].int_accuracy > 0:  # before the search: recovery = accuracy / software
+        raise UserError(f"the trained {net} classifies none of the test images (software accuracy 0), so recovery "
+                        "is undefined; train it longer (--epochs) or on more data")
     low_images = math.ceil(full_ctx["test_images"] / ETA)
     low_instances = math.ceil(instances / ETA)
     low_ctx = prepare(net=net, dataset=dataset, data_dir=data_dir, test_images=low_images, seed=seed,
