@@ -177,6 +177,22 @@ def test_export_writes_one_row_per_instance_and_plan(result, capsys):
         assert plan["energy_j_per_10k_images"].iloc[0] == pytest.approx(row["energy_j_per_10k_images"])
 
 
+def test_parquet_export_holds_the_csv_rows(result, capsys, tmp_path):
+    """--export FILE.parquet writes the same table as FILE.csv (pyarrow is a dependency)."""
+    import pandas as pd
+
+    res, out = result
+    tables = {}
+    for suffix in ("csv", "parquet"):
+        path = tmp_path / f"rows.{suffix}"
+        assert main(["reproduce", "--instances", "3", "--test-images", "250", "--out", str(out), "--executor",
+                     "serial", "--epochs", str(EPOCHS), "--export", str(path), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == res
+        tables[suffix] = pd.read_csv(path) if suffix == "csv" else pd.read_parquet(path)
+    assert (tmp_path / "rows.parquet").read_bytes()[:4] == b"PAR1" and len(tables["parquet"]) == 3 * 6
+    pd.testing.assert_frame_equal(tables["parquet"], tables["csv"], check_dtype=False)
+
+
 def test_parquet_export_needs_pyarrow(tmp_path, capsys, monkeypatch):
     import builtins
 
