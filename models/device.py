@@ -926,8 +926,7 @@ def _first_pass_from_reset(levels: np.ndarray, faults: np.ndarray, tab: "_LevelT
     g_span = g_on - g_off
     fault = np.repeat(np.array([-1, 0, 1]), n_levels)
     level = np.tile(np.arange(n_levels), 3)
-    g_read = np.zeros(fault.size) * g_span
-    g_read += g_off
+    g_read = np.full(fault.size, float(g_off))  # x = 0: 0 * span + g_off, exactly g_off
     stuck = np.where(fault > 0, g_on, np.where(fault < 0, g_off, np.nan))
     np.copyto(g_read, stuck, where=~np.isnan(stuck))
     err = g_read - tab.g_target.take(level)
@@ -941,13 +940,12 @@ def _first_pass_from_reset(levels: np.ndarray, faults: np.ndarray, tab: "_LevelT
     needed = np.where(rising, tab.aim_up.take(level), tab.aim_down.take(level))
     needed -= here
     np.maximum(needed, 0.0, out=needed)
-    k = np.where(rising, 1.0, 1.0)  # the response factors start at 1
-    k *= np.where(rising, tab.rate_up_nominal, tab.rate_down_nominal)
-    t_plan = np.divide(needed, k, out=needed)
+    # the response factors start at 1, so the expected rate is the nominal one
+    t_plan = np.divide(needed, np.where(rising, tab.rate_up_nominal, tab.rate_down_nominal), out=needed)
     count = t_plan / params.pulse_width
     count *= _SHRINK
     np.ceil(count, out=count)
-    np.clip(count, 1, params.max_pulses - np.zeros(fault.size), out=count)
+    np.clip(count, 1, params.max_pulses, out=count)
     width = t_plan / count
     np.clip(width, params.min_pulse_width, params.pulse_width, out=width)
     burst = np.multiply(count, width, out=width)
