@@ -86,17 +86,16 @@ Determinism
 -----------
 :func:`train` draws everything (initial weights, batch order, augmentation shifts)
 from one ``torch.Generator`` seeded with ``seed``; it touches no global RNG. It runs
-on one torch thread with torch's deterministic algorithms, whatever the caller's
-thread count (both restored afterwards): torch splits reductions across threads, so
-with two threads the float sums differ in the last bits and, over 20 epochs, the
-trained network too (40,627 of 44,426 integer weights and biases of the default
-LeNet-5 differed between one and two threads). One thread is also not slower on the
-project's 2-core machines: 29-34 s against 142-145 s for two threads (default LeNet-5,
-other jobs running). The trained network therefore depends only on the recipe, the
-torch build and the CPU's vector kernels (oneDNN and BLAS pick them by instruction
-set, so a CPU with other vector units may still train another network: not measured,
-one machine type here). Its identity is
-:meth:`QuantizedNetwork.sha256`. The integer reference is exact everywhere.
+in a child process with pinned float kernels (:mod:`remeco.models.portable`): one
+thread, ATen's baseline x86-64 kernels, MKL's vendor-independent branch and no
+oneDNN, whatever the caller's thread count, torch settings or CPU. Each of these
+matters: with two threads torch splits reductions differently (40,627 of 44,426
+integer weights and biases of the default LeNet-5 differed between one and two
+threads), and an Intel Xeon and an AMD EPYC trained different networks from the same
+recipe on their own vector kernels (measured hashes in :mod:`remeco.models.portable`).
+The trained network therefore depends only on the recipe and the torch build; its
+identity is :meth:`QuantizedNetwork.sha256`. The integer reference is exact
+everywhere.
 
 Cache
 -----
@@ -130,6 +129,7 @@ from torch import nn
 
 from .cachefile import DAMAGED, warn_damaged
 from .data import Dataset
+from .portable import run_pinned
 
 # The integer network is torch-free and lives in .quantized; its names are re-exported
 # here so that ``from remeco.models.nn import QuantizedNetwork`` keeps working.
@@ -175,9 +175,11 @@ __all__ = [
 ACT_MOMENTUM = 0.99
 #: Network names accepted by :func:`net_spec`.
 NET_NAMES = ("lenet5", "lenet_paper", "alexnet")
-#: How :func:`train` runs, in the cache key: 2 = one torch thread, deterministic
-#: algorithms (1 = the caller's thread count, whose networks depend on it).
-TRAINING_VERSION = 2
+#: How :func:`train` runs, in the cache key: 3 = in a child process with pinned float
+#: kernels (:mod:`remeco.models.portable`), the same network on any x86-64 CPU; 2 = one
+#: torch thread in the caller's process (the network depended on the CPU's vector
+#: kernels); 1 = the caller's thread count (it depended on that too).
+TRAINING_VERSION = 3
 
 
 # ----------------------------------------------------------------------------- specs
@@ -677,10 +679,40 @@ def train(
         raise ValueError(
             f"train_set images {train_set.images.shape[1:]} do not fit {spec.name} input {spec.input_shape}"
         )
+    state = run_pinned(
+        "remeco.models.nn:_train_pinned",
+        {"images": np.ascontiguousarray(train_set.images), "labels": np.ascontiguousarray(train_set.labels)},
+        {"spec": dataclasses.asdict(spec), "config": dataclasses.asdict(config)},
+        log=log,
+    )
+    model = QATNet(spec)
+    model.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
+    model.eval()
+    return model
+
+
+def _spec_from_dict(data: dict) -> NetSpec:
+    """Inverse of ``dataclasses.asdict`` on a :class:`NetSpec`."""
+    layers = tuple(LayerSpec(**layer) for layer in data["layers"])
+    return NetSpec(data["name"], tuple(data["input_shape"]), int(data["num_classes"]), layers)
+
+
+def _train_pinned(arrays: dict, args: dict, log: Callable[[str], None]) -> dict[str, np.ndarray]:
+    """The training loop, run by :func:`train` in the pinned child process
+    (:mod:`remeco.models.portable`); returns the trained model's ``state_dict``."""
+    spec = _spec_from_dict(args["spec"])
+    config = TrainConfig(**args["config"])
+    model = _train_here(spec, torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"]), config, log)
+    return {name: value.detach().numpy() for name, value in model.state_dict().items()}
+
+
+def _train_here(
+    spec: NetSpec, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig, log: Callable[[str], None] | None
+) -> QATNet:
+    """Quantization-aware training in this process, on its float kernels (see
+    :func:`train`, which runs this in a pinned child process)."""
     generator = torch.Generator().manual_seed(config.seed)
     model = QATNet(spec, generator)
-    images = torch.from_numpy(train_set.images.copy())
-    labels = torch.from_numpy(train_set.labels.copy())
     n = len(labels)
     batch_size, epochs = config.batch_size, config.epochs
     steps_per_epoch = math.ceil(n / batch_size)
