@@ -34,7 +34,8 @@ import numpy as np
 
 from ..emulation import round_shift
 from . import native
-from .layout import amx_columns, amx_split, column_groups, native_supported, pack_codes, pack_codes_amx, tile_codes
+from .layout import (LUT_ROWS, amx_columns, amx_split, column_groups, lut_bytes, lut_tables, native_supported, pack_codes,
+                     pack_codes_amx, tile_codes)
 
 __all__ = ["ENGINES", "PATHS", "Engine", "PreparedChip", "infer", "resolve_path"]
 
@@ -42,6 +43,11 @@ __all__ = ["ENGINES", "PATHS", "Engine", "PreparedChip", "infer", "resolve_path"
 ENGINES = ("native", "torch", "reference")
 #: The fast paths of :class:`Engine`.
 PATHS = ("native", "torch")
+
+#: Largest column-sum table (bytes) of a layer for which the VNNI path sums table entries
+#: of 8-row input patterns instead of running vpdpwssd per row pair (the table should stay
+#: in the core's L2 cache); ``REMECO_NO_LUT=1`` turns the tables off. Same logits either way.
+LUT_MAX_BYTES = 1 << 20
 
 _WARNED: set[str] = set()
 #: Environment variable naming the warnings this process (or the one that started it) has
@@ -135,6 +141,10 @@ class _NativeLayer:
         else:
             s.w = native.pointer(self.packed)
             s.tile_off = native.pointer(self.tile_off)
+            if lut_bytes(mapped_layer) <= LUT_MAX_BYTES and not os.environ.get("REMECO_NO_LUT"):
+                self.lut, self.lut_off = lut_tables(mapped_layer, self.packed, self.tile_off)
+                s.lut_rows = LUT_ROWS
+                s.lut, s.lut_off = native.pointer(self.lut), native.pointer(self.lut_off)
         s.grp_start = native.pointer(groups.start)
         s.grp_cols = native.pointer(groups.cols)
         s.grp_k = native.pointer(groups.k)

@@ -75,11 +75,18 @@ typedef struct {
     int32_t n_extra, _pad2;
     const int32_t *ex_dst;   /* n_extra: s * Npad + j of an extra copy's column */
     const int32_t *ex_col;   /* n_extra: its column */
+    /* VNNI path, optional: column-sum tables per group of 8 rows (lut_rows = 8; 0: none).
+     * Per row tile t from lut_off[t] int32 elements, [group g][pattern 0..255][PB * 16
+     * columns]: the sum of the codes of rows 8 g + i (i a set bit of the pattern) in the
+     * column order of w; rows past the tile's last hold code 0. */
+    int32_t lut_rows, _pad3;
+    const int32_t *lut;
+    const int64_t *lut_off;
 } remeco_layer_t;
 
 enum { OK = 0, ERR_INT32 = 1, ERR_ALLOC = 2, ERR_ARGS = 3, ERR_INPUT = 4 };
 
-int remeco_kernel_abi(void) { return 4; }
+int remeco_kernel_abi(void) { return 5; }
 
 int remeco_cpu_supported(void)
 {
@@ -194,12 +201,15 @@ typedef struct {
     int32_t *cbuf;   /* 4 C tiles */
     int64_t *xsum;   /* VCHUNK */
     int32_t *sums;   /* n_slices x Npad */
+    uint8_t *pat;    /* LUT path: [plane][gstride] the 8-row patterns of one tile */
+    int32_t *gidx;   /* LUT path: the tile's groups with a non-zero input */
+    int gstride;
 } chunk_scratch_t;
 
 static void chunk_free(chunk_scratch_t *S)
 {
     free(S->A); free(S->rowv); free(S->rowb); free(S->y); free(S->cbuf); free(S->xsum); free(S->sums);
-    free(S->pl); free(S->idx); free(S->zero_out); free(S->zrow);
+    free(S->pl); free(S->idx); free(S->zero_out); free(S->zrow); free(S->pat); free(S->gidx);
 }
 
 static int chunk_alloc(const remeco_layer_t *L, chunk_scratch_t *S)
@@ -217,8 +227,11 @@ static int chunk_alloc(const remeco_layer_t *L, chunk_scratch_t *S)
     S->idx = malloc((size_t)S->ps * sizeof(int32_t));
     S->zero_out = malloc((size_t)L->N * sizeof(int32_t));
     S->zrow = calloc((size_t)S->ps, sizeof(uint32_t));
+    S->gstride = (L->rows + 63) / 64 * 8;
+    S->pat = malloc((size_t)MAX_PLANES * S->gstride);
+    S->gidx = malloc((size_t)S->gstride * sizeof(int32_t));
     if (!(S->A && S->rowv && S->rowb && S->y && S->cbuf && S->xsum && S->sums && S->pl && S->idx && S->zero_out &&
-          S->zrow))
+          S->zrow && S->pat && S->gidx))
         return ERR_ALLOC;
     memset(S->A, 0, rows * kpad); /* rows past a chunk's last are read, never used */
     return OK;
@@ -334,6 +347,115 @@ AMX_TARGET static int amx_columns(const remeco_layer_t *L, const uint8_t *x, int
     return OK;
 }
 
+/* Table path of steps 2-4 (L->lut_rows = 8): per row tile, the input bytes of every
+ * group of 8 rows give, per bit plane b, an 8-bit pattern (bit i: bit b of row 8 g + i;
+ * one vptestmb per plane and 64 rows); the column sums of a plane are the sums over the
+ * groups of the table entries of their patterns (exact int32 sums of the same codes as
+ * the vpdpwssd path, in another order). Groups whose 8 inputs are all zero are skipped;
+ * planes above the vector's highest set bit have pattern 0, whose entry is 0. NP planes
+ * (4 or 8) x NB column blocks (1 or 2) of accumulators, then ADC and shift-and-add into
+ * y as micro_planes does. */
+/* acc += 16 int32 at p (vpaddd with a memory operand, in assembly for the reason of
+ * dpwssd_bcast). */
+TARGET static inline __m512i add_mem(__m512i acc, const int32_t *p)
+{
+    __asm__("vpaddd %1, %0, %0" : "+v"(acc) : "m"(*(const __m512i *)p));
+    return acc;
+}
+
+#define LUT_PLANES(NP, NB)                                                                        \
+    TARGET static void lut_planes##NP##_##NB(const int32_t *tab, int64_t gstep, int64_t pstep,   \
+                                             const uint8_t *pat, int gstride, const int32_t *gidx, \
+                                             int ng, __m512i half, __m128i sh, __m512i amax,       \
+                                             int32_t *y)                                           \
+    {                                                                                              \
+        __m512i acc[NP][NB];                                                                       \
+        _Pragma("GCC unroll 8") for (int k = 0; k < NP; k++)                                       \
+            _Pragma("GCC unroll 2") for (int c = 0; c < NB; c++) acc[k][c] = _mm512_setzero_si512(); \
+        for (int i = 0; i < ng; i++) {                                                             \
+            const int g = gidx[i];                                                                 \
+            const int32_t *base = tab + (int64_t)g * gstep;                                        \
+            _Pragma("GCC unroll 8") for (int k = 0; k < NP; k++) {                                 \
+                const int32_t *e = base + (int64_t)pat[k * gstride + g] * pstep;                   \
+                _Pragma("GCC unroll 2") for (int c = 0; c < NB; c++)                               \
+                    acc[k][c] = add_mem(acc[k][c], e + c * LANES);                                 \
+            }                                                                                      \
+        }                                                                                          \
+        const __m512i zero = _mm512_setzero_si512();                                               \
+        _Pragma("GCC unroll 2") for (int c = 0; c < NB; c++) {                                     \
+            __m512i ys = _mm512_loadu_si512(y + c * LANES);                                        \
+            _Pragma("GCC unroll 8") for (int k = 0; k < NP; k++) {                                 \
+                __m512i a = _mm512_sra_epi32(_mm512_add_epi32(acc[k][c], half), sh);               \
+                a = _mm512_min_epi32(_mm512_max_epi32(a, zero), amax);                             \
+                ys = _mm512_add_epi32(ys, _mm512_sll_epi32(a, _mm_cvtsi32_si128(k)));             \
+            }                                                                                      \
+            _mm512_storeu_si512(y + c * LANES, ys);                                                \
+        }                                                                                          \
+    }
+LUT_PLANES(4, 1)
+LUT_PLANES(4, 2)
+LUT_PLANES(8, 1)
+LUT_PLANES(8, 2)
+
+TARGET static int lut_columns(const remeco_layer_t *L, const uint8_t *x, int nv, chunk_scratch_t *S, int *bad)
+{
+    const int K = L->K, rows = L->rows, PB = L->PB, W16 = PB * LANES, nb = L->input_bits, gs = S->gstride;
+    const __m512i half = _mm512_set1_epi32(L->adc_shift ? 1 << (L->adc_shift - 1) : 0);
+    const __m128i sh = _mm_cvtsi32_si128(L->adc_shift);
+    const __m512i amax = _mm512_set1_epi32(L->adc_max), zero = _mm512_setzero_si512();
+    const int64_t pstep = W16, gstep = 256 * (int64_t)W16;
+    memset(S->y, 0, (size_t)nv * W16 * sizeof(int32_t));
+    for (int v = 0; v < nv; v++) {
+        const uint8_t *xr = x + (int64_t)v * K;
+        int32_t *y = S->y + (int64_t)v * W16;
+        int64_t xsum = 0;
+        for (int t = 0; t < L->row_tiles; t++) {
+            const int k0 = t * rows, kt = K - k0 < rows ? K - k0 : rows;
+            __m512i orv = zero, sumv = zero;
+            int ng = 0;
+            for (int c = 0; c * 64 < kt; c++) {
+                const int n = kt - c * 64 < 64 ? kt - c * 64 : 64;
+                const __m512i xc = _mm512_maskz_loadu_epi8(n == 64 ? ~0ULL : (1ULL << n) - 1, xr + k0 + c * 64);
+                const uint64_t nz = _mm512_test_epi8_mask(xc, xc);
+                if (!nz) continue;
+                orv = _mm512_or_si512(orv, xc);
+                sumv = _mm512_add_epi64(sumv, _mm512_sad_epu8(xc, zero));
+                for (int b = 0; b < MAX_PLANES; b++) {
+                    const uint64_t m = _mm512_test_epi8_mask(xc, _mm512_set1_epi8((char)(1 << b)));
+                    memcpy(S->pat + b * gs + c * 8, &m, 8);
+                }
+                for (int g = 0; g < 8; g++)
+                    if ((nz >> (8 * g)) & 0xff) S->gidx[ng++] = c * 8 + g;
+            }
+            if (!ng) continue;
+            unsigned any = (unsigned)_mm512_reduce_or_epi32(orv);
+            any = (any | any >> 8 | any >> 16 | any >> 24) & 0xff;
+            if (any >> nb) {
+                *bad = v;
+                return ERR_INPUT;
+            }
+            xsum += _mm512_reduce_add_epi64(sumv);
+            const int np = 32 - __builtin_clz(any) > 4 ? 8 : 4;
+            const int32_t *tab = L->lut + L->lut_off[t];
+            int cb = 0;
+            for (; cb + 1 < PB; cb += 2) {
+                if (np == 8)
+                    lut_planes8_2(tab + cb * LANES, gstep, pstep, S->pat, gs, S->gidx, ng, half, sh, amax, y + cb * LANES);
+                else
+                    lut_planes4_2(tab + cb * LANES, gstep, pstep, S->pat, gs, S->gidx, ng, half, sh, amax, y + cb * LANES);
+            }
+            if (cb < PB) {
+                if (np == 8)
+                    lut_planes8_1(tab + cb * LANES, gstep, pstep, S->pat, gs, S->gidx, ng, half, sh, amax, y + cb * LANES);
+                else
+                    lut_planes4_1(tab + cb * LANES, gstep, pstep, S->pat, gs, S->gidx, ng, half, sh, amax, y + cb * LANES);
+            }
+        }
+        S->xsum[v] = xsum;
+    }
+    return OK;
+}
+
 /* Steps 2-4 of nv <= VCHUNK vectors on AVX-512 VNNI, into S->y and S->xsum as
  * amx_columns does, on codes packed by pack_codes in the AMX column order (L->w,
  * L->tile_off). Per vector and row tile, sixteen row pairs at a time: the pairs with a
@@ -342,6 +464,7 @@ AMX_TARGET static int amx_columns(const remeco_layer_t *L, const uint8_t *x, int
  * row stride S->ps), then the micro kernels run over them. */
 TARGET static int vnni_columns(const remeco_layer_t *L, const uint8_t *x, int nv, chunk_scratch_t *S, int *bad)
 {
+    if (L->lut_rows) return lut_columns(L, x, nv, S, bad);
     const int K = L->K, rows = L->rows, PB = L->PB, W16 = PB * LANES, nb = L->input_bits;
     const int64_t ps = S->ps;
     const __m512i half = _mm512_set1_epi32(L->adc_shift ? 1 << (L->adc_shift - 1) : 0);
@@ -619,7 +742,8 @@ int remeco_layer_images_amx(const remeco_layer_t *L, const uint8_t *x, int64_t n
 int remeco_layer_images_vnni(const remeco_layer_t *L, const uint8_t *x, int64_t n, void *out, int64_t *bad_row)
 {
     if (check_layer(L) || L->mode < 1 || L->Npad < L->N || L->Npad % LANES || L->n_extra < 0 || !L->w ||
-        !L->tile_off || !L->ep_k || !L->ep_half || !remeco_cpu_supported())
+        !L->tile_off || !L->ep_k || !L->ep_half || !remeco_cpu_supported() ||
+        (L->lut_rows && (L->lut_rows != 8 || !L->lut || !L->lut_off)))
         return ERR_ARGS;
     return chunked_images(L, x, n, out, bad_row, 0);
 }

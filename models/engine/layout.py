@@ -26,6 +26,9 @@ __all__ = [
     "amx_columns",
     "pack_codes_amx",
     "amx_split",
+    "LUT_ROWS",
+    "lut_bytes",
+    "lut_tables",
 ]
 
 #: Physical columns per vector register of the kernel (16 x int32 in 512 bits).
@@ -215,4 +218,46 @@ def pack_codes(mapped, codes: np.ndarray, perm: np.ndarray | None = None) -> tup
         offsets.append(at)
         at += part.size
         parts.append(part)
+    return np.concatenate(parts), np.asarray(offsets, dtype=np.int64)
+
+
+#: Rows per group of the kernel's column-sum tables (an 8-bit pattern per bit plane).
+LUT_ROWS = 8
+
+
+def lut_bytes(mapped) -> int:
+    """Bytes of a layer's column-sum tables (:func:`lut_tables`)."""
+    fmt = mapped.fmt
+    pb = -(-mapped.physical_columns // LANES)
+    groups = sum(-(-min(fmt.rows, mapped.fan_in - t * fmt.rows) // LUT_ROWS) for t in range(mapped.row_tiles))
+    return groups * (1 << LUT_ROWS) * pb * LANES * 4
+
+
+def lut_tables(mapped, packed: np.ndarray, tile_off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column-sum tables of codes packed by :func:`pack_codes`, for the kernel's table path.
+
+    Per row tile ``t`` (from ``offsets[t]`` int32 elements) ``[group g][pattern p][PB * 16]``:
+    the sum of the codes of rows ``8 g + i`` for every set bit ``i`` of ``p``, per column
+    in the packed column order (rows past the tile's last count as code 0). Exact int32
+    sums of int16 codes; built by doubling (entry ``p + 2**i`` = entry ``p`` + row ``i``).
+    """
+    fmt = mapped.fmt
+    pb = -(-mapped.physical_columns // LANES)
+    width = pb * LANES
+    parts, offsets, at = [], [], 0
+    for t in range(mapped.row_tiles):
+        kt = min(fmt.rows, mapped.fan_in - t * fmt.rows)
+        kp = -(-kt // 2)
+        w = packed[tile_off[t] : tile_off[t] + pb * kp * LANES * 2].reshape(pb, kp, LANES, 2)
+        groups = -(-kt // LUT_ROWS)
+        rows = np.zeros((groups * LUT_ROWS, width), dtype=np.int32)
+        rows[: 2 * kp] = w.transpose(1, 3, 0, 2).reshape(2 * kp, width)
+        rows = rows.reshape(groups, LUT_ROWS, width)
+        tab = np.zeros((groups, 1 << LUT_ROWS, width), dtype=np.int32)
+        for i in range(LUT_ROWS):
+            n = 1 << i
+            np.add(tab[:, :n], rows[:, i, None, :], out=tab[:, n : 2 * n])
+        offsets.append(at)
+        at += tab.size
+        parts.append(tab.reshape(-1))
     return np.concatenate(parts), np.asarray(offsets, dtype=np.int64)

@@ -37,7 +37,7 @@ SOURCE = Path(__file__).with_name("kernel.c")
 #: VNNI can still load the library and be told so by ``remeco_cpu_supported``).
 CFLAGS = ("-O3", "-std=c11", "-fPIC", "-shared", "-fno-strict-aliasing")
 #: The ABI version the Python side expects (``remeco_kernel_abi`` in kernel.c).
-ABI = 4
+ABI = 5
 
 
 #: Kernel return codes (the enum in kernel.c) -> what they mean.
@@ -95,6 +95,10 @@ class LayerStruct(ctypes.Structure):
         ("_pad2", ctypes.c_int32),
         ("ex_dst", ctypes.c_void_p),
         ("ex_col", ctypes.c_void_p),
+        ("lut_rows", ctypes.c_int32),
+        ("_pad3", ctypes.c_int32),
+        ("lut", ctypes.c_void_p),
+        ("lut_off", ctypes.c_void_p),
     ]
 
 

@@ -188,6 +188,46 @@ def test_random_networks_formats_and_codes_match_the_reference(case, path, isa):
     np.testing.assert_array_equal(engine.infer(images, chip, batch_size=5), ref)
 
 
+@pytest.mark.parametrize("case", range(len(FORMATS)))
+@pytest.mark.parametrize("tables", ["every layer", "none"])
+def test_vnni_column_sum_tables_on_and_off_match_the_reference(case, tables, monkeypatch):
+    """The VNNI path's column sums from tables of 8-row input patterns (layout.lut_tables)
+    and from vpdpwssd per row pair: both the reference's logits, on random formats (tiles
+    of 8 to 100 rows, partial 8-row groups) and codes at the range's ends."""
+    from remeco.models.engine import core
+
+    if "vnni" not in _kernel_isas():
+        pytest.skip("no kernel here")
+    if tables == "none":
+        monkeypatch.setenv("REMECO_NO_LUT", "1")
+    else:
+        monkeypatch.delenv("REMECO_NO_LUT", raising=False)
+        monkeypatch.setattr(core, "LUT_MAX_BYTES", 1 << 40)
+    rng = np.random.default_rng(300 + case)
+    fmt = EmulationFormat(**FORMATS[case])
+    net = _random_network(rng, conv_padding=case % 2, stride=1 + (case % 3 == 2))
+    images = rng.integers(0, 256, size=(11, *net.input_shape)).astype(np.uint8)
+    images[0] = 0
+    images[1, :, ::2] = 0  # zero groups between non-zero ones
+    shifts = tuple(int(s) for s in rng.integers(0, 7, size=len(net.layers)))
+    copies = tuple(rng.integers(0, 3, size=(layer.out_features, fmt.n_slices)) for layer in net.layers)
+    mapped = map_network(net, RedundancyPlan("random", copies, committee_log2=int(case % 2)), fmt, shifts)
+    if any(native_supported(m, s) for m, s in zip(mapped.layers, shifts)):
+        pytest.skip("format outside the kernel's exact range")
+    engine = _engine(mapped, "native", "vnni")
+    chip = _random_chip(rng, mapped)
+    prepared = engine.prepare(chip)
+    used = [layer.struct.lut_rows for layers in prepared.copies for layer in layers]
+    assert used == [8 if tables == "every layer" else 0] * len(used)
+    try:
+        ref = infer(mapped, images, executor="emulation", programmed=chip)
+    except OverflowError:
+        with pytest.raises(OverflowError):
+            engine.infer(images, prepared)
+        return
+    np.testing.assert_array_equal(engine.infer(images, prepared, batch_size=4), ref)
+
+
 def test_paper_lenet_shapes_match_the_reference(mnist5k):
     """The paper's LeNet (865,858 parameters; fan-ins up to 3,136: 25 row tiles, 32 column
     blocks) after a token training: every path gives the reference's logits."""
