@@ -28,12 +28,13 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import weakref
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .crossbar import NodalCrossbar
+from .crossbar import NodalCrossbar, fast_transfer_stack
 from .device import D2DParams, DeviceDraws, DeviceParams, clear_draw_cache, draw_devices, program_drawn
 from .emulation import EmulationFormat, quantize_codes
 from .faults import STUCK_AT_RATE, STUCK_ON_FRACTION
@@ -318,7 +319,7 @@ class _Outcomes:
     crossbar's rows are gathered row by row, in memory order.
     """
 
-    __slots__ = ("draw_args", "fault_map", "level", "conductance", "pulses")
+    __slots__ = ("draw_args", "fault_map", "level", "conductance", "pulses", "fresh")
 
     def __init__(self, draw_args: tuple, draw_kw: dict, write_verify: bool, by_row: bool = False) -> None:
         self.draw_args = (draw_args, draw_kw)
@@ -333,6 +334,7 @@ class _Outcomes:
         # write-and-verify stops at max_pulses; an open-loop train has no such bound
         small = write_verify and draw_kw["params"].max_pulses < 1 << 31
         self.pulses = np.empty(shape, dtype=np.int32 if small else np.int64)
+        self.fresh = True  # no device programmed yet (every level is -1)
 
     def draws(self) -> DeviceDraws:
         """The devices' draws (memoised by :func:`~remeco.models.device.draw_devices`)."""
@@ -455,6 +457,76 @@ def _padding(mapped):
                 yield rt, ct, pad
 
 
+class _Layout:
+    """What programming needs from a mapped layer alone, computed once per layer object
+    (a campaign programs the same mapped layers on every chip instance): the target
+    levels, the memo keys of the layout and of every tile's levels, and per copy the
+    record columns of the crossbar columns and the devices a fresh record programs
+    (every one of them, in the order the general path finds them)."""
+
+    __slots__ = ("levels", "full", "layout", "digests", "copies", "padding", "__weakref__")
+
+    def __init__(self, mapped) -> None:
+        fmt = mapped.fmt
+        k, n = mapped.fan_in, mapped.neurons
+        self.levels = mapped.target_levels()
+        self.levels.flags.writeable = False
+        self.full = self.levels.transpose(0, 2, 1, 3).reshape(mapped.row_tiles * fmt.rows, mapped.col_tiles * fmt.cols)
+        self.layout = _layout_digest(mapped)
+        self.digests: dict = {}
+        self.copies = []
+        for c in np.unique(mapped.col_copy):
+            cols = np.flatnonzero(mapped.col_copy == c)
+            s, j = mapped.col_slice[cols], mapped.col_neuron[cols]
+            at = s * n + j  # the record's column of each crossbar column
+            want = self.full[:k].take(cols, axis=1)
+            # a fresh record (levels -1) differs from want everywhere: np.nonzero's order
+            row, col = np.divmod(np.arange(k * cols.size), cols.size)
+            flat, lv = row * (fmt.n_slices * n) + at[col], want.ravel()
+            drawn = (s[col] * k + row) * n + j[col]
+            dup = np.unique(at).size < at.size
+            if dup:  # a device in two columns (same level): once
+                flat, first = np.unique(flat, return_index=True)
+                lv, drawn = lv[first], drawn[first]
+            for a in (cols, s, j, at, want, flat, drawn, lv):
+                a.flags.writeable = False
+            self.copies.append((int(c), cols, s, j, at, want, dup, (flat, drawn, lv)))
+        self.padding = []
+        for rt, ct, pad in _padding(mapped):
+            block = self.full[rt * fmt.rows:(rt + 1) * fmt.rows, ct * fmt.cols:(ct + 1) * fmt.cols]
+            flat = np.flatnonzero(pad)
+            lv = block.ravel()[flat]
+            for a in (pad, flat, lv):
+                a.flags.writeable = False
+            self.padding.append((rt, ct, pad, block, (flat, lv)))
+
+    def tile_digest(self, rt: int, ct: int, device: DeviceParams) -> tuple:
+        key = (rt, ct, device.levels <= 256)
+        hit = self.digests.get(key)
+        if hit is None:
+            hit = self.digests[key] = _levels_digest(self.levels[rt, ct], device)
+        return hit
+
+
+# Layouts of the mapped layers this process programs, by object identity (mapped layers
+# are frozen plain data); an entry leaves with its layer.
+_LAYOUTS: dict = {}
+
+
+def _layout(mapped) -> _Layout:
+    key = id(mapped)
+    hit = _LAYOUTS.get(key)
+    if hit is not None and hit[0]() is mapped:
+        return hit[1]
+    lay = _Layout(mapped)
+    try:
+        ref = weakref.ref(mapped, lambda _, key=key: _LAYOUTS.pop(key, None))
+    except TypeError:  # not weak-referenceable: not memoised
+        return lay
+    _LAYOUTS[key] = (ref, lay)
+    return lay
+
+
 def _program_devices(mapped_layers, levels_of, params: ChipParams, *, seed: int, instance: int,
                      layers, copies) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Conductance, pulses and fault map of every cell of some layers, each
@@ -476,28 +548,31 @@ def _program_devices(mapped_layers, levels_of, params: ChipParams, *, seed: int,
     for mapped, levels, layer, copy in zip(mapped_layers, levels_of, layers, copies):
         fmt = mapped.fmt
         k, n = mapped.fan_in, mapped.neurons
-        full = levels.transpose(0, 2, 1, 3).reshape(mapped.row_tiles * fmt.rows, mapped.col_tiles * fmt.cols)
+        lay = _layout(mapped)
+        if levels is not lay.levels and not np.array_equal(levels, lay.levels):
+            raise ValueError("levels_of must be the mapped layers' target levels")
         logical, padding = [], []
-        for c in np.unique(mapped.col_copy):
-            rec = _outcomes((fmt.n_slices, k, n), seed, instance, (_LOGICAL, int(layer), int(copy), int(c)), kw, wv,
+        for c, cols, s, j, at, want, dup, fresh in lay.copies:
+            rec = _outcomes((fmt.n_slices, k, n), seed, instance, (_LOGICAL, int(layer), int(copy), c), kw, wv,
                             by_row=True)
-            cols = np.flatnonzero(mapped.col_copy == c)
-            s, j = mapped.col_slice[cols], mapped.col_neuron[cols]
-            at = s * n + j  # the record's column of each crossbar column
             logical.append((rec, cols, at))
-            want = full[:k].take(cols, axis=1)  # (take: far faster than [:, cols])
+            if rec.fresh:
+                todo.append((rec, *fresh))
+                continue
             row, col = np.nonzero(rec.level.take(at, axis=1) != want)
             if row.size:
                 flat, lv = row * rec.level.shape[1] + at[col], want[row, col]
                 drawn = (s[col] * k + row) * n + j[col]
-                if np.unique(at).size < at.size:  # a device in two columns (same level): once
+                if dup:  # a device in two columns (same level): once
                     flat, first = np.unique(flat, return_index=True)
                     lv, drawn = lv[first], drawn[first]
                 todo.append((rec, flat, drawn, lv))
-        for rt, ct, pad in _padding(mapped):
+        for rt, ct, pad, block, fresh in lay.padding:
             rec = _outcomes((fmt.rows, fmt.cols), seed, instance, (_PADDING, int(layer), int(copy), rt, ct), pad_kw, wv)
             padding.append((rec, rt, ct, pad))
-            block = full[rt * fmt.rows:(rt + 1) * fmt.rows, ct * fmt.cols:(ct + 1) * fmt.cols]
+            if rec.fresh:
+                todo.append((rec, fresh[0], fresh[0], fresh[1]))
+                continue
             flat = np.flatnonzero(pad & (rec.level != block))
             if flat.size:
                 todo.append((rec, flat, flat, block.ravel()[flat]))
@@ -515,6 +590,7 @@ def _program_devices(mapped_layers, levels_of, params: ChipParams, *, seed: int,
             np.put(rec.conductance, flat, res.conductance[a:b])
             np.put(rec.pulses, flat, res.pulses[a:b])
             np.put(rec.level, flat, lv)
+            rec.fresh = False
             a = b
     # 3. Lay the outcomes out as the cells of the crossbars.
     out = []
@@ -597,14 +673,14 @@ def program_layers(
         return [program_layers([m], params, seed=seed, instance=instance, layers=[layer], committee_copies=[copy])[0]
                 for m, layer, copy in zip(mapped_layers, layers, copies)]
     r_w, r_b = wire_resistances(params, seed=seed, instance=instance)
-    out_levels = [mapped.target_levels() for mapped in mapped_layers]
+    lays = [_layout(mapped) for mapped in mapped_layers]
+    out_levels = [lay.levels for lay in lays]
     # Every tile: (layer slot, rt, ct, memo key), then the missing ones at once.
     jobs, missing = [], {}
-    for slot, (mapped, layer, copy, levels) in enumerate(zip(mapped_layers, layers, copies, out_levels)):
-        layout = _layout_digest(mapped)
+    for slot, (mapped, layer, copy, lay) in enumerate(zip(mapped_layers, layers, copies, lays)):
         for rt in range(mapped.row_tiles):
             for ct in range(mapped.col_tiles):
-                key = (_levels_digest(levels[rt, ct], params.device), layout, params, seed, instance,
+                key = (lay.tile_digest(rt, ct, params.device), lay.layout, params, seed, instance,
                        int(layer), int(copy), rt, ct)
                 jobs.append((slot, rt, ct, key))
                 if key not in _TILE_CACHE and key not in missing:
@@ -620,9 +696,20 @@ def program_layers(
             g, n, f = (np.array(a[rt * rows:(rt + 1) * rows, ct * cols:(ct + 1) * cols]) for a in cells[slot])
             if params.ir_drop == "none" or (r_w == 0 and r_b == 0):
                 transfer = g
+            elif params.ir_drop == "fast":
+                transfer = None  # below, all tiles of one shape at once
             else:
                 transfer = NodalCrossbar(g, r_w, r_b, method=params.ir_drop).transfer_matrix
             fresh[key] = (g, f, n, transfer)
+        by_shape: dict = {}
+        for key, entry in fresh.items():
+            if entry[3] is None:
+                by_shape.setdefault(entry[0].shape, []).append(key)
+        for keys in by_shape.values():
+            # fast_transfer_stack: NodalCrossbar(g, r_w, r_b, "fast") of every tile, bit for bit
+            stack = fast_transfer_stack(np.stack([fresh[key][0] for key in keys]), r_w, r_b)
+            for key, transfer in zip(keys, stack):
+                fresh[key] = (*fresh[key][:3], transfer)
     shapes = [levels.shape for levels in out_levels]
     transfer = [np.empty(shape) for shape in shapes]
     conductance = [np.empty(shape) for shape in shapes]

@@ -376,3 +376,22 @@ def test_bad_input_raises_value_error_naming_the_argument(kwargs, name):
     else:
         with pytest.raises(ValueError, match=name):
             NodalCrossbar(G_OK, 2.0, 2.0).output_currents(args["voltages"])
+
+
+def test_fast_transfer_of_a_stack_is_each_tile_bit_for_bit():
+    """fast_transfer_stack (programming's batched IR-drop) gives every tile the bits of
+    NodalCrossbar(..., method="fast") alone: shapes with one row or column, zero devices."""
+    from remeco.models.crossbar import fast_transfer_stack
+
+    rng = np.random.default_rng(4)
+    for shape in [(5, 7, 3), (2, 1, 4), (3, 16, 1), (4, 64, 48)]:
+        G = rng.uniform(0.0, 2e-6, shape)
+        G[0, 0, 0] = 0.0
+        G[-1, :, -1] = 0.0  # a whole bit line of zeros: no current, the where= branch
+        for r_w, r_b in [(2.0, 1.5), (0.3, 3.0), (0.0, 2.0)]:
+            want = np.stack([NodalCrossbar(g, r_w, r_b, method="fast").transfer_matrix for g in G])
+            got = fast_transfer_stack(G, r_w, r_b)
+            assert got.shape == want.shape
+            assert np.array_equal(got.view(np.int64), want.view(np.int64))
+    with pytest.raises(ValueError, match="non-negative"):
+        fast_transfer_stack(-G, 2.0, 2.0)
