@@ -44,9 +44,11 @@ ENGINES = ("native", "torch", "reference")
 #: The fast paths of :class:`Engine`.
 PATHS = ("native", "torch")
 
-#: Largest column-sum table (bytes) of a layer for which the VNNI path sums table entries
-#: of 8-row input patterns instead of running vpdpwssd per row pair (the table should stay
-#: in the core's L2 cache); ``REMECO_NO_LUT=1`` turns the tables off. Same logits either way.
+#: Largest column-sum table (bytes, as int32) of a layer for which the VNNI path sums table
+#: entries of 8-row input patterns instead of running vpdpwssd per row pair (the table
+#: should stay in the core's L2 cache); entries are int16 where every sum fits (half the
+#: footprint). ``REMECO_NO_LUT=1`` turns the tables off, ``REMECO_LUT_I32=1`` keeps int32
+#: entries. The same logits either way.
 LUT_MAX_BYTES = 1 << 20
 
 _WARNED: set[str] = set()
@@ -143,7 +145,9 @@ class _NativeLayer:
             s.tile_off = native.pointer(self.tile_off)
             if lut_bytes(mapped_layer) <= LUT_MAX_BYTES and not os.environ.get("REMECO_NO_LUT"):
                 self.lut, self.lut_off = lut_tables(mapped_layer, self.packed, self.tile_off)
-                s.lut_rows = LUT_ROWS
+                if self.lut.size and -(1 << 15) <= self.lut.min() and self.lut.max() < 1 << 15 and not os.environ.get("REMECO_LUT_I32"):
+                    self.lut = self.lut.astype(np.int16)  # half the cache footprint, the same sums
+                s.lut_rows, s.lut_i16 = LUT_ROWS, int(self.lut.dtype == np.int16)
                 s.lut, s.lut_off = native.pointer(self.lut), native.pointer(self.lut_off)
         s.grp_start = native.pointer(groups.start)
         s.grp_cols = native.pointer(groups.cols)

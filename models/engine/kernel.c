@@ -79,8 +79,8 @@ typedef struct {
      * Per row tile t from lut_off[t] int32 elements, [group g][pattern 0..255][PB * 16
      * columns]: the sum of the codes of rows 8 g + i (i a set bit of the pattern) in the
      * column order of w; rows past the tile's last hold code 0. */
-    int32_t lut_rows, _pad3;
-    const int32_t *lut;
+    int32_t lut_rows, lut_i16; /* lut_i16: entries are int16 (else int32); lut_off counts entries */
+    const void *lut;
     const int64_t *lut_off;
 } remeco_layer_t;
 
@@ -363,8 +363,18 @@ TARGET static inline __m512i add_mem(__m512i acc, const int32_t *p)
     return acc;
 }
 
-#define LUT_PLANES(NP, NB)                                                                        \
-    TARGET static void lut_planes##NP##_##NB(const int32_t *tab, int64_t gstep, int64_t pstep,   \
+/* 16 int16 at p, sign-extended, added to acc (vpmovsxwd from memory, in assembly for the
+ * reason of dpwssd_bcast). */
+TARGET static inline __m512i add_mem16(__m512i acc, const int16_t *p)
+{
+    __m512i w;
+    __asm__("vpmovsxwd %1, %0" : "=v"(w) : "m"(*(const __m256i *)p));
+    __asm__("vpaddd %1, %0, %0" : "+v"(acc) : "v"(w));
+    return acc;
+}
+
+#define LUT_PLANES(NP, NB, BITS)                                                                  \
+    TARGET static void lut_planes##NP##_##NB##_##BITS(const char *tab, int64_t gstep, int64_t pstep, \
                                              const uint8_t *pat, int gstride, const int32_t *gidx, \
                                              int ng, __m512i half, __m128i sh, __m512i amax,       \
                                              int32_t *y)                                           \
@@ -374,11 +384,12 @@ TARGET static inline __m512i add_mem(__m512i acc, const int32_t *p)
             _Pragma("GCC unroll 2") for (int c = 0; c < NB; c++) acc[k][c] = _mm512_setzero_si512(); \
         for (int i = 0; i < ng; i++) {                                                             \
             const int g = gidx[i];                                                                 \
-            const int32_t *base = tab + (int64_t)g * gstep;                                        \
+            const char *base = tab + (int64_t)g * gstep;                                           \
             _Pragma("GCC unroll 8") for (int k = 0; k < NP; k++) {                                 \
-                const int32_t *e = base + (int64_t)pat[k * gstride + g] * pstep;                   \
+                const int##BITS##_t *e = (const int##BITS##_t *)(base + (int64_t)pat[k * gstride + g] * pstep); \
                 _Pragma("GCC unroll 2") for (int c = 0; c < NB; c++)                               \
-                    acc[k][c] = add_mem(acc[k][c], e + c * LANES);                                 \
+                    acc[k][c] = BITS == 32 ? add_mem(acc[k][c], (const int32_t *)(const void *)(e + c * LANES)) \
+                                           : add_mem16(acc[k][c], (const int16_t *)(const void *)(e + c * LANES)); \
             }                                                                                      \
         }                                                                                          \
         const __m512i zero = _mm512_setzero_si512();                                               \
@@ -392,10 +403,17 @@ TARGET static inline __m512i add_mem(__m512i acc, const int32_t *p)
             _mm512_storeu_si512(y + c * LANES, ys);                                                \
         }                                                                                          \
     }
-LUT_PLANES(4, 1)
-LUT_PLANES(4, 2)
-LUT_PLANES(8, 1)
-LUT_PLANES(8, 2)
+LUT_PLANES(4, 1, 32)
+LUT_PLANES(4, 2, 32)
+LUT_PLANES(8, 1, 32)
+LUT_PLANES(8, 2, 32)
+LUT_PLANES(4, 1, 16)
+LUT_PLANES(4, 2, 16)
+LUT_PLANES(8, 1, 16)
+LUT_PLANES(8, 2, 16)
+
+typedef void (*lut_fn)(const char *, int64_t, int64_t, const uint8_t *, int, const int32_t *, int, __m512i, __m128i,
+                       __m512i, int32_t *);
 
 TARGET static int lut_columns(const remeco_layer_t *L, const uint8_t *x, int nv, chunk_scratch_t *S, int *bad)
 {
@@ -403,7 +421,8 @@ TARGET static int lut_columns(const remeco_layer_t *L, const uint8_t *x, int nv,
     const __m512i half = _mm512_set1_epi32(L->adc_shift ? 1 << (L->adc_shift - 1) : 0);
     const __m128i sh = _mm_cvtsi32_si128(L->adc_shift);
     const __m512i amax = _mm512_set1_epi32(L->adc_max), zero = _mm512_setzero_si512();
-    const int64_t pstep = W16, gstep = 256 * (int64_t)W16;
+    const int esz = L->lut_i16 ? 2 : 4; /* bytes per table entry */
+    const int64_t pstep = (int64_t)W16 * esz, gstep = 256 * pstep;
     memset(S->y, 0, (size_t)nv * W16 * sizeof(int32_t));
     for (int v = 0; v < nv; v++) {
         const uint8_t *xr = x + (int64_t)v * K;
@@ -436,20 +455,15 @@ TARGET static int lut_columns(const remeco_layer_t *L, const uint8_t *x, int nv,
             }
             xsum += _mm512_reduce_add_epi64(sumv);
             const int np = 32 - __builtin_clz(any) > 4 ? 8 : 4;
-            const int32_t *tab = L->lut + L->lut_off[t];
+            const char *tab = (const char *)L->lut + L->lut_off[t] * esz;
+            const lut_fn two = np == 8 ? (L->lut_i16 ? lut_planes8_2_16 : lut_planes8_2_32)
+                                       : (L->lut_i16 ? lut_planes4_2_16 : lut_planes4_2_32);
+            const lut_fn one = np == 8 ? (L->lut_i16 ? lut_planes8_1_16 : lut_planes8_1_32)
+                                       : (L->lut_i16 ? lut_planes4_1_16 : lut_planes4_1_32);
             int cb = 0;
-            for (; cb + 1 < PB; cb += 2) {
-                if (np == 8)
-                    lut_planes8_2(tab + cb * LANES, gstep, pstep, S->pat, gs, S->gidx, ng, half, sh, amax, y + cb * LANES);
-                else
-                    lut_planes4_2(tab + cb * LANES, gstep, pstep, S->pat, gs, S->gidx, ng, half, sh, amax, y + cb * LANES);
-            }
-            if (cb < PB) {
-                if (np == 8)
-                    lut_planes8_1(tab + cb * LANES, gstep, pstep, S->pat, gs, S->gidx, ng, half, sh, amax, y + cb * LANES);
-                else
-                    lut_planes4_1(tab + cb * LANES, gstep, pstep, S->pat, gs, S->gidx, ng, half, sh, amax, y + cb * LANES);
-            }
+            for (; cb + 1 < PB; cb += 2)
+                two(tab + cb * LANES * esz, gstep, pstep, S->pat, gs, S->gidx, ng, half, sh, amax, y + cb * LANES);
+            if (cb < PB) one(tab + cb * LANES * esz, gstep, pstep, S->pat, gs, S->gidx, ng, half, sh, amax, y + cb * LANES);
         }
         S->xsum[v] = xsum;
     }

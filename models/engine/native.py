@@ -96,7 +96,7 @@ class LayerStruct(ctypes.Structure):
         ("ex_dst", ctypes.c_void_p),
         ("ex_col", ctypes.c_void_p),
         ("lut_rows", ctypes.c_int32),
-        ("_pad3", ctypes.c_int32),
+        ("lut_i16", ctypes.c_int32),
         ("lut", ctypes.c_void_p),
         ("lut_off", ctypes.c_void_p),
     ]

@@ -189,20 +189,24 @@ def test_random_networks_formats_and_codes_match_the_reference(case, path, isa):
 
 
 @pytest.mark.parametrize("case", range(len(FORMATS)))
-@pytest.mark.parametrize("tables", ["every layer", "none"])
+@pytest.mark.parametrize("tables", ["every layer", "int32 entries", "none"])
 def test_vnni_column_sum_tables_on_and_off_match_the_reference(case, tables, monkeypatch):
-    """The VNNI path's column sums from tables of 8-row input patterns (layout.lut_tables)
-    and from vpdpwssd per row pair: both the reference's logits, on random formats (tiles
-    of 8 to 100 rows, partial 8-row groups) and codes at the range's ends."""
+    """The VNNI path's column sums from tables of 8-row input patterns (layout.lut_tables;
+    int16 entries where every sum fits, else int32) and from vpdpwssd per row pair: all
+    the reference's logits, on random formats (tiles of 8 to 100 rows, partial 8-row
+    groups) and codes at the range's ends."""
     from remeco.models.engine import core
 
     if "vnni" not in _kernel_isas():
         pytest.skip("no kernel here")
+    monkeypatch.delenv("REMECO_NO_LUT", raising=False)
+    monkeypatch.delenv("REMECO_LUT_I32", raising=False)
     if tables == "none":
         monkeypatch.setenv("REMECO_NO_LUT", "1")
     else:
-        monkeypatch.delenv("REMECO_NO_LUT", raising=False)
         monkeypatch.setattr(core, "LUT_MAX_BYTES", 1 << 40)
+    if tables == "int32 entries":
+        monkeypatch.setenv("REMECO_LUT_I32", "1")
     rng = np.random.default_rng(300 + case)
     fmt = EmulationFormat(**FORMATS[case])
     net = _random_network(rng, conv_padding=case % 2, stride=1 + (case % 3 == 2))
@@ -218,7 +222,12 @@ def test_vnni_column_sum_tables_on_and_off_match_the_reference(case, tables, mon
     chip = _random_chip(rng, mapped)
     prepared = engine.prepare(chip)
     used = [layer.struct.lut_rows for layers in prepared.copies for layer in layers]
-    assert used == [8 if tables == "every layer" else 0] * len(used)
+    assert used == [0 if tables == "none" else 8] * len(used)
+    narrow = [layer.struct.lut_i16 for layers in prepared.copies for layer in layers]
+    if tables != "every layer":
+        assert not any(narrow)
+    elif case == 0:  # 10-bit codes: eight of them sum within int16
+        assert all(narrow)
     try:
         ref = infer(mapped, images, executor="emulation", programmed=chip)
     except OverflowError:
