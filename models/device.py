@@ -1015,16 +1015,19 @@ def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r
     # order, so that dropping the finished ones is a take of each (a take along the
     # columns of one state matrix cost twice as much). The per-level constants (target
     # conductance, aimed progress) are looked up from the level when needed.
-    index = np.arange(n)
     level = np.asarray(levels)
-    stuck = np.where(faults > 0, g_on, np.where(faults < 0, g_off, np.nan)) if any_stuck else None
-    x, r_u, r_d = x_final.copy(), np.asarray(r_up, dtype=np.float64), np.asarray(r_down, dtype=np.float64)
-    k_up, k_down = np.ones(n), np.ones(n)
-    count_sum, time_sum = np.zeros(n), np.zeros(n)  # pulses and pulse time so far
+    r_u, r_d = np.asarray(r_up, dtype=np.float64), np.asarray(r_down, dtype=np.float64)
     last_rising = last_width = last_from = None
     iteration = 0
+    from_reset = not noisy and n and not np.any(x0)
+    if not from_reset:
+        index = np.arange(n)
+        stuck = np.where(faults > 0, g_on, np.where(faults < 0, g_off, np.nan)) if any_stuck else None
+        x = x_final.copy()
+        k_up, k_down = np.ones(n), np.ones(n)
+        count_sum, time_sum = np.zeros(n), np.zeros(n)  # pulses and pulse time so far
 
-    if not noisy and n and not np.any(x0):
+    if from_reset:
         # Iteration 1 from the reset state, per (stuck state, level) class: most devices
         # of a campaign start here and many (level 0) finish at once.
         cls, ok_c, rising_c, here_c, count_c, burst_c = _first_pass_from_reset(level, faults, tab, params)
@@ -1050,15 +1053,23 @@ def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r
         moving = np.flatnonzero(progress > 0)
         if moving.size:
             still = rising.take(moving)
-            s = _positions(x.take(moving), still, up, down)
-            s += progress.take(moving)
-            u_new = _inverse(s, still, up, down)
-            x[moving] = np.where(still, u_new, 1.0 - u_new)
+            if up.threshold > 0 and still.all():
+                # _positions of states 0 (x0 is all zero) rising, below the window: the
+                # states themselves; and np.where(still, u, 1 - u) is u
+                s = x.take(moving)
+                s += progress.take(moving)
+                x[moving] = _inverse(s, still, up, down)
+            else:
+                s = _positions(x.take(moving), still, up, down)
+                s += progress.take(moving)
+                u_new = _inverse(s, still, up, down)
+                x[moving] = np.where(still, u_new, 1.0 - u_new)
         index, level = active, level.take(active)
-        if stuck is not None:
-            stuck = stuck.take(active)
-            if np.isnan(stuck).all():  # the stuck devices went by class
-                stuck = None
+        stuck = None
+        if any_stuck:
+            f = faults.take(active)
+            if f.any():  # else the stuck devices went by class
+                stuck = np.where(f > 0, g_on, np.where(f < 0, g_off, np.nan))
         k_up, k_down = np.ones(active.size), np.ones(active.size)
         count_sum, time_sum = count_c.take(cls), burst  # 0 + the first burst
         last_rising, last_width, last_from = rising, burst, here_c.take(cls)
