@@ -921,6 +921,18 @@ def _first_pass_from_reset(levels: np.ndarray, faults: np.ndarray, tab: "_LevelT
 
     Returns ``(cls, ok, rising, here, count, burst)`` per class and each device's class.
     """
+    ok, rising, here, count, burst = _first_pass_classes(params)
+    cls = np.asarray(faults, dtype=np.intp) + 1
+    cls *= params.levels
+    cls += levels
+    return cls, ok, rising, here, count, burst
+
+
+@functools.lru_cache(maxsize=16)
+def _first_pass_classes(params: DeviceParams) -> tuple[np.ndarray, ...]:
+    """The per-class part of :func:`_first_pass_from_reset` (it depends on the device
+    parameters only): ``(ok, rising, here, count, burst)``, read-only, once per parameter set."""
+    tab = _level_tables(params)
     n_levels = params.levels
     g_off, g_on = params.g_off, params.g_on
     g_span = g_on - g_off
@@ -949,10 +961,10 @@ def _first_pass_from_reset(levels: np.ndarray, faults: np.ndarray, tab: "_LevelT
     width = t_plan / count
     np.clip(width, params.min_pulse_width, params.pulse_width, out=width)
     burst = np.multiply(count, width, out=width)
-    cls = np.asarray(faults, dtype=np.intp) + 1
-    cls *= n_levels
-    cls += levels
-    return cls, ok, rising, here, count, burst
+    out = (ok, rising, here, count, burst)
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 @functools.lru_cache(maxsize=16)
@@ -1387,8 +1399,7 @@ def draw_devices(shape: tuple[int, ...], seed: int, instance: int, *more: int,
     else:
         # Nominal devices (draw_variation's np.full arrays): the rates of an array of one
         # nominal device, the same element-wise operations, repeated.
-        one = DeviceVariation.nominal((1,), params)
-        r_up, r_down = (r[0] for r in _pulse_rates(params, one.v_p, one.v_n, one.a_p, one.a_n))
+        r_up, r_down = _nominal_rates(params)
     stuck = faults != 0
     value = DeviceDraws(_frozen(faults), _frozen(np.where(stuck, 0.0, r_up)), _frozen(np.where(stuck, 0.0, r_down)))
     global _DRAW_CACHE_HELD
@@ -1398,6 +1409,13 @@ def draw_devices(shape: tuple[int, ...], seed: int, instance: int, *more: int,
         while len(_DRAW_CACHE) > _DRAW_CACHE_SIZE or _DRAW_CACHE_HELD > _DRAW_CACHE_BYTES:
             _DRAW_CACHE_HELD -= _DRAW_CACHE.popitem(last=False)[1].nbytes
     return value
+
+
+@functools.lru_cache(maxsize=16)
+def _nominal_rates(params: DeviceParams) -> tuple:
+    """Pulse rates of one nominal device (:func:`draw_devices` without D2D variation)."""
+    one = DeviceVariation.nominal((1,), params)
+    return tuple(r[0] for r in _pulse_rates(params, one.v_p, one.v_n, one.a_p, one.a_n))
 
 
 def _open_loop_drawn(levels: np.ndarray, draws: DeviceDraws, params: DeviceParams) -> ProgrammingResult:
