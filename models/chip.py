@@ -480,17 +480,10 @@ class _Layout:
             s, j = mapped.col_slice[cols], mapped.col_neuron[cols]
             at = s * n + j  # the record's column of each crossbar column
             want = self.full[:k].take(cols, axis=1)
-            # a fresh record (levels -1) differs from want everywhere: np.nonzero's order
-            row, col = np.divmod(np.arange(k * cols.size), cols.size)
-            flat, lv = row * (fmt.n_slices * n) + at[col], want.ravel()
-            drawn = (s[col] * k + row) * n + j[col]
             dup = np.unique(at).size < at.size
-            if dup:  # a device in two columns (same level): once
-                flat, first = np.unique(flat, return_index=True)
-                lv, drawn = lv[first], drawn[first]
-            for a in (cols, s, j, at, want, flat, drawn, lv):
+            for a in (cols, s, j, at, want):
                 a.flags.writeable = False
-            self.copies.append((int(c), cols, s, j, at, want, dup, (flat, drawn, lv)))
+            self.copies.append([int(c), cols, s, j, at, want, dup, None])
         self.padding = []
         for rt, ct, pad in _padding(mapped):
             block = self.full[rt * fmt.rows:(rt + 1) * fmt.rows, ct * fmt.cols:(ct + 1) * fmt.cols]
@@ -499,6 +492,22 @@ class _Layout:
             for a in (pad, flat, lv):
                 a.flags.writeable = False
             self.padding.append((rt, ct, pad, block, (flat, lv)))
+
+    def fresh(self, entry: list, k: int, n: int, n_slices: int) -> tuple:
+        """``(flat, drawn, lv)`` of the devices a fresh record (levels -1) programs for copy
+        ``entry`` of :attr:`copies`: all of them, in np.nonzero's order (made once)."""
+        if entry[7] is None:
+            _, cols, s, j, at, want, dup, _ = entry
+            row, col = np.divmod(np.arange(k * cols.size), cols.size)
+            flat, lv = row * (n_slices * n) + at[col], want.ravel()
+            drawn = (s[col] * k + row) * n + j[col]
+            if dup:  # a device in two columns (same level): once
+                flat, first = np.unique(flat, return_index=True)
+                lv, drawn = lv[first], drawn[first]
+            for a in (flat, drawn, lv):
+                a.flags.writeable = False
+            entry[7] = (flat, drawn, lv)
+        return entry[7]
 
     def tile_digest(self, rt: int, ct: int, device: DeviceParams) -> tuple:
         key = (rt, ct, device.levels <= 256)
@@ -509,8 +518,11 @@ class _Layout:
 
 
 # Layouts of the mapped layers this process programs, by object identity (mapped layers
-# are frozen plain data); an entry leaves with its layer.
+# are frozen plain data); an entry leaves with its layer. A layout holds ~50 bytes per
+# cell, so only layers of up to _LAYOUT_MAX_CELLS cells are kept (all of LeNet-5's; the
+# large layers of the paper LeNet or AlexNet get a new one per call, as before).
 _LAYOUTS: dict = {}
+_LAYOUT_MAX_CELLS = 1 << 18
 
 
 def _layout(mapped) -> _Layout:
@@ -519,6 +531,9 @@ def _layout(mapped) -> _Layout:
     if hit is not None and hit[0]() is mapped:
         return hit[1]
     lay = _Layout(mapped)
+    fmt = mapped.fmt
+    if mapped.row_tiles * mapped.col_tiles * fmt.rows * fmt.cols > _LAYOUT_MAX_CELLS:
+        return lay
     try:
         ref = weakref.ref(mapped, lambda _, key=key: _LAYOUTS.pop(key, None))
     except TypeError:  # not weak-referenceable: not memoised
@@ -552,12 +567,13 @@ def _program_devices(mapped_layers, levels_of, params: ChipParams, *, seed: int,
         if levels is not lay.levels and not np.array_equal(levels, lay.levels):
             raise ValueError("levels_of must be the mapped layers' target levels")
         logical, padding = [], []
-        for c, cols, s, j, at, want, dup, fresh in lay.copies:
+        for entry in lay.copies:
+            c, cols, s, j, at, want, dup, _ = entry
             rec = _outcomes((fmt.n_slices, k, n), seed, instance, (_LOGICAL, int(layer), int(copy), c), kw, wv,
                             by_row=True)
             logical.append((rec, cols, at))
             if rec.fresh:
-                todo.append((rec, *fresh))
+                todo.append((rec, *lay.fresh(entry, k, n, fmt.n_slices)))
                 continue
             row, col = np.nonzero(rec.level.take(at, axis=1) != want)
             if row.size:
