@@ -446,6 +446,20 @@ def _fast_transfer(G: np.ndarray, r_w: float, r_b: float) -> np.ndarray:
     return transfer
 
 
+def _chain_pivots(d: np.ndarray) -> None:
+    """LAPACK ``dpttrf``'s pivots of many chains at once, in place: ``d[p]`` holds node ``p``
+    of every chain (any shape after the first axis), the diagonal before and the pivot
+    after. Off-diagonals are -1, so dpttrf's step ``d[p] - (e / d[p - 1]) e`` is
+    ``d[p] - 1 / d[p - 1]`` with the same roundings (``e = -1``: the division and the
+    product are exact negations, with or without a fused multiply-add), bit for bit
+    (:func:`_chain_attenuations` runs dpttrf over the chains laid end to end, one node
+    after the other; here a step covers a node of every chain)."""
+    inv = np.empty(d.shape[1:])
+    for p in range(1, d.shape[0]):
+        np.divide(1.0, d[p - 1], out=inv)
+        np.subtract(d[p], inv, out=d[p])
+
+
 def fast_transfer_stack(G: np.ndarray, r_w: float, r_b: float) -> np.ndarray:
     """``NodalCrossbar(G[t], r_w, r_b, method="fast").transfer_matrix`` of every tile of a
     stack ``G`` ``(T, m, n)`` at once, bit for bit: :func:`_fast_transfer`'s element-wise
@@ -465,25 +479,32 @@ def fast_transfer_stack(G: np.ndarray, r_w: float, r_b: float) -> np.ndarray:
     if r_w == 0.0 or r_b == 0.0:
         return np.stack([_fast_transfer(g, r_w, r_b) for g in G])
     T, m, n = G.shape
-    work = np.empty(2 * T * m * n)
-    # _bit_line_transmission of every tile: (T n) chains of m nodes
-    chains = np.multiply(G.transpose(0, 2, 1), r_b, out=work[: T * m * n].reshape(T, n, m))
-    chains += 2.0
-    chains[:, :, 0] -= 1.0
-    _chain_attenuations(chains.reshape(T * n, m), work[T * m * n :])
-    backwards = chains[:, :, ::-1]
-    np.multiply.accumulate(backwards, axis=2, out=backwards)
-    reach = chains.transpose(0, 2, 1).copy()
+    # _bit_line_transmission of every tile: the chains are the (T n) bit lines, node i at
+    # row i, so one row of the stack holds node i of every chain and the pivots advance a
+    # row at a time over all chains at once (_chain_pivots); the suffix products of the
+    # attenuations likewise (np.multiply.accumulate of the reversed chains).
+    reach = np.multiply(G, r_b)
+    reach += 2.0
+    reach[:, 0, :] -= 1.0
+    _chain_pivots(reach.reshape(T, m, n).transpose(1, 0, 2))
+    np.reciprocal(reach, out=reach)
+    for i in range(m - 2, -1, -1):
+        np.multiply(reach[:, i + 1, :], reach[:, i, :], out=reach[:, i, :])
     g_z = reach * (r_b * (m - np.arange(m, dtype=np.float64)))[:, None]
     g_z *= G
     g_eff = np.subtract(1.0, g_z)
     g_eff *= G
-    # _word_line_voltages of every tile: (T m) chains of n nodes
-    wl = np.multiply(g_eff[:, :, ::-1], r_w, out=work[: T * m * n].reshape(T, m, n))
+    # _word_line_voltages of every tile: the chains are the (T m) word lines, numbered from
+    # the open far end (column n - 1); held column-major so that a node of every chain is
+    # one contiguous row.
+    wl = np.multiply(g_eff.transpose(0, 2, 1), r_w, out=np.empty((T, n, m)))
     wl += 2.0
-    wl[:, :, 0] -= 1.0
-    _chain_attenuations(wl.reshape(T * m, n), work[T * m * n :])
-    u = np.multiply.accumulate(wl[:, :, ::-1], axis=2, out=np.empty((T, m, n)))
+    wl[:, n - 1, :] -= 1.0
+    _chain_pivots(wl[:, ::-1, :].transpose(1, 0, 2))
+    np.reciprocal(wl, out=wl)
+    for j in range(1, n):
+        np.multiply(wl[:, j - 1, :], wl[:, j, :], out=wl[:, j, :])
+    u = np.ascontiguousarray(wl.transpose(0, 2, 1))
     transfer = G * reach
     transfer *= u
     device = np.multiply(g_eff, u, out=g_eff)
