@@ -319,7 +319,7 @@ class _Outcomes:
     crossbar's rows are gathered row by row, in memory order.
     """
 
-    __slots__ = ("draw_args", "fault_map", "level", "conductance", "pulses", "fresh")
+    __slots__ = ("draw_args", "fault_map", "level", "conductance", "pulses", "fresh", "pending")
 
     def __init__(self, draw_args: tuple, draw_kw: dict, write_verify: bool, by_row: bool = False) -> None:
         self.draw_args = (draw_args, draw_kw)
@@ -335,6 +335,18 @@ class _Outcomes:
         small = write_verify and draw_kw["params"].max_pulses < 1 << 31
         self.pulses = np.empty(shape, dtype=np.int32 if small else np.int64)
         self.fresh = True  # no device programmed yet (every level is -1)
+        # outcomes not written into the arrays yet: (flat, conductance, pulses, levels);
+        # settle() writes them (a record read by nobody else is never written)
+        self.pending: list = []
+
+    def settle(self) -> "_Outcomes":
+        """Write the pending outcomes into the arrays; returns self."""
+        for flat, g, n, lv in self.pending:
+            np.put(self.conductance, flat, g)
+            np.put(self.pulses, flat, n)
+            np.put(self.level, flat, lv)
+        self.pending = []
+        return self
 
     def draws(self) -> DeviceDraws:
         """The devices' draws (memoised by :func:`~remeco.models.device.draw_devices`)."""
@@ -560,6 +572,7 @@ def _program_devices(mapped_layers, levels_of, params: ChipParams, *, seed: int,
     # whose outcome for their cell's level is not known yet.
     # todo: (record, flat indices in the record, flat indices in the draw, levels)
     records, todo = [], []
+    direct: dict = {}  # id(record) -> its outcomes in crossbar order (step 3), when programmed whole here
     for mapped, levels, layer, copy in zip(mapped_layers, levels_of, layers, copies):
         fmt = mapped.fmt
         k, n = mapped.fan_in, mapped.neurons
@@ -574,8 +587,11 @@ def _program_devices(mapped_layers, levels_of, params: ChipParams, *, seed: int,
             logical.append((rec, cols, at))
             if rec.fresh:
                 todo.append((rec, *lay.fresh(entry, k, n, fmt.n_slices)))
+                if len(lay.copies) == 1 and not dup and cols.size == mapped.physical_columns:
+                    # every device of the one copy, in the crossbar's (row, column) order
+                    direct[id(rec)] = None
                 continue
-            row, col = np.nonzero(rec.level.take(at, axis=1) != want)
+            row, col = np.nonzero(rec.settle().level.take(at, axis=1) != want)
             if row.size:
                 flat, lv = row * rec.level.shape[1] + at[col], want[row, col]
                 drawn = (s[col] * k + row) * n + j[col]
@@ -589,24 +605,23 @@ def _program_devices(mapped_layers, levels_of, params: ChipParams, *, seed: int,
             if rec.fresh:
                 todo.append((rec, fresh[0], fresh[0], fresh[1]))
                 continue
-            flat = np.flatnonzero(pad & (rec.level != block))
+            flat = np.flatnonzero(pad & (rec.settle().level != block))
             if flat.size:
                 todo.append((rec, flat, flat, block.ravel()[flat]))
         records.append((logical, padding))
     # 2. Program the new ones in one vectorized pass; remember their outcomes.
     if todo:
         draws = [rec.draws() for rec, _, _, _ in todo]
-        res = program_drawn(np.concatenate([lv for _, _, _, lv in todo]),
-                            DeviceDraws(*(np.concatenate([getattr(d, name).ravel().take(at) for d, (_, _, at, _) in zip(draws, todo)])
-                                          for name in ("fault_map", "rate_up", "rate_down"))),
-                            params.device, write_verify=wv)
+        gathered = DeviceDraws(*(np.concatenate([getattr(d, name).ravel().take(at) for d, (_, _, at, _) in zip(draws, todo)])
+                                 for name in ("fault_map", "rate_up", "rate_down")))
+        res = program_drawn(np.concatenate([lv for _, _, _, lv in todo]), gathered, params.device, write_verify=wv)
         a = 0
         for rec, flat, _, lv in todo:
             b = a + flat.size
-            np.put(rec.conductance, flat, res.conductance[a:b])
-            np.put(rec.pulses, flat, res.pulses[a:b])
-            np.put(rec.level, flat, lv)
+            rec.pending.append((flat, res.conductance[a:b], res.pulses[a:b], lv))
             rec.fresh = False
+            if id(rec) in direct:
+                direct[id(rec)] = (res.conductance[a:b], res.pulses[a:b], gathered.fault_map[a:b])
             a = b
     # 3. Lay the outcomes out as the cells of the crossbars.
     out = []
@@ -619,10 +634,18 @@ def _program_devices(mapped_layers, levels_of, params: ChipParams, *, seed: int,
         source = np.empty(p, dtype=np.int64)
         for i, (_, cols, at) in enumerate(logical):
             source[cols] = i * width + at
-        for dst, name in ((g, "conductance"), (pulses, "pulses"), (faults, "fault_map")):
-            held = [getattr(rec, name) for rec, _, _ in logical]
-            dst[:k, :p] = (held[0] if len(held) == 1 else np.concatenate(held, axis=1)).take(source, axis=1)
+        whole = direct.get(id(logical[0][0])) if len(logical) == 1 else None
+        if whole is not None:  # the outcomes as programmed, already in crossbar order
+            for dst, src in zip((g, pulses, faults), whole):
+                dst[:k, :p] = src.reshape(k, p)
+        else:
+            for rec, _, _ in logical:
+                rec.settle()
+            for dst, name in ((g, "conductance"), (pulses, "pulses"), (faults, "fault_map")):
+                held = [getattr(rec, name) for rec, _, _ in logical]
+                dst[:k, :p] = (held[0] if len(held) == 1 else np.concatenate(held, axis=1)).take(source, axis=1)
         for rec, rt, ct, pad in padding:
+            rec.settle()
             for dst, src in ((g, rec.conductance), (pulses, rec.pulses), (faults, rec.fault_map)):
                 block = dst[rt * fmt.rows:(rt + 1) * fmt.rows, ct * fmt.cols:(ct + 1) * fmt.cols]
                 block[pad] = src[pad]
