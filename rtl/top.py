@@ -39,7 +39,7 @@ register and clears nothing wide, and the data registers take no reset. Register
 fan out across the array are copied per group of accumulators (the substituted codes
 per bank and vector lane, a bank's input word per :data:`LANE_GROUP` lanes, the drained
 bank and the ADC shift per vector lane; marked ``keep``, see :data:`KEEP`). The S2MM
-stream leaves through a register slice (:class:`~remeco.rtl.skid.SkidBuffer`).
+and MM2S streams pass through register slices (:class:`~remeco.rtl.skid.SkidBuffer`).
 
 The on-chip fault generator is :class:`~remeco.rtl.fault_gen.FaultGenerator`.
 
@@ -221,8 +221,18 @@ class AcceleratorTop(wiring.Component):
         pair = Signal(range(max(L // 2, 2)))
         staged = Signal(L * cb - 2 * cb if L > 2 else 1)
         loading = ~busy & (target != regmap.STREAM_INPUTS)
-        in_beat = self.s_axis.tvalid & self.s_axis.tready
-        word = self.s_axis.tdata
+        # MM2S words enter through a register slice (rtl/skid.py): TREADY is its flip-flop,
+        # and the loader's and the issue stage's ready logic ends at the slice, not at a port.
+        # SOFT_RESET drops the (at most two) words it holds, with the rest of the stream state.
+        m.submodules.in_slice = in_slice = ResetInserter({"sync": soft})(SkidBuffer(32))
+        m.d.comb += [
+            in_slice.i.valid.eq(self.s_axis.tvalid),
+            in_slice.i.payload.eq(self.s_axis.tdata),
+            self.s_axis.tready.eq(in_slice.i.ready),
+        ]
+        s_in = in_slice.o
+        in_beat = s_in.valid & s_in.ready
+        word = s_in.payload
         with m.If(regs.load_address_written):
             m.d.sync += pair.eq(0)
         with m.Elif(loading & in_beat):
@@ -372,13 +382,13 @@ class AcceleratorTop(wiring.Component):
         pass_first = a_tile_row == 0
         pass_last = (a_tile_row == rows - 1) | row_last
         bank_wait = pass_first & Mux(a_bank, bank_used[1], bank_used[0])  # its bank not drained yet
-        can_issue = a_active & (~from_stream | self.s_axis.tvalid) & ~bank_wait
+        can_issue = a_active & (~from_stream | s_in.valid) & ~bank_wait
         with m.If(busy):
-            m.d.comb += self.s_axis.tready.eq(a_active & from_stream & ~bank_wait)
+            m.d.comb += s_in.ready.eq(a_active & from_stream & ~bank_wait)
         with m.Else():
             # held off while the generator owns the fault memory, and in the cycle a new
             # LOAD_ADDRESS takes effect (the word assembly restarts then)
-            m.d.comb += self.s_axis.tready.eq(
+            m.d.comb += s_in.ready.eq(
                 loading & ~((target == regmap.STREAM_FAULTS) & gen_busy) & ~regs.load_address_written
             )
         m.d.comb += [
@@ -514,9 +524,18 @@ class AcceleratorTop(wiring.Component):
         next_lane = Mux(take, d_lane + 1, d_lane)[:log_l]  # wraps to 0 after lane L - 1
         go = Mux(next_bank, bank_full[1], bank_full[0]) & room
         m.d.sync += take.eq(go)
+        # Which lanes still hold columns, as a thermometer register beside d_lane
+        # (hold[lane] = d_lane <= L - 1 - lane): each lane's next value depends on its own
+        # bit and its neighbour's, not on a comparison of the whole lane counter.
+        hold = Signal(L, name="hold", init=(1 << L) - 1)
+        hold_next = Signal(L, name="hold_next")
+        for lane in range(L):
+            above = hold[lane + 1] if lane + 1 < L else 0
+            m.d.comb += hold_next[lane].eq(ending | Mux(take, above, hold[lane]))  # next_lane <= L - 1 - lane
+        m.d.sync += hold.eq(hold_next)
         for x in range(2):
             for lane in range(L):
-                holds = (next_lane <= L - 1 - lane) if lane else 1  # lane 0 holds a column until the end
+                holds = hold_next[lane] if lane else 1  # lane 0 holds a column until the end
                 m.d.sync += [sh.eq(go & (next_bank == x) & holds) for sh in shifts[x][lane]]
         with m.If(drain_clear):
             m.d.sync += [take.eq(0), *(sh.eq(0) for bank in shifts for row in bank for sh in row)]
@@ -740,7 +759,7 @@ class AcceleratorTop(wiring.Component):
                 busy.eq(0), done.eq(0), error.eq(0), error_code.eq(regmap.ERR_NONE), cycles.eq(0),
                 a_active.eq(0), pair.eq(0), out_lane.eq(0), out_neuron.eq(0),
                 # both banks may hold partial sums: the drain shifts them out unused
-                a_bank.eq(0), d_bank.eq(0), d_lane.eq(0),
+                a_bank.eq(0), d_bank.eq(0), d_lane.eq(0), hold.eq((1 << L) - 1),
                 *(flag[x].eq(1) for flag in (bank_used, bank_full, bank_flush) for x in range(2)),
             ]
         return m
