@@ -319,7 +319,7 @@ class _Outcomes:
     crossbar's rows are gathered row by row, in memory order.
     """
 
-    __slots__ = ("draw_args", "fault_map", "level", "conductance", "pulses", "fresh", "pending")
+    __slots__ = ("draw_args", "fault_map", "level", "conductance", "pulses", "fresh", "pending", "key")
 
     def __init__(self, draw_args: tuple, draw_kw: dict, write_verify: bool, by_row: bool = False) -> None:
         self.draw_args = (draw_args, draw_kw)
@@ -336,16 +336,26 @@ class _Outcomes:
         self.pulses = np.empty(shape, dtype=np.int32 if small else np.int64)
         self.fresh = True  # no device programmed yet (every level is -1)
         # outcomes not written into the arrays yet: (flat, conductance, pulses, levels);
-        # settle() writes them (a record read by nobody else is never written)
+        # settle() writes them (a record read by nobody else is never written). Their
+        # conductances and pulses count in nbytes, so the memo's bound holds.
         self.pending: list = []
+        self.key = None  # the memo key, while in the memo
+
+    def add_pending(self, flat: np.ndarray, g: np.ndarray, n: np.ndarray, lv: np.ndarray) -> None:
+        self.pending.append((flat, g, n, lv))
+        _memo_grew(self, g.nbytes + n.nbytes)
 
     def settle(self) -> "_Outcomes":
         """Write the pending outcomes into the arrays; returns self."""
-        for flat, g, n, lv in self.pending:
-            np.put(self.conductance, flat, g)
-            np.put(self.pulses, flat, n)
-            np.put(self.level, flat, lv)
-        self.pending = []
+        if self.pending:
+            freed = 0
+            for flat, g, n, lv in self.pending:
+                np.put(self.conductance, flat, g)
+                np.put(self.pulses, flat, n)
+                np.put(self.level, flat, lv)
+                freed += g.nbytes + n.nbytes
+            self.pending = []
+            _memo_grew(self, -freed)
         return self
 
     def draws(self) -> DeviceDraws:
@@ -355,7 +365,21 @@ class _Outcomes:
 
     @property
     def nbytes(self) -> int:
-        return int(self.fault_map.nbytes + self.level.nbytes + self.conductance.nbytes + self.pulses.nbytes)
+        return int(self.fault_map.nbytes + self.level.nbytes + self.conductance.nbytes + self.pulses.nbytes
+                   + sum(g.nbytes + n.nbytes for _, g, n, _ in self.pending))
+
+
+def _memo_grew(rec: _Outcomes, delta: int) -> None:
+    """Account ``delta`` more bytes held by ``rec`` (if it is in the outcome memo) and
+    keep the memo within its bound."""
+    global _OUTCOME_CACHE_HELD
+    if rec.key is None or _OUTCOME_CACHE.get(rec.key) is not rec:
+        return
+    _OUTCOME_CACHE_HELD += delta
+    while _OUTCOME_CACHE_HELD > _OUTCOME_CACHE_BYTES:
+        old = _OUTCOME_CACHE.popitem(last=False)[1]
+        old.key = None
+        _OUTCOME_CACHE_HELD -= old.nbytes
 
 
 def _outcomes(shape: tuple, seed: int, instance: int, more: tuple, draw_kw: dict, write_verify: bool,
@@ -370,9 +394,12 @@ def _outcomes(shape: tuple, seed: int, instance: int, more: tuple, draw_kw: dict
     entry = _Outcomes((shape, seed, instance, more), draw_kw, write_verify, by_row)
     if entry.nbytes <= _OUTCOME_CACHE_BYTES:
         _OUTCOME_CACHE[key] = entry
+        entry.key = key
         _OUTCOME_CACHE_HELD += entry.nbytes
         while _OUTCOME_CACHE_HELD > _OUTCOME_CACHE_BYTES:
-            _OUTCOME_CACHE_HELD -= _OUTCOME_CACHE.popitem(last=False)[1].nbytes
+            old = _OUTCOME_CACHE.popitem(last=False)[1]
+            old.key = None
+            _OUTCOME_CACHE_HELD -= old.nbytes
     return entry
 
 
@@ -618,7 +645,7 @@ def _program_devices(mapped_layers, levels_of, params: ChipParams, *, seed: int,
         a = 0
         for rec, flat, _, lv in todo:
             b = a + flat.size
-            rec.pending.append((flat, res.conductance[a:b], res.pulses[a:b], lv))
+            rec.add_pending(flat, res.conductance[a:b], res.pulses[a:b], lv)
             rec.fresh = False
             if id(rec) in direct:
                 direct[id(rec)] = (res.conductance[a:b], res.pulses[a:b], gathered.fault_map[a:b])
