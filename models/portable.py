@@ -153,8 +153,6 @@ def check_pinned() -> None:
     for name, value in PINNED_ENV.items():
         if os.environ.get(name) != value:
             raise RuntimeError(f"{name}={os.environ.get(name)!r}, pinned value {value!r}")
-    torch.backends.mkldnn.enabled = False
-    torch.set_num_threads(1)
 
 
 def probe(arrays: Mapping[str, np.ndarray], args: Mapping[str, object], log: Callable[[str], None]) -> dict:
@@ -176,7 +174,12 @@ def probe(arrays: Mapping[str, np.ndarray], args: Mapping[str, object], log: Cal
 
 def _child(target: str, folder: Path) -> None:
     """The child's side of :func:`run_pinned`."""
+    import torch
+
     check_pinned()
+    # The two pins that are not environment variables: no oneDNN, one intra-op thread.
+    torch.backends.mkldnn.enabled = False
+    torch.set_num_threads(1)
     module_name, _, function_name = target.partition(":")
     function = getattr(importlib.import_module(module_name), function_name)
     with np.load(folder / "in.npz", allow_pickle=False) as data:
