@@ -80,8 +80,18 @@ def test_resume_after_kill_9_continues_the_trial_count(searched, tmp_path):
     import optuna
 
     res, out = searched
-    code = (f"from remeco.host.pareto import search_pareto\n"
-            f"search_pareto(trials=100, out_dir={str(out)!r}, instances=2, test_images=30, epochs={EPOCHS}, "
+    # Each evaluation in the child is followed by 3 s of sleep, so a trial seen running is
+    # still running when the kill lands (evaluations of 2 x 30 pairs take milliseconds).
+    code = (f"import time\n"
+            f"import remeco.host.pareto as pareto\n"
+            f"import remeco.host.reproduce as reproduce\n"
+            f"run_plans = reproduce.run_plans\n"
+            f"def slow(*args, **kwargs):\n"
+            f"    out = run_plans(*args, **kwargs)\n"
+            f"    time.sleep(3)\n"
+            f"    return out\n"
+            f"reproduce.run_plans = slow  # search_pareto imports it from here when it runs\n"
+            f"pareto.search_pareto(trials=100, out_dir={str(out)!r}, instances=2, test_images=30, epochs={EPOCHS}, "
             f"executor='serial', heuristic=False, plot=False, log=lambda *_: None)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     study = _study(res)
