@@ -163,18 +163,25 @@ FORMATS = [
 ]
 
 
+def _random_mapped(rng, case: int, n_images: int):
+    """A random network in format ``FORMATS[case]`` mapped with random copies per neuron
+    and slice, ``n_images`` random images (the first all zeros: every plane skipped) and
+    the ADC shifts: (mapped, images, shifts)."""
+    fmt = EmulationFormat(**FORMATS[case])
+    net = _random_network(rng, conv_padding=case % 2, stride=1 + (case % 3 == 2))
+    images = rng.integers(0, 256, size=(n_images, *net.input_shape)).astype(np.uint8)
+    images[0] = 0
+    shifts = tuple(int(s) for s in rng.integers(0, 7, size=len(net.layers)))
+    copies = tuple(rng.integers(0, 3, size=(layer.out_features, fmt.n_slices)) for layer in net.layers)
+    mapped = map_network(net, RedundancyPlan("random", copies, committee_log2=int(case % 2)), fmt, shifts)
+    return mapped, images, shifts
+
+
 @pytest.mark.parametrize("case", range(len(FORMATS)))
 @pytest.mark.parametrize("path,isa", PATHS)
 def test_random_networks_formats_and_codes_match_the_reference(case, path, isa):
     rng = np.random.default_rng(100 + case)
-    fmt = EmulationFormat(**FORMATS[case])
-    net = _random_network(rng, conv_padding=case % 2, stride=1 + (case % 3 == 2))
-    images = rng.integers(0, 256, size=(13, *net.input_shape)).astype(np.uint8)
-    images[0] = 0  # an all-zero image: every plane skipped
-    shifts = tuple(int(s) for s in rng.integers(0, 7, size=len(net.layers)))
-    copies = tuple(rng.integers(0, 3, size=(layer.out_features, fmt.n_slices)) for layer in net.layers)
-    plan = RedundancyPlan("random", copies, committee_log2=int(case % 2))
-    mapped = map_network(net, plan, fmt, shifts)
+    mapped, images, shifts = _random_mapped(rng, case, 13)
     if path == "native" and any(native_supported(m, s) for m, s in zip(mapped.layers, shifts)):
         pytest.skip("format outside the kernel's exact range")
     engine = _engine(mapped, path, isa)
@@ -208,14 +215,8 @@ def test_vnni_column_sum_tables_on_and_off_match_the_reference(case, tables, mon
     if tables == "int32 entries":
         monkeypatch.setenv("REMECO_LUT_I32", "1")
     rng = np.random.default_rng(300 + case)
-    fmt = EmulationFormat(**FORMATS[case])
-    net = _random_network(rng, conv_padding=case % 2, stride=1 + (case % 3 == 2))
-    images = rng.integers(0, 256, size=(11, *net.input_shape)).astype(np.uint8)
-    images[0] = 0
+    mapped, images, shifts = _random_mapped(rng, case, 11)
     images[1, :, ::2] = 0  # zero groups between non-zero ones
-    shifts = tuple(int(s) for s in rng.integers(0, 7, size=len(net.layers)))
-    copies = tuple(rng.integers(0, 3, size=(layer.out_features, fmt.n_slices)) for layer in net.layers)
-    mapped = map_network(net, RedundancyPlan("random", copies, committee_log2=int(case % 2)), fmt, shifts)
     if any(native_supported(m, s) for m, s in zip(mapped.layers, shifts)):
         pytest.skip("format outside the kernel's exact range")
     engine = _engine(mapped, "native", "vnni")
