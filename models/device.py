@@ -1181,6 +1181,93 @@ def _write_verify_flat(levels: np.ndarray, x0: np.ndarray, faults: np.ndarray, r
     return g, pulses, pulse_time, converged, reads
 
 
+class _NativeTables:
+    """The constants and per-level / per-class tables of the C write-and-verify loop
+    (``models/engine/write_verify.c``) for one parameter set (private helper; keeps the
+    arrays the C struct points at alive)."""
+
+    def __init__(self, params: DeviceParams) -> None:
+        from .engine.native import WriteVerifyStruct
+
+        tab = _level_tables(params)
+        ok, rising, here, count, burst = _first_pass_classes(params)
+        fz_pulses, fz_time, fz_converged, fz_reads = _frozen_outcomes(params)
+        # 16 unused entries after each table: the C code loads 16 entries from where the
+        # entries of healthy devices start (two registers to look up levels in)
+        pad = lambda a, dtype: np.concatenate([np.asarray(a, dtype=dtype), np.zeros(16, dtype)])  # noqa: E731
+        u8, f8, i8 = (lambda a, t=t: pad(a, t) for t in (np.uint8, np.float64, np.int64))
+        self.arrays = dict(g_target=f8(tab.g_target), aim_up=f8(tab.aim_up), aim_down=f8(tab.aim_down),
+                           ok_c=i8(ok), rising_c=i8(rising), here_c=f8(here), count_c=f8(count),
+                           burst_c=f8(burst), fz_pulses=i8(fz_pulses), fz_reads=i8(fz_reads),
+                           fz_time=f8(fz_time), fz_converged=u8(fz_converged))
+        s = WriteVerifyStruct()
+        s.levels = params.levels
+        s.vector = 1  # eight devices per AVX-512 vector where the CPU has AVX-512F (tests set 0)
+        # the very Python floats _write_verify_flat computes with
+        s.g_off, s.g_on, s.g_span = params.g_off, params.g_on, params.g_on - params.g_off
+        s.spacing, s.tolerance, s.max_pulses = params.level_spacing, params.tolerance, float(params.max_pulses)
+        s.pulse_width, s.min_width = params.pulse_width, params.min_pulse_width
+        s.rn_up, s.rn_down = tab.rate_up_nominal, tab.rate_down_nominal
+        s.tol_progress = params.tolerance / (params.levels - 1)
+        s.y_lo, s.y_hi, s.shrink = _Y_LO, 1.0 - _Y_LO, _SHRINK
+        s.k_min, s.k_max = _K_MIN, _K_MAX
+        s.thr_up, s.thr_down = tab.up.threshold, tab.down.threshold
+        for name, a in self.arrays.items():
+            setattr(s, name, a.ctypes.data)
+        self.struct = s
+
+
+@functools.lru_cache(maxsize=16)
+def _native_tables(params: DeviceParams) -> _NativeTables:
+    return _NativeTables(params)
+
+
+def _write_verify_reset(levels: np.ndarray, faults: np.ndarray, r_up: np.ndarray, r_down: np.ndarray,
+                        params: DeviceParams) -> tuple[np.ndarray, ...]:
+    """:func:`_write_verify_flat` from the reset state without read noise (flat, validated
+    arrays): the C loop of ``models/engine/write_verify.c`` where the library is available,
+    the numpy loop otherwise and for the devices the C loop hands back (those whose
+    trajectory enters a window of the window function, where the progress coordinate takes
+    transcendental functions the C loop does not evaluate). Same bits either way: every
+    device is simulated on its own data by the same float operations.
+
+    ``REMECO_NO_NATIVE_WRITE_VERIFY=1`` forces the numpy loop.
+    """
+    from .engine.native import write_verify
+
+    fn = write_verify()
+    n = levels.size
+    if fn is None or n == 0:
+        parts = []
+        # Chunks whose state stays in cache are faster than one pass over millions of
+        # devices (1.8 M paper-LeNet devices: 1.0 -> 0.36 s); same bits.
+        for a in range(0, max(n, 1), _WRITE_VERIFY_CHUNK):
+            b = min(n, a + _WRITE_VERIFY_CHUNK)
+            parts.append(_write_verify_flat(levels[a:b], np.zeros(b - a), faults[a:b], r_up[a:b], r_down[a:b],
+                                            params, 0.0, [(None, 0, b - a)]))
+        return parts[0] if len(parts) == 1 else tuple(np.concatenate(x) for x in zip(*parts))
+    tables = _native_tables(params)
+    lv = np.ascontiguousarray(levels, dtype=np.int64)
+    f = np.ascontiguousarray(faults, dtype=np.int8)
+    ru = np.ascontiguousarray(r_up, dtype=np.float64)
+    rd = np.ascontiguousarray(r_down, dtype=np.float64)
+    x, pulse_time = np.empty(n), np.empty(n)
+    pulses, reads = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    converged, fallback = np.empty(n, dtype=bool), np.empty(n, dtype=np.uint8)
+    status = fn(tables.struct, n, *(a.ctypes.data for a in (lv, f, ru, rd, x, pulses, pulse_time, converged, reads,
+                                                                fallback)))
+    if status:
+        raise MemoryError("write-and-verify: out of memory in the C loop")
+    g = _read_true_fast(x, f, params)
+    back = np.flatnonzero(fallback)
+    if back.size:
+        res = _write_verify_flat(lv.take(back), np.zeros(back.size), f.take(back), ru.take(back), rd.take(back),
+                                 params, 0.0, [(None, 0, back.size)])
+        for dst, src in zip((g, pulses, pulse_time, converged, reads), res):
+            dst[back] = src
+    return g, pulses, pulse_time, converged, reads
+
+
 def _read_true_fast(x: np.ndarray, faults: np.ndarray, params: DeviceParams) -> np.ndarray:
     """``_read_true`` for an already validated fault map."""
     g = params.state_to_conductance(x)
@@ -1462,20 +1549,12 @@ def program_drawn(target_levels: np.ndarray, draws: DeviceDraws, params: DeviceP
             raise ValueError(f"draws.{name} has shape {np.shape(getattr(draws, name))}, target_levels {shape}")
     if not write_verify:
         return _open_loop_drawn(levels, draws, params)
-    flat = [np.ravel(a) for a in (levels, draws.fault_map, draws.rate_up, draws.rate_down)]
-    # Devices do not interact, so programming them in chunks gives the same bits; chunks
-    # whose state stays in cache are faster than one pass over millions of devices
-    # (1.8 M paper-LeNet devices: 1.0 -> 0.36 s).
-    n, parts = levels.size, []
-    for a in range(0, max(levels.size, 1), _WRITE_VERIFY_CHUNK):
-        b = min(n, a + _WRITE_VERIFY_CHUNK)
-        lv, faults, up, down = (x[a:b] for x in flat)
-        parts.append(_write_verify_flat(lv, np.zeros(b - a), faults, up, down, params, 0.0, [(None, 0, b - a)]))
-    res = parts[0] if len(parts) == 1 else [np.concatenate(x) for x in zip(*parts)]
+    res = _write_verify_reset(*(np.ravel(a) for a in (levels, draws.fault_map, draws.rate_up, draws.rate_down)),
+                              params)
     return ProgrammingResult(*(a.reshape(shape) for a in res))
 
 
-_WRITE_VERIFY_CHUNK = 1 << 17  # devices per write-and-verify pass in program_drawn
+_WRITE_VERIFY_CHUNK = 1 << 17  # devices per pass of the numpy write-and-verify in program_drawn
 
 
 def program_tile(target_levels: np.ndarray, params: DeviceParams | None = None, *, seed: int,

@@ -14,6 +14,12 @@ is named in one warning line, removed and rebuilt instead (:mod:`remeco.models.c
 :func:`load` returns the loaded library or raises :class:`KernelUnavailable` with one
 line saying why (no compiler, a compiler error, a CPU without AVX-512 VNNI); callers
 fall back to the torch path (:mod:`remeco.models.engine.torch_ops`).
+
+The same library holds the write-and-verify loop of device programming
+(``write_verify.c``, compiled with ``kernel.c``; plain C, no special CPU):
+:func:`write_verify` returns its function or None, and
+:mod:`remeco.models.device` then uses its numpy loop (the same bits).
+``REMECO_NO_KERNEL=1`` turns off both, ``REMECO_NO_NATIVE_WRITE_VERIFY=1`` the second only.
 """
 
 from __future__ import annotations
@@ -33,11 +39,16 @@ __all__ = ["KernelUnavailable", "LayerStruct", "load", "amx_available", "build",
 
 #: The kernel's C source.
 SOURCE = Path(__file__).with_name("kernel.c")
+#: All sources of the library: the kernel and the write-and-verify loop.
+SOURCES = (SOURCE, Path(__file__).with_name("write_verify.c"))
 #: Compiler flags (the target ISA is set per function in the source, so a CPU without
-#: VNNI can still load the library and be told so by ``remeco_cpu_supported``).
-CFLAGS = ("-O3", "-std=c11", "-fPIC", "-shared", "-fno-strict-aliasing")
+#: VNNI can still load the library and be told so by ``remeco_cpu_supported``; no FMA
+#: contraction, so write_verify.c rounds every float operation as numpy does).
+CFLAGS = ("-O3", "-std=c11", "-fPIC", "-shared", "-fno-strict-aliasing", "-ffp-contract=off")
 #: The ABI version the Python side expects (``remeco_kernel_abi`` in kernel.c).
 ABI = 5
+#: The ABI version of write_verify.c (``remeco_write_verify_abi``; ``WriteVerifyStruct``).
+WV_ABI = 1
 
 
 #: Kernel return codes (the enum in kernel.c) -> what they mean.
@@ -102,6 +113,18 @@ class LayerStruct(ctypes.Structure):
     ]
 
 
+class WriteVerifyStruct(ctypes.Structure):
+    """Mirror of ``remeco_wv_t`` in write_verify.c (field order and types must match)."""
+
+    _fields_ = [("levels", ctypes.c_int32), ("vector", ctypes.c_int32)] + [
+        (name, ctypes.c_double) for name in (
+            "g_off", "g_on", "g_span", "spacing", "tolerance", "max_pulses", "pulse_width", "min_width",
+            "rn_up", "rn_down", "tol_progress", "y_lo", "y_hi", "shrink", "k_min", "k_max", "thr_up", "thr_down")
+    ] + [(name, ctypes.c_void_p) for name in (
+        "g_target", "aim_up", "aim_down", "ok_c", "rising_c", "here_c", "count_c", "burst_c",
+        "fz_pulses", "fz_reads", "fz_time", "fz_converged")]
+
+
 def _compiler() -> str | None:
     for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
         if name and shutil.which(name):
@@ -110,10 +133,12 @@ def _compiler() -> str | None:
 
 
 def _tag() -> str:
-    try:
-        text = SOURCE.read_bytes()
-    except OSError as exc:
-        raise KernelUnavailable(f"cannot read the kernel source {SOURCE}: {exc.strerror or exc}") from None
+    text = b""
+    for source in SOURCES:
+        try:
+            text += source.read_bytes()
+        except OSError as exc:
+            raise KernelUnavailable(f"cannot read the kernel source {source}: {exc.strerror or exc}") from None
     return hashlib.sha256(text + " ".join(CFLAGS).encode()).hexdigest()[:16]
 
 
@@ -175,7 +200,7 @@ def build(verbose: bool = False) -> Path:
         except OSError as exc:
             errors.append(f"{folder}: {exc.strerror or exc}")
             continue
-        cmd = [cc, *CFLAGS, str(SOURCE), "-o", tmp]
+        cmd = [cc, *CFLAGS, *map(str, SOURCES), "-o", tmp]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             os.unlink(tmp)
@@ -189,8 +214,40 @@ def build(verbose: bool = False) -> Path:
     raise KernelUnavailable("no writable folder for the kernel library: " + "; ".join(errors))
 
 
+_OPENED: ctypes.CDLL | None = None
+_OPEN_ERROR: str | None = None
 _LIB: ctypes.CDLL | None = None
 _ERROR: str | None = None
+_WV: object = None
+_WV_ERROR: str | None = None
+
+
+def _open() -> ctypes.CDLL:
+    """The library (built first if needed), opened and its ABI checked; memoised per process."""
+    global _OPENED, _OPEN_ERROR
+    if _OPENED is not None:
+        return _OPENED
+    if _OPEN_ERROR is not None:
+        raise KernelUnavailable(_OPEN_ERROR)
+    try:
+        if os.environ.get("REMECO_NO_KERNEL"):
+            raise KernelUnavailable("disabled by REMECO_NO_KERNEL")
+        path = library_path() or build()
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError as exc:
+            raise KernelUnavailable(f"cannot load {path}: {exc}") from None
+        try:
+            abi = lib.remeco_kernel_abi()
+        except AttributeError:  # a library, but not this kernel's
+            raise KernelUnavailable(f"{path} is not a remeco kernel (no remeco_kernel_abi)") from None
+        if abi != ABI:
+            raise KernelUnavailable(f"{path} has another ABI version")
+    except KernelUnavailable as exc:
+        _OPEN_ERROR = str(exc)
+        raise
+    _OPENED = lib
+    return lib
 
 
 def load() -> ctypes.CDLL:
@@ -207,19 +264,7 @@ def load() -> ctypes.CDLL:
     if _ERROR is not None:
         raise KernelUnavailable(_ERROR)
     try:
-        if os.environ.get("REMECO_NO_KERNEL"):
-            raise KernelUnavailable("disabled by REMECO_NO_KERNEL")
-        path = library_path() or build()
-        try:
-            lib = ctypes.CDLL(str(path))
-        except OSError as exc:
-            raise KernelUnavailable(f"cannot load {path}: {exc}") from None
-        try:
-            abi = lib.remeco_kernel_abi()
-        except AttributeError:  # a library, but not this kernel's
-            raise KernelUnavailable(f"{path} is not a remeco kernel (no remeco_kernel_abi)") from None
-        if abi != ABI:
-            raise KernelUnavailable(f"{path} has another ABI version")
+        lib = _open()
         if not lib.remeco_cpu_supported():
             raise KernelUnavailable("this CPU lacks AVX-512 VNNI / DQ (the fused kernel's instructions)")
         lib.remeco_amx_supported.restype = ctypes.c_int
@@ -233,6 +278,33 @@ def load() -> ctypes.CDLL:
         raise
     _LIB = lib
     return lib
+
+
+def write_verify():
+    """The C write-and-verify loop (``remeco_write_verify`` of write_verify.c), or None.
+
+    None when ``REMECO_NO_NATIVE_WRITE_VERIFY`` is set (read on every call) or the library
+    cannot be built or loaded (the reason is not repeated here: the numpy loop gives the
+    same bits, only slower). Needs no particular CPU.
+    """
+    global _WV, _WV_ERROR
+    if os.environ.get("REMECO_NO_NATIVE_WRITE_VERIFY"):
+        return None
+    if _WV is not None or _WV_ERROR is not None:
+        return _WV
+    try:
+        lib = _open()
+        abi = getattr(lib, "remeco_write_verify_abi", None)
+        if abi is None or abi() != WV_ABI:
+            raise KernelUnavailable("the library's write-and-verify has another ABI version")
+        fn = lib.remeco_write_verify
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.POINTER(WriteVerifyStruct), ctypes.c_int64] + [ctypes.c_void_p] * 10
+    except KernelUnavailable as exc:
+        _WV_ERROR = str(exc)
+        return None
+    _WV = fn
+    return fn
 
 
 def amx_available() -> bool:

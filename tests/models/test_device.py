@@ -561,3 +561,75 @@ def test_program_drawn_in_chunks_gives_the_bits_of_one_pass(monkeypatch):
     assert (whole.reads > 2).any() and not whole.converged.all()  # several passes, stuck devices
     empty = dv.program_drawn(np.zeros((0, 3), dtype=np.int64), dv.DeviceDraws(*(np.zeros((0, 3), dtype=t) for t in (np.int8, float, float))), params)
     assert empty.conductance.shape == (0, 3)
+
+
+# ------------------------------------------------- the C write-and-verify (engine/write_verify.c)
+
+_NATIVE_CASES = [  # (params, D2D, stuck-at rate)
+    (DeviceParams(), D2DParams(), 0.01),  # ReMeCo: sigma_rel 0.1, V 0.08, 1 % stuck
+    (DeviceParams(), D2DParams(0.3, 0.2), 0.1),
+    (DeviceParams(), D2DParams.none(), 0.0),
+    (DeviceParams(levels=8, tolerance=0.1, max_pulses=8), D2DParams(0.2, 0.08), 0.05),
+    (DeviceParams(eta=-1, x_n=0.5, alpha_p=0.0), D2DParams(0.3, 0.2), 0.02),
+    (DeviceParams(x_p=0.7, alpha_n=1.0, aim_margin=0.2), D2DParams(0.2, 0.1), 0.01),
+    (DeviceParams(levels=32, tolerance=0.4, max_pulses=16), D2DParams(0.2, 0.08), 0.01),  # > 16 levels: gathers
+    (DeviceParams(levels=2), D2DParams(0.3, 0.2), 0.3),
+]
+
+
+@pytest.fixture
+def native_write_verify():
+    from remeco.models.engine import native
+
+    if native.write_verify() is None:
+        pytest.skip("the C write-and-verify is not available here")
+
+
+@pytest.mark.parametrize("case", range(len(_NATIVE_CASES)))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_c_write_verify_equals_the_numpy_loop_bit_for_bit(native_write_verify, monkeypatch, case, seed):
+    """program_drawn through the C loop (AVX-512 and scalar passes) against the numpy loop,
+    on random device draws: every level, D2D variation, stuck-at faults, other window shapes.
+    5,063 devices: three blocks of the C loop and a partial vector at the end."""
+    params, d2d, rate = _NATIVE_CASES[case]
+    shape = (61, 83)
+    draws = dv.draw_devices(shape, seed, 7, case, params=params, d2d=d2d, stuck_at_rate=rate)
+    levels = np.random.default_rng([seed, case]).integers(0, params.levels, shape)
+    levels.ravel()[:params.levels] = np.arange(params.levels)  # every level at least once
+    struct = dv._native_tables(params).struct  # (its per-class outcomes run the numpy loop once)
+    numpy_sizes = []
+    flat = dv._write_verify_flat
+    monkeypatch.setattr(dv, "_write_verify_flat", lambda lv, *a, **k: numpy_sizes.append(lv.size) or flat(lv, *a, **k))
+
+    monkeypatch.setenv("REMECO_NO_NATIVE_WRITE_VERIFY", "1")
+    want = dv.program_drawn(levels, draws, params)
+    assert numpy_sizes == [levels.size]  # the switch forces the numpy loop
+    monkeypatch.delenv("REMECO_NO_NATIVE_WRITE_VERIFY")
+    for vector in (1, 0):
+        monkeypatch.setattr(struct, "vector", vector)
+        numpy_sizes.clear()
+        got = dv.program_drawn(levels, draws, params)
+        for name in ("conductance", "pulses", "pulse_time", "converged", "reads"):
+            g, w = getattr(got, name), getattr(want, name)
+            assert g.dtype == w.dtype and g.shape == w.shape, name
+            assert np.array_equal(g, w), (name, vector, int((g != w).sum()))
+        # the C loop did most of the work; the numpy loop only the devices it handed back
+        assert sum(numpy_sizes) < levels.size // 2, numpy_sizes
+    assert (want.reads > 2).any() or not d2d.enabled  # several verify passes (nominal devices: one burst)
+
+
+def test_c_write_verify_hands_back_the_devices_that_enter_a_window(native_write_verify, monkeypatch):
+    """Level 15 is aimed inside the SET window (x >= 0.95): those devices go to numpy."""
+    params = DeviceParams()
+    shape = (40, 40)
+    draws = dv.draw_devices(shape, 0, 1, 2, params=params, d2d=D2DParams(), stuck_at_rate=0.0)
+    levels = np.full(shape, params.levels - 1)
+    levels[:20] = 5
+    dv._native_tables(params)
+    sizes = []
+    flat = dv._write_verify_flat
+    monkeypatch.setattr(dv, "_write_verify_flat", lambda lv, *a, **k: sizes.append(np.bincount(lv, minlength=16)) or flat(lv, *a, **k))
+    got = dv.program_drawn(levels, draws, params)
+    (counts,) = sizes
+    assert counts[params.levels - 1] == 800 and counts.sum() == 800
+    assert got.converged.all()
