@@ -1251,14 +1251,13 @@ def _write_verify_reset(levels: np.ndarray, faults: np.ndarray, r_up: np.ndarray
     f = np.ascontiguousarray(faults, dtype=np.int8)
     ru = np.ascontiguousarray(r_up, dtype=np.float64)
     rd = np.ascontiguousarray(r_down, dtype=np.float64)
-    x, pulse_time = np.empty(n), np.empty(n)
+    g, pulse_time = np.empty(n), np.empty(n)
     pulses, reads = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     converged, fallback = np.empty(n, dtype=bool), np.empty(n, dtype=np.uint8)
-    status = fn(tables.struct, n, *(a.ctypes.data for a in (lv, f, ru, rd, x, pulses, pulse_time, converged, reads,
+    status = fn(tables.struct, n, *(a.ctypes.data for a in (lv, f, ru, rd, g, pulses, pulse_time, converged, reads,
                                                                 fallback)))
     if status:
         raise MemoryError("write-and-verify: out of memory in the C loop")
-    g = _read_true_fast(x, f, params)
     back = np.flatnonzero(fallback)
     if back.size:
         res = _write_verify_flat(lv.take(back), np.zeros(back.size), f.take(back), ru.take(back), rd.take(back),

@@ -48,7 +48,7 @@ CFLAGS = ("-O3", "-std=c11", "-fPIC", "-shared", "-fno-strict-aliasing", "-ffp-c
 #: The ABI version the Python side expects (``remeco_kernel_abi`` in kernel.c).
 ABI = 5
 #: The ABI version of write_verify.c (``remeco_write_verify_abi``; ``WriteVerifyStruct``).
-WV_ABI = 1
+WV_ABI = 2
 
 
 #: Kernel return codes (the enum in kernel.c) -> what they mean.

@@ -47,7 +47,7 @@ typedef struct {
 } remeco_wv_t;
 
 typedef struct {
-    double *x_final, *pulse_time;
+    double *conductance, *pulse_time;
     int64_t *pulses, *reads;
     uint8_t *converged, *fallback;
 } outputs_t;
@@ -57,7 +57,7 @@ enum { IDX, FL, LR, X, RU, RD, KU, KD, CS, TS, LW, LF, GT, AU, AD, N_ARRAYS };
 #define BLOCK 2048
 #define PAD 8 /* a vector store at the compaction point may write up to 7 lanes beyond */
 
-int remeco_write_verify_abi(void) { return 1; }
+int remeco_write_verify_abi(void) { return 2; }
 
 /* numpy's float maximum / minimum inside np.clip and np.maximum: NaN propagates from the
  * first argument; otherwise the larger (smaller) one, the first on ties. */
@@ -65,9 +65,18 @@ static inline double np_max(double a, double b) { return (isnan(a) || a >= b) ? 
 static inline double np_min(double a, double b) { return (isnan(a) || a <= b) ? a : b; }
 static inline double np_clip(double a, double lo, double hi) { return np_min(np_max(a, lo), hi); }
 
-static void finish(const outputs_t *o, int64_t i, double x, double cs, double ts, int64_t it, int ok)
+/* The true conductance of a device in state x (_read_true_fast). */
+static inline double read_true(const remeco_wv_t *P, double x, int64_t fault)
 {
-    o->x_final[i] = x; o->pulses[i] = (int64_t)cs; o->pulse_time[i] = ts;
+    double g = x * P->g_span;
+    g = P->g_off + g;
+    return fault > 0 ? P->g_on : fault < 0 ? P->g_off : g;
+}
+
+static void finish(const remeco_wv_t *P, const outputs_t *o, int64_t i, double x, int64_t fault, double cs,
+                   double ts, int64_t it, int ok)
+{
+    o->conductance[i] = read_true(P, x, fault); o->pulses[i] = (int64_t)cs; o->pulse_time[i] = ts;
     o->reads[i] = it; o->converged[i] = (uint8_t)ok;
 }
 
@@ -89,7 +98,7 @@ static int pass_scalar(const remeco_wv_t *P, double **A, int m, int64_t it, cons
         err = err / P->spacing;
         int ok = fabs(err) <= P->tolerance;
         if (ok || !(cs[j] < P->max_pulses)) {
-            finish(o, i, xj, cs[j], ts[j], it, ok);
+            finish(P, o, i, xj, fl[j], cs[j], ts[j], it, ok);
             continue;
         }
         double xh = g - P->g_off;
@@ -192,12 +201,13 @@ V512 static int pass_avx512(const remeco_wv_t *P, double **A_, int m, int64_t it
         __mmask8 done = (ok | ~_mm512_cmp_pd_mask(v[CS], maxp, _CMP_LT_OQ)) & live;
         if (done) {
             double xs[8], css[8], tss[8];
-            int64_t ids[8];
+            int64_t ids[8], fls[8];
             _mm512_storeu_pd(xs, x); _mm512_storeu_pd(css, v[CS]); _mm512_storeu_pd(tss, v[TS]);
             _mm512_storeu_si512(ids, _mm512_castpd_si512(v[IDX]));
+            _mm512_storeu_si512(fls, fl);
             for (unsigned bits = done; bits; bits &= bits - 1) {
                 int l = __builtin_ctz(bits);
-                finish(o, ids[l], xs[l], css[l], tss[l], it, (ok >> l) & 1);
+                finish(P, o, ids[l], xs[l], fls[l], css[l], tss[l], it, (ok >> l) & 1);
             }
         }
         __m512d xh = _mm512_sub_pd(g, g_off);
@@ -269,7 +279,7 @@ static inline int first_one(const remeco_wv_t *P, double **A, int m, int64_t i, 
     const int L = P->levels;
     int64_t c = ((int64_t)fault[i] + 1) * L + level[i];
     o->fallback[i] = 0;
-    o->x_final[i] = 0.0;
+    o->conductance[i] = read_true(P, 0.0, fault[i]);
     if (P->ok_c[c]) {
         o->pulses[i] = 0; o->pulse_time[i] = 0.0; o->reads[i] = 1; o->converged[i] = 1;
         return 0;
@@ -308,11 +318,12 @@ V512 static int first_avx512(const remeco_wv_t *P, double **A_, int64_t a, int64
     const int L = P->levels;
     double *A[N_ARRAYS];  /* a local copy: stores through double * cannot change it */
     for (int k = 0; k < N_ARRAYS; k++) A[k] = A_[k];
-    double *x_final = o->x_final, *pulse_time = o->pulse_time;
+    double *conductance = o->conductance, *pulse_time = o->pulse_time;
     int64_t *pulses = o->pulses, *reads = o->reads;
     uint8_t *converged = o->converged, *fallback = o->fallback;
     const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0), thr_up = _mm512_set1_pd(P->thr_up);
     const int thr_pos = P->thr_up > 0;
+    const __m512d g_reset = _mm512_set1_pd(read_true(P, 0.0, 0));  /* healthy devices at x = 0 */
     /* the class of a healthy device is (0 + 1) * L + level: the tables from L on, by level
      * (up to 16 levels a two-register permutation, else a gather) */
     const int perm = L <= 16;
@@ -343,7 +354,7 @@ V512 static int first_avx512(const remeco_wv_t *P, double **A_, int64_t a, int64
         __m512d s = _mm512_add_pd(zero, prog);
         __mmask8 fb = moving & ~ok & (thr_pos ? (~r | _mm512_cmp_pd_mask(s, thr_up, _CMP_GE_OQ)) : 0xff);
         __mmask8 keep = ~ok & ~fb;
-        _mm512_storeu_pd(x_final + i, zero);
+        _mm512_storeu_pd(conductance + i, g_reset);
         _mm512_storeu_pd(pulse_time + i, zero);
         _mm512_storeu_si512(pulses + i, _mm512_setzero_si512());
         _mm512_storeu_si512(reads + i, _mm512_set1_epi64(1));
@@ -368,10 +379,10 @@ V512 static int first_avx512(const remeco_wv_t *P, double **A_, int64_t a, int64
 
 /* Returns 0, or 2 when out of memory. */
 int remeco_write_verify(const remeco_wv_t *P, int64_t n, const int64_t *level, const int8_t *fault,
-                        const double *r_up, const double *r_down, double *x_final, int64_t *pulses,
+                        const double *r_up, const double *r_down, double *conductance, int64_t *pulses,
                         double *pulse_time, uint8_t *converged, int64_t *reads, uint8_t *fallback)
 {
-    outputs_t o = {x_final, pulse_time, pulses, reads, converged, fallback};
+    outputs_t o = {conductance, pulse_time, pulses, reads, converged, fallback};
     /* the block state, kept per thread (a fresh ~250 kB allocation per call was mapped
      * and zeroed by the kernel every time) */
     static __thread double *mem;
