@@ -106,7 +106,9 @@ when per-cell accuracy matters, use the exact method.
 
 from __future__ import annotations
 
+import math
 import numbers
+import threading
 
 import numpy as np
 import numpy.typing as npt
@@ -474,10 +476,15 @@ def fast_transfer_stack(G: np.ndarray, r_w: float, r_b: float) -> np.ndarray:
         raise ValueError(f"G must be a non-empty (T, m, n) stack, got shape {G.shape}")
     for t in range(G.shape[0]):
         _check_conductance(G[t])  # the checks and messages of NodalCrossbar
-    G = G.astype(np.float64)
+    G = np.ascontiguousarray(G, dtype=np.float64)  # read only: no copy of a float64 stack
     r_w, r_b = _check_resistance(r_w, "r_w"), _check_resistance(r_b, "r_b")
     if r_w == 0.0 or r_b == 0.0:
         return np.stack([_fast_transfer(g, r_w, r_b) for g in G])
+    from .engine.native import programming
+
+    lib = programming()
+    if lib is not None:
+        return _fast_transfer_stack_native(lib, G, r_w, r_b)
     T, m, n = G.shape
     # _bit_line_transmission of every tile: the chains are the (T n) bit lines, node i at
     # row i, so one row of the stack holds node i of every chain and the pivots advance a
@@ -518,6 +525,41 @@ def fast_transfer_stack(G: np.ndarray, r_w: float, r_b: float) -> np.ndarray:
     leak *= g_push[:, :, None]
     transfer += leak
     return transfer
+
+
+def _fast_transfer_stack_native(lib, G: np.ndarray, r_w: float, r_b: float) -> np.ndarray:
+    """:func:`fast_transfer_stack` (checked float64 stack, both resistances > 0) with its
+    element-wise steps and line solutions in C (``models/engine/ir_drop.c``: the same
+    float operations in the same order) and its two reductions per tile here, as there."""
+    T, m, n = G.shape
+    transfer = np.empty((T, m, n))
+    device, leak = _scratch((2, T, m, n))
+    if lib.remeco_fast_transfer_lines(T, m, n, G.ctypes.data, r_w, r_b, transfer.ctypes.data, device.ctypes.data,
+                                      leak.ctypes.data):
+        raise MemoryError("fast IR drop: out of memory in the C code")
+    g_push = np.empty((T, m))
+    for t in range(T):
+        total = device[t].sum(axis=1)
+        g_push[t] = np.divide(device[t] @ G[t].mean(axis=0), total, out=np.zeros(m), where=total > 0.0)
+    lib.remeco_fast_transfer_leak(T, m, n, leak.ctypes.data, g_push.ctypes.data, transfer.ctypes.data)
+    return transfer
+
+
+_SCRATCH = threading.local()
+_SCRATCH_MAX = 1 << 22  # float64 elements kept between calls (32 MB)
+
+
+def _scratch(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised float64 array of ``shape``, reused by the next call of this thread
+    (up to ``_SCRATCH_MAX`` elements): fresh pages for every tile stack cost about as much
+    as the C arithmetic on them."""
+    size = math.prod(shape)
+    held = getattr(_SCRATCH, "buf", None)
+    if held is None or held.size < size:
+        held = np.empty(size)
+        if size <= _SCRATCH_MAX:
+            _SCRATCH.buf = held
+    return held[:size].reshape(shape)
 
 
 # ----------------------------------------------------------------------------------

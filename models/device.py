@@ -1231,13 +1231,13 @@ def _write_verify_reset(levels: np.ndarray, faults: np.ndarray, r_up: np.ndarray
     transcendental functions the C loop does not evaluate). Same bits either way: every
     device is simulated on its own data by the same float operations.
 
-    ``REMECO_NO_NATIVE_WRITE_VERIFY=1`` forces the numpy loop.
+    ``REMECO_NO_NATIVE_PROGRAMMING=1`` forces the numpy loop.
     """
-    from .engine.native import write_verify
+    from .engine.native import programming
 
-    fn = write_verify()
+    lib = programming()
     n = levels.size
-    if fn is None or n == 0:
+    if lib is None or n == 0:
         parts = []
         # Chunks whose state stays in cache are faster than one pass over millions of
         # devices (1.8 M paper-LeNet devices: 1.0 -> 0.36 s); same bits.
@@ -1254,7 +1254,7 @@ def _write_verify_reset(levels: np.ndarray, faults: np.ndarray, r_up: np.ndarray
     g, pulse_time = np.empty(n), np.empty(n)
     pulses, reads = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     converged, fallback = np.empty(n, dtype=bool), np.empty(n, dtype=np.uint8)
-    status = fn(tables.struct, n, *(a.ctypes.data for a in (lv, f, ru, rd, g, pulses, pulse_time, converged, reads,
+    status = lib.remeco_write_verify(tables.struct, n, *(a.ctypes.data for a in (lv, f, ru, rd, g, pulses, pulse_time, converged, reads,
                                                                 fallback)))
     if status:
         raise MemoryError("write-and-verify: out of memory in the C loop")

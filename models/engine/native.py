@@ -15,11 +15,12 @@ is named in one warning line, removed and rebuilt instead (:mod:`remeco.models.c
 line saying why (no compiler, a compiler error, a CPU without AVX-512 VNNI); callers
 fall back to the torch path (:mod:`remeco.models.engine.torch_ops`).
 
-The same library holds the write-and-verify loop of device programming
-(``write_verify.c``, compiled with ``kernel.c``; plain C, no special CPU):
-:func:`write_verify` returns its function or None, and
-:mod:`remeco.models.device` then uses its numpy loop (the same bits).
-``REMECO_NO_KERNEL=1`` turns off both, ``REMECO_NO_NATIVE_WRITE_VERIFY=1`` the second only.
+The same library holds two parts of chip programming, plain C that needs no particular
+CPU: the write-and-verify loop (``write_verify.c``, :mod:`remeco.models.device`) and the
+fast IR-drop transfer of a tile stack (``ir_drop.c``, :mod:`remeco.models.crossbar`).
+:func:`programming` returns the library for them or None, and the callers then use their
+numpy code (the same bits). ``REMECO_NO_KERNEL=1`` turns off all of the library,
+``REMECO_NO_NATIVE_PROGRAMMING=1`` the programming parts only.
 """
 
 from __future__ import annotations
@@ -40,15 +41,17 @@ __all__ = ["KernelUnavailable", "LayerStruct", "load", "amx_available", "build",
 #: The kernel's C source.
 SOURCE = Path(__file__).with_name("kernel.c")
 #: All sources of the library: the kernel and the write-and-verify loop.
-SOURCES = (SOURCE, Path(__file__).with_name("write_verify.c"))
+SOURCES = (SOURCE, Path(__file__).with_name("write_verify.c"), Path(__file__).with_name("ir_drop.c"))
 #: Compiler flags (the target ISA is set per function in the source, so a CPU without
 #: VNNI can still load the library and be told so by ``remeco_cpu_supported``; no FMA
-#: contraction, so write_verify.c rounds every float operation as numpy does).
+#: contraction, so write_verify.c and ir_drop.c round every float operation as numpy does).
 CFLAGS = ("-O3", "-std=c11", "-fPIC", "-shared", "-fno-strict-aliasing", "-ffp-contract=off")
 #: The ABI version the Python side expects (``remeco_kernel_abi`` in kernel.c).
 ABI = 5
-#: The ABI version of write_verify.c (``remeco_write_verify_abi``; ``WriteVerifyStruct``).
+#: The ABI versions of write_verify.c (``remeco_write_verify_abi``; ``WriteVerifyStruct``)
+#: and ir_drop.c (``remeco_ir_drop_abi``).
 WV_ABI = 2
+IR_DROP_ABI = 1
 
 
 #: Kernel return codes (the enum in kernel.c) -> what they mean.
@@ -218,8 +221,8 @@ _OPENED: ctypes.CDLL | None = None
 _OPEN_ERROR: str | None = None
 _LIB: ctypes.CDLL | None = None
 _ERROR: str | None = None
-_WV: object = None
-_WV_ERROR: str | None = None
+_PROG: ctypes.CDLL | None = None
+_PROG_ERROR: str | None = None
 
 
 def _open() -> ctypes.CDLL:
@@ -280,31 +283,38 @@ def load() -> ctypes.CDLL:
     return lib
 
 
-def write_verify():
-    """The C write-and-verify loop (``remeco_write_verify`` of write_verify.c), or None.
+def programming() -> ctypes.CDLL | None:
+    """The library with its programming functions ready to call (``remeco_write_verify``,
+    ``remeco_fast_transfer_lines``, ``remeco_fast_transfer_leak``), or None.
 
-    None when ``REMECO_NO_NATIVE_WRITE_VERIFY`` is set (read on every call) or the library
-    cannot be built or loaded (the reason is not repeated here: the numpy loop gives the
-    same bits, only slower). Needs no particular CPU.
+    None when ``REMECO_NO_NATIVE_PROGRAMMING`` is set (read on every call) or the library
+    cannot be built or loaded (the reason is not repeated here: the numpy code gives the
+    same bits, only slower).
     """
-    global _WV, _WV_ERROR
-    if os.environ.get("REMECO_NO_NATIVE_WRITE_VERIFY"):
+    global _PROG, _PROG_ERROR
+    if os.environ.get("REMECO_NO_NATIVE_PROGRAMMING"):
         return None
-    if _WV is not None or _WV_ERROR is not None:
-        return _WV
+    if _PROG is not None or _PROG_ERROR is not None:
+        return _PROG
     try:
         lib = _open()
-        abi = getattr(lib, "remeco_write_verify_abi", None)
-        if abi is None or abi() != WV_ABI:
-            raise KernelUnavailable("the library's write-and-verify has another ABI version")
+        for symbol, want in (("remeco_write_verify_abi", WV_ABI), ("remeco_ir_drop_abi", IR_DROP_ABI)):
+            abi = getattr(lib, symbol, None)
+            if abi is None or abi() != want:
+                raise KernelUnavailable(f"the library's {symbol} is not {want}")
         fn = lib.remeco_write_verify
         fn.restype = ctypes.c_int
         fn.argtypes = [ctypes.POINTER(WriteVerifyStruct), ctypes.c_int64] + [ctypes.c_void_p] * 10
+        i64, f64, ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
+        lib.remeco_fast_transfer_lines.restype = ctypes.c_int
+        lib.remeco_fast_transfer_lines.argtypes = [i64, i64, i64, ptr, f64, f64] + [ptr] * 3
+        lib.remeco_fast_transfer_leak.restype = None
+        lib.remeco_fast_transfer_leak.argtypes = [i64, i64, i64] + [ptr] * 3
     except KernelUnavailable as exc:
-        _WV_ERROR = str(exc)
+        _PROG_ERROR = str(exc)
         return None
-    _WV = fn
-    return fn
+    _PROG = lib
+    return lib
 
 
 def amx_available() -> bool:

@@ -395,3 +395,26 @@ def test_fast_transfer_of_a_stack_is_each_tile_bit_for_bit():
             assert np.array_equal(got.view(np.int64), want.view(np.int64))
     with pytest.raises(ValueError, match="non-negative"):
         fast_transfer_stack(-G, 2.0, 2.0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_transfer_stack_in_c_equals_the_numpy_steps_bit_for_bit(seed, monkeypatch):
+    """The C line solutions of fast_transfer_stack (models/engine/ir_drop.c) against its
+    numpy steps (REMECO_NO_NATIVE_PROGRAMMING=1) on random stacks: device-scale and
+    zero conductances, square and oblong tiles, low and high wire resistances."""
+    from remeco.models.crossbar import fast_transfer_stack
+    from remeco.models.engine import native
+
+    if native.programming() is None:
+        pytest.skip("the C programming code is not available here")
+    rng = np.random.default_rng([seed, 11])
+    for shape in [(3, 128, 128), (2, 33, 70), (1, 70, 33), (5, 9, 1), (2, 1, 9)]:
+        G = rng.uniform(1e-7, 2e-6, shape)
+        G[rng.random(shape) < 0.05] = 0.0
+        for r_w, r_b in [(2.33, 1.88), (1e-3, 40.0), (40.0, 1e-3), tuple(rng.uniform(0.1, 10.0, 2))]:
+            got = fast_transfer_stack(G, r_w, r_b)
+            monkeypatch.setenv("REMECO_NO_NATIVE_PROGRAMMING", "1")
+            want = fast_transfer_stack(G, r_w, r_b)
+            monkeypatch.delenv("REMECO_NO_NATIVE_PROGRAMMING")
+            assert got.shape == want.shape
+            assert np.array_equal(got.view(np.int64), want.view(np.int64)), (shape, r_w, r_b)

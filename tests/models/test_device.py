@@ -581,7 +581,7 @@ _NATIVE_CASES = [  # (params, D2D, stuck-at rate)
 def native_write_verify():
     from remeco.models.engine import native
 
-    if native.write_verify() is None:
+    if native.programming() is None:
         pytest.skip("the C write-and-verify is not available here")
 
 
@@ -601,10 +601,10 @@ def test_c_write_verify_equals_the_numpy_loop_bit_for_bit(native_write_verify, m
     flat = dv._write_verify_flat
     monkeypatch.setattr(dv, "_write_verify_flat", lambda lv, *a, **k: numpy_sizes.append(lv.size) or flat(lv, *a, **k))
 
-    monkeypatch.setenv("REMECO_NO_NATIVE_WRITE_VERIFY", "1")
+    monkeypatch.setenv("REMECO_NO_NATIVE_PROGRAMMING", "1")
     want = dv.program_drawn(levels, draws, params)
     assert numpy_sizes == [levels.size]  # the switch forces the numpy loop
-    monkeypatch.delenv("REMECO_NO_NATIVE_WRITE_VERIFY")
+    monkeypatch.delenv("REMECO_NO_NATIVE_PROGRAMMING")
     for vector in (1, 0):
         monkeypatch.setattr(struct, "vector", vector)
         numpy_sizes.clear()
