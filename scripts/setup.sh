@@ -38,9 +38,10 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.remeco-setup-*
     touch "$stamp"
 fi
-# The campaign engine's fused kernel (models/engine/kernel.c, gcc): built here so that no
-# campaign compiles; where it cannot build or run, this says why and the engine uses its
-# torch path (never fatal).
+# The campaign engine's fused kernel (models/engine/kernel.c, gcc; the same library holds the
+# C write-and-verify and IR drop of chip programming, write_verify.c and ir_drop.c): built
+# here so that no campaign compiles; where it cannot build or run, this says why and the
+# engine uses its torch path, programming its numpy code (never fatal).
 .venv/bin/python -m remeco.models.engine || true
 
 # Board environment (.venv-board): pynq 4.0 pins numpy<2 and setuptools<=80, so it gets its
