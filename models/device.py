@@ -1249,6 +1249,8 @@ def _write_verify_reset(levels: np.ndarray, faults: np.ndarray, r_up: np.ndarray
     tables = _native_tables(params)
     lv = np.ascontiguousarray(levels, dtype=np.int64)
     f = np.ascontiguousarray(faults, dtype=np.int8)
+    if f.min() < -1 or f.max() > 1:  # the C loop indexes its class tables with them
+        raise ValueError("fault_map values must be -1, 0 or +1")
     ru = np.ascontiguousarray(r_up, dtype=np.float64)
     rd = np.ascontiguousarray(r_down, dtype=np.float64)
     g, pulse_time = np.empty(n), np.empty(n)
