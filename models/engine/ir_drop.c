@@ -5,8 +5,11 @@
  * the column means, a BLAS matrix-vector product) stay in numpy, between the two calls.
  *
  * Tiles are (m, n) C-contiguous float64 blocks of a (T, m, n) stack. Built into the
- * library of kernel.c by remeco.models.engine.native; called through ctypes.
+ * library of kernel.c by remeco.models.engine.native; called through ctypes. Each
+ * function is compiled twice, for AVX-512F and for the baseline, the CPU picking one
+ * when the library loads (the same IEEE operations, 8 or 2 to a vector).
  */
+#define CLONES __attribute__((target_clones("avx512f", "default")))
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -30,7 +33,7 @@ static double *scratch(size_t count)
  * driving-point factor g_z, the word lines (u); then transfer = G reach u,
  * device = g_eff u and leak = (1 - reach - g_z) (1 - u), the sneak-current factor
  * before its row's g_push. Returns 0, or 2 when out of memory. */
-int remeco_fast_transfer_lines(int64_t T, int64_t m, int64_t n, const double *G, double r_w, double r_b,
+CLONES int remeco_fast_transfer_lines(int64_t T, int64_t m, int64_t n, const double *G, double r_w, double r_b,
                                double *transfer, double *device, double *leak)
 {
     double *re = scratch((size_t)(4 * m * n));
@@ -60,16 +63,20 @@ int remeco_fast_transfer_lines(int64_t T, int64_t m, int64_t n, const double *G,
         }
         /* _word_line_voltages: chains along the columns from the open far end (n - 1),
          * one per row, held transposed */
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) { double v = dv[i * n + j] * r_w; wl[j * m + i] = v + 2.0; }
+        for (int64_t ib = 0; ib < m; ib += 8)  /* in 8 x 8 blocks: strided stores in few lines */
+            for (int64_t jb = 0; jb < n; jb += 8)
+                for (int64_t j = jb; j < (jb + 8 < n ? jb + 8 : n); j++)
+                    for (int64_t i = ib; i < (ib + 8 < m ? ib + 8 : m); i++) { double v = dv[i * n + j] * r_w; wl[j * m + i] = v + 2.0; }
         for (int64_t i = 0; i < m; i++) wl[(n - 1) * m + i] = wl[(n - 1) * m + i] - 1.0;
         for (int64_t j = n - 2; j >= 0; j--)
             for (int64_t i = 0; i < m; i++) { double inv = 1.0 / wl[(j + 1) * m + i]; wl[j * m + i] = wl[j * m + i] - inv; }
         for (int64_t k = 0; k < m * n; k++) wl[k] = 1.0 / wl[k];
         for (int64_t j = 1; j < n; j++)
             for (int64_t i = 0; i < m; i++) wl[j * m + i] = wl[(j - 1) * m + i] * wl[j * m + i];
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) uu[i * n + j] = wl[j * m + i];
+        for (int64_t ib = 0; ib < m; ib += 8)
+            for (int64_t jb = 0; jb < n; jb += 8)
+                for (int64_t i = ib; i < (ib + 8 < m ? ib + 8 : m); i++)
+                    for (int64_t j = jb; j < (jb + 8 < n ? jb + 8 : n); j++) uu[i * n + j] = wl[j * m + i];
         for (int64_t k = 0; k < m * n; k++) {
             double v = g[k] * re[k];
             tr[k] = v * uu[k];
@@ -83,7 +90,7 @@ int remeco_fast_transfer_lines(int64_t T, int64_t m, int64_t n, const double *G,
 }
 
 /* The first reflection of the sneak current: transfer += leak g_push, g_push (T, m) per row. */
-void remeco_fast_transfer_leak(int64_t T, int64_t m, int64_t n, const double *leak, const double *g_push,
+CLONES void remeco_fast_transfer_leak(int64_t T, int64_t m, int64_t n, const double *leak, const double *g_push,
                                double *transfer)
 {
     for (int64_t r = 0; r < T * m; r++) {
