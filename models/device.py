@@ -1256,8 +1256,8 @@ def _write_verify_reset(levels: np.ndarray, faults: np.ndarray, r_up: np.ndarray
     g, pulse_time = np.empty(n), np.empty(n)
     pulses, reads = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     converged, fallback = np.empty(n, dtype=bool), np.empty(n, dtype=np.uint8)
-    status = lib.remeco_write_verify(tables.struct, n, *(a.ctypes.data for a in (lv, f, ru, rd, g, pulses, pulse_time, converged, reads,
-                                                                fallback)))
+    arrays = (lv, f, ru, rd, g, pulses, pulse_time, converged, reads, fallback)
+    status = lib.remeco_write_verify(tables.struct, n, *(a.ctypes.data for a in arrays))
     if status:
         raise MemoryError("write-and-verify: out of memory in the C loop")
     back = np.flatnonzero(fallback)

@@ -548,6 +548,7 @@ def test_program_tiles_equals_program_tile_per_tile_with_read_noise():
 
 
 def test_program_drawn_in_chunks_gives_the_bits_of_one_pass(monkeypatch):
+    monkeypatch.setenv("REMECO_NO_NATIVE_PROGRAMMING", "1")  # the numpy loop's chunks
     params = DeviceParams()
     draws = dv.draw_devices((40, 50), 3, 1, 9, params=params, d2d=D2DParams(sigma_rel=0.2), stuck_at_rate=0.05)
     levels = np.random.default_rng(1).integers(0, params.levels, (40, 50))
