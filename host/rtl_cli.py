@@ -109,7 +109,9 @@ def _add_rtl(p: argparse.ArgumentParser) -> None:
                                    "critical path, plus the xc7 logic delay (synth_xilinx -abc9, sta).")
     t.add_argument("block", help=f"what to place: {', '.join(TIMING_BLOCKS)} (top: the accelerator top at "
                                  "FabricConfig sizes; the others: sized by the layer parameters)")
-    t.add_argument("--speed", type=int, default=8, metavar="GRADE", help="ECP5 speed grade 6, 7 or 8 (default 8)")
+    t.add_argument("--speed", default="8", metavar="GRADE[,GRADE]",
+                   help="ECP5 speed grade 6, 7 or 8 (default 8); several, comma-separated (6,8), place and route "
+                        "one netlist once per grade")
     t.add_argument("--freq", type=float, default=100.0, metavar="MHZ",
                    help="clock constraint for nextpnr (default 100)")
     t.add_argument("--placement-seed", dest="seed", type=int, default=1, metavar="S",
@@ -119,14 +121,15 @@ def _add_rtl(p: argparse.ArgumentParser) -> None:
                    help="nextpnr router: router1 (default) or router2 (use it for the top: router1 does not "
                         "converge there)")
     t.add_argument("--out", type=Path, metavar="DIR",
-                   help="build directory for netlists, logs and reports (default build/timing/<block>-<grade>)")
+                   help="build directory for netlists, logs and reports (default build/timing/<block>-<grade>[-<grade>])")
     t.add_argument("--no-xc7", action="store_true", help="skip the xc7 logic estimate")
     t.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="seconds per tool run (default none)")
     t.add_argument("--code-words", type=int, default=None, metavar="N",
                    help="top only: depth of the code and fault memories (default FabricConfig's)")
     t.add_argument("--desc-words", type=int, default=None, metavar="N",
                    help="top only: depth of the descriptor memory (default FabricConfig's)")
-    t.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    t.add_argument("--json", action="store_true",
+                   help="print one JSON object instead of text (several grades: one line each)")
     add_layer_arguments(t)
 
 
@@ -254,32 +257,50 @@ def _timing_component(args: argparse.Namespace):
     return components(layer_params(args), (args.block,))[args.block], f"remeco_{args.block}"
 
 
-def _timing(args: argparse.Namespace) -> int:
-    from remeco.rtl.timing import ROUTERS, SPEED_GRADES, FlowError, run_timing
+def _speeds(text: str) -> tuple[int, ...]:
+    from remeco.rtl.timing import SPEED_GRADES
 
-    if args.speed not in SPEED_GRADES:
-        raise UserError(f"--speed must be one of {', '.join(map(str, SPEED_GRADES))}, got {args.speed}")
+    try:
+        speeds = tuple(int(x) for x in str(text).split(","))
+    except ValueError:
+        speeds = ()
+    if not speeds or any(sp not in SPEED_GRADES for sp in speeds) or len(set(speeds)) != len(speeds):
+        raise UserError(f"--speed must be one of {', '.join(map(str, SPEED_GRADES))} or several of them, "
+                        f"comma-separated and distinct, got {text}")
+    return speeds
+
+
+def _timing(args: argparse.Namespace) -> int:
+    from remeco.rtl.timing import ROUTERS, FlowError, run_timing_grades
+
+    speeds = _speeds(args.speed)
     if not args.freq > 0:
         raise UserError(f"--freq must be > 0, got {args.freq:g}")
     if args.timeout is not None and not args.timeout > 0:
         raise UserError(f"--timeout must be > 0, got {args.timeout:g}")
     if args.router not in ROUTERS:
         raise UserError(f"--router must be one of {', '.join(ROUTERS)}, got {args.router!r}")
-    out = args.out if args.out is not None else Path("build") / "timing" / f"{args.block}-{args.speed}"
+    out = args.out if args.out is not None else Path("build") / "timing" / "-".join([args.block, *map(str, speeds)])
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
     comp, name = _timing_component(args)
     try:
-        rep = run_timing(comp, name, speed=args.speed, target_mhz=args.freq, workdir=out,
-                         xc7=not args.no_xc7, seed=args.seed, timeout=args.timeout, router=args.router)
+        reps = run_timing_grades(comp, name, speeds, target_mhz=args.freq, workdir=out,
+                                 xc7=not args.no_xc7, seed=args.seed, timeout=args.timeout, router=args.router)
     except FlowError as exc:
         print(f"remeco rtl timing: {exc}", file=sys.stderr)
         return 1
+    for rep in reps:
+        _print_timing(args, rep, out)
+    return 0
+
+
+def _print_timing(args: argparse.Namespace, rep, out: Path) -> None:
     doc = {**rep.to_dict(), "build_dir": str(out)}
     doc["block"] = args.block
     if args.json:
         print(json.dumps(doc))
-        return 0
+        return
     verdict = "meets" if rep.fmax_mhz >= args.freq else "MISSES"
     print(f"{args.block} on {rep.device} (yosys synth_ecp5 + nextpnr-ecp5 {args.router}, seed {args.seed})")
     print(f"  utilisation: {rep.lut:,} LUT4, {rep.ff:,} FF, {rep.bram} DP16KD, {rep.dsp} DSP, "
@@ -292,7 +313,6 @@ def _timing(args: argparse.Namespace) -> int:
         ends = f" ({rep.xc7_path[0]} -> {rep.xc7_path[-1]})" if rep.xc7_path else ""
         print(f"  xc7 logic path (synth_xilinx -abc9, sta, before routing): {rep.xc7_logic_ns:.2f} ns{ends}")
     print(f"  reports in {out}  ({', '.join(f'{k} {v:.0f} s' for k, v in rep.seconds.items())})")
-    return 0
 
 
 @command("rtl", "RTL: generate Verilog of every block and the PE, estimate FPGA resources, or place and route "

