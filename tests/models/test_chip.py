@@ -335,6 +335,7 @@ def _programming_digests() -> dict:
     from remeco.models.chip import program_layers
 
     ints = hashlib.blake2b(digest_size=16)
+    bits = hashlib.blake2b(digest_size=16)  # everything, floats bit for bit (this machine only)
     # floats: sums and position-weighted sums, compared to a relative 1e-9 (a bit-for-bit
     # digest would pin this machine's libm / BLAS kernels, not the code)
     floats = np.zeros(4)
@@ -354,9 +355,10 @@ def _programming_digests() -> dict:
                         ints.update(np.ascontiguousarray(a, dtype=np.int64).data)
                     for k, a in enumerate((p.conductance, p.transfer)):
                         a = np.asarray(a, dtype=np.float64).ravel()
+                        bits.update(np.ascontiguousarray(a).data)
                         ramp = np.cos(np.arange(a.size) * 0.618)
                         floats[2 * k : 2 * k + 2] += (a.sum(), a @ ramp)
-    return {"ints": ints.hexdigest(), "floats": floats}
+    return {"ints": ints.hexdigest(), "floats": floats, "bits": ints.hexdigest() + bits.hexdigest()}
 
 
 PINNED_FLOATS = [3.386999688148021, 0.0012057231280546434, 3.305370135158592, 0.0011879325572513376]
@@ -380,3 +382,15 @@ def test_programmed_conductances_are_pinned(programming_digests):
     and position-weighted sums to a relative 1e-9 (libm / BLAS kernels of another CPU
     may move the last bits; any change of the physics moves these far more)."""
     np.testing.assert_allclose(programming_digests["floats"], PINNED_FLOATS, rtol=1e-9)
+
+
+def test_programming_in_c_gives_the_bits_of_the_numpy_code(programming_digests, monkeypatch):
+    """The C write-and-verify and fast IR drop (models/engine/write_verify.c, ir_drop.c)
+    against the numpy code they replace (REMECO_NO_NATIVE_PROGRAMMING=1) on the pinned
+    instances: codes, fault maps, pulses, conductances and transfer matrices, every bit."""
+    from remeco.models.engine import native
+
+    if native.programming() is None:
+        pytest.skip("the C programming code is not available here")
+    monkeypatch.setenv("REMECO_NO_NATIVE_PROGRAMMING", "1")
+    assert _programming_digests()["bits"] == programming_digests["bits"]
