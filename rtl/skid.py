@@ -42,9 +42,13 @@ class SkidBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         skid_valid = Signal()
-        skid = Signal.like(self.o.payload)
+        skid = Signal.like(self.o.payload, reset_less=True)
         m.d.comb += self.i.ready.eq(~skid_valid & ~ResetSignal())
         take = self.i.valid & self.i.ready
+        with m.If(~skid_valid):
+            # the skid register follows i while it is empty: its enable is a flip-flop, and
+            # i.valid (perhaps from far away) reaches one flip-flop's logic, not its enables
+            m.d.sync += skid.eq(self.i.payload)
         with m.If(~self.o.valid | self.o.ready):
             # the main register is free: refill it from the skid register first, else from i
             with m.If(skid_valid):
@@ -52,7 +56,7 @@ class SkidBuffer(wiring.Component):
             with m.Else():
                 m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(take)]
         with m.Elif(take):
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+            m.d.sync += skid_valid.eq(1)
         return m
 
 
@@ -66,9 +70,10 @@ class RingSlice(wiring.Component):
 
     ``o.ready`` reaches only the read pointer and the two occupancy flags, never the
     payload registers' enables: the payload registers are written from ``i`` alone, so
-    a consumer whose ``ready`` is late logic far from the slice (the top's issue stage
-    and the MM2S slice by the pins) drives a few flip-flops instead of ``2 x width``
-    enables. The price is one multiplexer level on ``o.payload``.
+    a consumer whose ``ready`` is late logic far from the slice (in the top: the issue
+    stage and the MM2S slice by the pins; the S2MM slice by the pins and the S2MM ring by
+    the output FIFO) drives a few flip-flops instead of ``2 x width`` enables. The price
+    is one multiplexer level on ``o.payload``.
 
     Parameters
     ----------

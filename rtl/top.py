@@ -39,9 +39,10 @@ register and clears nothing wide, and the data registers take no reset. Register
 fan out across the array are copied per group of accumulators (the substituted codes
 per bank and vector lane, from one register by the memories, a bank's input word per
 :data:`LANE_GROUP` lanes, the drained bank and the ADC shift per vector lane; marked
-``keep``, see :data:`KEEP`). The S2MM and MM2S streams pass through register slices
-(:class:`~remeco.rtl.skid.SkidBuffer`; MM2S a :class:`~remeco.rtl.skid.RingSlice`, whose
-payload registers' enables do not see the issue stage's ready). The issue stage's
+``keep``, see :data:`KEEP`). The streams pass through register slices (rtl/skid.py):
+MM2S a :class:`~remeco.rtl.skid.RingSlice`, whose payload registers' enables do not see
+the issue stage's ready; S2MM a ring slice by the output FIFO, then a
+:class:`~remeco.rtl.skid.SkidBuffer` by the pins. The issue stage's
 ``a_cb == 0`` and ``a_tile_row == 0`` are flip-flops kept beside the counters.
 
 The on-chip fault generator is :class:`~remeco.rtl.fault_gen.FaultGenerator`.
@@ -712,28 +713,31 @@ class AcceleratorTop(wiring.Component):
         m.d.sync += [out_words[i].eq(round_shift_const(cbs[i].o.payload, fmt.code_frac)[:32]) for i in range(VL)]
         m.d.comb += [out_fifo.w_data.eq(Cat(*out_words)), out_fifo.w_en.eq(out_valid)]
 
-        # -- S2MM serializer, then a register slice (rtl/skid.py) to m_axis ------------------
-        # The slice ends the S2MM handshake at flip-flops on both sides: TREADY reaches only
-        # the slice's registers, and the serializer's beat (its FIFO read enable) sees the
-        # slice's registered ready. BUSY drops when the run's last word leaves on m_axis.
-        m.submodules.out_slice = out_slice = ResetInserter({"sync": soft})(
-            SkidBuffer(data.StructLayout({"data": 32, "last": 1}))
-        )
+        # -- S2MM serializer, then two register slices (rtl/skid.py) to m_axis --------------
+        # The slices end the S2MM handshake at flip-flops on both sides: TREADY reaches only
+        # the pin-side slice's registers, and the serializer's beat (its FIFO read enable)
+        # sees the FIFO-side ring slice's registered ready. Between the two, where the
+        # distance from the FIFO to the pins is crossed, each net starts at a flip-flop and
+        # ends in one flip-flop's logic. BUSY drops when the run's last word leaves on m_axis.
+        s2mm = data.StructLayout({"data": 32, "last": 1})
+        m.submodules.out_ring = out_ring = ResetInserter({"sync": soft})(RingSlice(s2mm))
+        m.submodules.out_slice = out_pins = ResetInserter({"sync": soft})(SkidBuffer(s2mm))
+        wiring.connect(m, out_ring.o, out_pins.i)
         lanes_out = Array(out_fifo.r_data[32 * i:32 * (i + 1)] for i in range(VL))
         last_group = Signal()  # out_vectors_left <= VL, kept in a register beside it
         last_word = (out_lane == VL - 1) & (out_neuron == n_last) & last_group
         m.d.comb += [
-            out_slice.i.valid.eq(out_fifo.r_rdy & busy),
-            out_slice.i.payload.data.eq(lanes_out[out_lane]),
-            out_slice.i.payload.last.eq(last_word),
-            self.m_axis.tvalid.eq(out_slice.o.valid),
-            self.m_axis.tdata.eq(out_slice.o.payload.data),
-            self.m_axis.tlast.eq(out_slice.o.payload.last),
-            out_slice.o.ready.eq(self.m_axis.tready),
+            out_ring.i.valid.eq(out_fifo.r_rdy & busy),
+            out_ring.i.payload.data.eq(lanes_out[out_lane]),
+            out_ring.i.payload.last.eq(last_word),
+            self.m_axis.tvalid.eq(out_pins.o.valid),
+            self.m_axis.tdata.eq(out_pins.o.payload.data),
+            self.m_axis.tlast.eq(out_pins.o.payload.last),
+            out_pins.o.ready.eq(self.m_axis.tready),
         ]
         with m.If(self.m_axis.tvalid & self.m_axis.tready & self.m_axis.tlast):
             m.d.sync += [busy.eq(0), done.eq(1)]
-        out_beat = out_slice.i.valid & out_slice.i.ready
+        out_beat = out_ring.i.valid & out_ring.i.ready
         with m.If(out_beat):
             m.d.sync += out_lane.eq(out_lane + 1)
             with m.If(out_lane == VL - 1):
