@@ -13,10 +13,10 @@ word of row ``r`` (the ``VL`` vectors' bytes; from the MM2S stream for block 0, 
 also stores it in the input buffer, from the buffer for later blocks) and the code and
 fault words at ``code_base + b * K + r``. The memories answer :data:`ISSUE_LATENCY`
 cycles later (banked block RAMs with registered outputs, :mod:`remeco.rtl.bram`, then
-the stuck-cell substitution, registered, then its copies); there every accumulator of
-the pass's bank adds its cell code when its vector's bit is 1 (emulation step 2). A pass
-(``tile_rows`` rows, or the rest of the layer) fills one of two accumulator banks; the
-next pass fills the other once the drain has emptied it.
+the stuck-cell substitution, registered); there every accumulator of the pass's bank
+adds its cell code when its vector's bit is 1 (emulation step 2). A pass (``tile_rows``
+rows, or the rest of the layer) fills one of two accumulator banks; the next pass fills
+the other once the drain has emptied it.
 
 The *drain* shifts the ``L`` columns of a full bank out of its lane 0, one per cycle
 (zeros shift in, so an emptied bank is clear for its next pass), through a pipeline of
@@ -37,13 +37,9 @@ travel in the per-bank copy of the input word (zero when the row is not the bank
 drain's shift enables are one per bank, lane and vector lane, a START is decoded into a
 register and clears nothing wide, and the data registers take no reset. Registers that
 fan out across the array are copied per group of accumulators (the substituted codes
-per bank and vector lane, from one register by the memories, a bank's input word per
-:data:`LANE_GROUP` lanes, the drained bank and the ADC shift per vector lane; marked
-``keep``, see :data:`KEEP`). The streams pass through register slices (rtl/skid.py):
-MM2S a :class:`~remeco.rtl.skid.RingSlice`, whose payload registers' enables do not see
-the issue stage's ready; S2MM a ring slice by the output FIFO, then a
-:class:`~remeco.rtl.skid.SkidBuffer` by the pins. The issue stage's
-``a_cb == 0`` and ``a_tile_row == 0`` are flip-flops kept beside the counters.
+per bank and vector lane, a bank's input word per :data:`LANE_GROUP` lanes, the drained
+bank and the ADC shift per vector lane; marked ``keep``, see :data:`KEEP`). The S2MM
+and MM2S streams pass through register slices (:class:`~remeco.rtl.skid.SkidBuffer`).
 
 The on-chip fault generator is :class:`~remeco.rtl.fault_gen.FaultGenerator`.
 
@@ -75,17 +71,16 @@ from .fault_gen import FaultGenerator
 from .fixed import bits_for, round_shift_const, round_shift_var
 from .ip import write_tcl
 from .shift_add import ShiftAdd
-from .skid import RingSlice, SkidBuffer
+from .skid import SkidBuffer
 
 __all__ = ["AcceleratorTop", "TOP_NAME", "ISSUE_LATENCY", "LANE_GROUP", "generate_top", "main"]
 
 #: Verilog module name of the top.
 TOP_NAME = "remeco_top"
 
-#: Cycles from issuing a row to accumulating it: the memories' read latency, the
-#: stuck-cell substitution's register (one, by the memories), then its copies (by the
-#: accumulators).
-ISSUE_LATENCY = READ_LATENCY + 2
+#: Cycles from issuing a row to accumulating it: the memories' read latency, then the
+#: stuck-cell substitution's register.
+ISSUE_LATENCY = READ_LATENCY + 1
 #: Depth of the output FIFO (words of ``VL`` results); the drain admits a column while
 #: the FIFO can take everything the drain holds.
 OUT_FIFO_DEPTH = 32
@@ -228,10 +223,8 @@ class AcceleratorTop(wiring.Component):
         loading = ~busy & (target != regmap.STREAM_INPUTS)
         # MM2S words enter through a register slice (rtl/skid.py): TREADY is its flip-flop,
         # and the loader's and the issue stage's ready logic ends at the slice, not at a port.
-        # A ring slice: that ready logic reaches its pointers only, not the enables of its
-        # 64 payload flip-flops (which sit by the pins). SOFT_RESET drops the (at most two)
-        # words it holds, with the rest of the stream state.
-        m.submodules.in_slice = in_slice = ResetInserter({"sync": soft})(RingSlice(32))
+        # SOFT_RESET drops the (at most two) words it holds, with the rest of the stream state.
+        m.submodules.in_slice = in_slice = ResetInserter({"sync": soft})(SkidBuffer(32))
         m.d.comb += [
             in_slice.i.valid.eq(self.s_axis.tvalid),
             in_slice.i.payload.eq(self.s_axis.tdata),
@@ -364,8 +357,6 @@ class AcceleratorTop(wiring.Component):
         # issue stage state
         a_active = Signal()
         a_cb = Signal(blocks_w)
-        a_from_stream = Signal(init=1)  # a_cb == 0, kept beside it (the MM2S ready's input)
-        a_pass_first = Signal(init=1)  # a_tile_row == 0, likewise
         a_r = Signal(k_w)
         a_tile_row = Signal(row_w)
         a_addr = Signal(bits_for(cfg.code_words))
@@ -386,9 +377,9 @@ class AcceleratorTop(wiring.Component):
         out_lane = Signal(range(VL))
 
         # -- issue stage ------------------------------------------------------------------
-        from_stream = a_from_stream
+        from_stream = a_cb == 0
         row_last = a_r == k_last
-        pass_first = a_pass_first
+        pass_first = a_tile_row == 0
         pass_last = (a_tile_row == rows - 1) | row_last
         bank_wait = pass_first & Mux(a_bank, bank_used[1], bank_used[0])  # its bank not drained yet
         can_issue = a_active & (~from_stream | s_in.valid) & ~bank_wait
@@ -414,19 +405,17 @@ class AcceleratorTop(wiring.Component):
             with m.If(pass_last):
                 m.d.sync += a_bank.eq(~a_bank)
             with m.If(row_last):
-                m.d.sync += [a_r.eq(0), a_tile_row.eq(0), a_pass_first.eq(1)]
+                m.d.sync += [a_r.eq(0), a_tile_row.eq(0)]
                 with m.If(a_cb == blocks_last):
-                    m.d.sync += [a_cb.eq(0), a_from_stream.eq(1), a_addr.eq(code_base),
-                                 a_vectors_left.eq(a_vectors_left - VL)]
+                    m.d.sync += [a_cb.eq(0), a_addr.eq(code_base), a_vectors_left.eq(a_vectors_left - VL)]
                     with m.If(a_vectors_left <= VL):
                         m.d.sync += a_active.eq(0)
                 with m.Else():
-                    m.d.sync += [a_cb.eq(a_cb + 1), a_from_stream.eq(0), a_addr.eq(a_addr + 1)]
+                    m.d.sync += [a_cb.eq(a_cb + 1), a_addr.eq(a_addr + 1)]
             with m.Else():
                 m.d.sync += [
                     a_r.eq(a_r + 1),
                     a_tile_row.eq(Mux(a_tile_row == rows - 1, 0, a_tile_row + 1)),
-                    a_pass_first.eq(a_tile_row == rows - 1),
                     a_addr.eq(a_addr + 1),
                 ]
 
@@ -441,26 +430,22 @@ class AcceleratorTop(wiring.Component):
         q_stream = _delay(m, from_stream, ISSUE_LATENCY, "q_stream")
         r_stream = _delay(m, from_stream, READ_LATENCY, "r_stream")
         r_word = _delay(m, word, READ_LATENCY, "r_word")
-        s_into = [_delay(m, can_issue & (a_bank == x), READ_LATENCY + 1, f"s_into{x}", clear=drain_clear)
+        r_into = [_delay(m, can_issue & (a_bank == x), READ_LATENCY, f"r_into{x}", clear=drain_clear)
                   for x in range(2)]
 
         # -- substitution stage: stuck cells, the input word (registered) --------------------
-        # The substituted code is registered once, by the memories (sub_q: the substitution's
-        # LUT drives one flip-flop, not registers across the array), then copied per bank and
-        # vector lane (kept apart from synthesis' register merging): each copy feeds the
-        # input_bits accumulators of its lane in one bank and vector, placed with them,
-        # instead of one register feeding 2 * VL * input_bits accumulators across the array.
+        # The substituted code is registered once per bank and vector lane (kept apart from
+        # synthesis' register merging): each copy feeds the input_bits accumulators of its
+        # lane in one bank and vector, placed with them, instead of one register feeding
+        # 2 * VL * input_bits accumulators across the array.
         eff = [[[Signal(signed(cb), name=f"eff{x}_{i}_{lane}", reset_less=True, attrs=KEEP) for lane in range(L)]
                 for i in range(VL)] for x in range(2)]
         for lane in range(L):
             raw = code_mem.r_data[lane * cb:(lane + 1) * cb].as_signed()
             f = fault_mem.r_data[2 * lane:2 * lane + 2]
-            sub_q = Signal(signed(cb), name=f"sub_q{lane}", reset_less=True)
-            m.d.sync += sub_q.eq(Mux(enable_faults & f[0], Mux(f[1], code_on, code_off), raw))
-            m.d.sync += [eff[x][i][lane].eq(sub_q) for x in range(2) for i in range(VL)]
-        # the input word, a cycle later like the codes
-        x_now = Signal(32, reset_less=True)
-        m.d.sync += x_now.eq(Mux(r_stream, r_word, in_buf.r_data))
+            sub = Mux(enable_faults & f[0], Mux(f[1], code_on, code_off), raw)
+            m.d.sync += [eff[x][i][lane].eq(sub) for x in range(2) for i in range(VL)]
+        x_now = Mux(r_stream, r_word, in_buf.r_data)
         x_word = Signal(32, reset_less=True)
         m.d.sync += x_word.eq(x_now)
         # The input word once more per bank, zero unless the row goes into that bank: row
@@ -471,7 +456,7 @@ class AcceleratorTop(wiring.Component):
         x_bank = [[Signal(32, name=f"x_bank{x}_{g}", attrs=KEEP) for g in range(groups)] for x in range(2)]
         for x in range(2):
             for g in range(groups):
-                m.d.sync += x_bank[x][g].eq(Mux(s_into[x], x_now, 0))
+                m.d.sync += x_bank[x][g].eq(Mux(r_into[x], x_now, 0))
                 with m.If(drain_clear):
                     m.d.sync += x_bank[x][g].eq(0)
 
@@ -713,31 +698,28 @@ class AcceleratorTop(wiring.Component):
         m.d.sync += [out_words[i].eq(round_shift_const(cbs[i].o.payload, fmt.code_frac)[:32]) for i in range(VL)]
         m.d.comb += [out_fifo.w_data.eq(Cat(*out_words)), out_fifo.w_en.eq(out_valid)]
 
-        # -- S2MM serializer, then two register slices (rtl/skid.py) to m_axis --------------
-        # The slices end the S2MM handshake at flip-flops on both sides: TREADY reaches only
-        # the pin-side slice's registers, and the serializer's beat (its FIFO read enable)
-        # sees the FIFO-side ring slice's registered ready. Between the two, where the
-        # distance from the FIFO to the pins is crossed, each net starts at a flip-flop and
-        # ends in one flip-flop's logic. BUSY drops when the run's last word leaves on m_axis.
-        s2mm = data.StructLayout({"data": 32, "last": 1})
-        m.submodules.out_ring = out_ring = ResetInserter({"sync": soft})(RingSlice(s2mm))
-        m.submodules.out_slice = out_pins = ResetInserter({"sync": soft})(SkidBuffer(s2mm))
-        wiring.connect(m, out_ring.o, out_pins.i)
+        # -- S2MM serializer, then a register slice (rtl/skid.py) to m_axis ------------------
+        # The slice ends the S2MM handshake at flip-flops on both sides: TREADY reaches only
+        # the slice's registers, and the serializer's beat (its FIFO read enable) sees the
+        # slice's registered ready. BUSY drops when the run's last word leaves on m_axis.
+        m.submodules.out_slice = out_slice = ResetInserter({"sync": soft})(
+            SkidBuffer(data.StructLayout({"data": 32, "last": 1}))
+        )
         lanes_out = Array(out_fifo.r_data[32 * i:32 * (i + 1)] for i in range(VL))
         last_group = Signal()  # out_vectors_left <= VL, kept in a register beside it
         last_word = (out_lane == VL - 1) & (out_neuron == n_last) & last_group
         m.d.comb += [
-            out_ring.i.valid.eq(out_fifo.r_rdy & busy),
-            out_ring.i.payload.data.eq(lanes_out[out_lane]),
-            out_ring.i.payload.last.eq(last_word),
-            self.m_axis.tvalid.eq(out_pins.o.valid),
-            self.m_axis.tdata.eq(out_pins.o.payload.data),
-            self.m_axis.tlast.eq(out_pins.o.payload.last),
-            out_pins.o.ready.eq(self.m_axis.tready),
+            out_slice.i.valid.eq(out_fifo.r_rdy & busy),
+            out_slice.i.payload.data.eq(lanes_out[out_lane]),
+            out_slice.i.payload.last.eq(last_word),
+            self.m_axis.tvalid.eq(out_slice.o.valid),
+            self.m_axis.tdata.eq(out_slice.o.payload.data),
+            self.m_axis.tlast.eq(out_slice.o.payload.last),
+            out_slice.o.ready.eq(self.m_axis.tready),
         ]
         with m.If(self.m_axis.tvalid & self.m_axis.tready & self.m_axis.tlast):
             m.d.sync += [busy.eq(0), done.eq(1)]
-        out_beat = out_ring.i.valid & out_ring.i.ready
+        out_beat = out_slice.i.valid & out_slice.i.ready
         with m.If(out_beat):
             m.d.sync += out_lane.eq(out_lane + 1)
             with m.If(out_lane == VL - 1):
@@ -765,7 +747,7 @@ class AcceleratorTop(wiring.Component):
                 blocks_last.eq(want_blocks - 1),
                 enable_faults.eq(regs.fault_control[2]),
                 code_on.eq(regs.code_on[:cb]), code_off.eq(regs.code_off[:cb]),
-                a_active.eq(1), a_cb.eq(0), a_from_stream.eq(1), a_r.eq(0), a_tile_row.eq(0), a_pass_first.eq(1),
+                a_active.eq(1), a_cb.eq(0), a_r.eq(0), a_tile_row.eq(0),
                 a_addr.eq(regs.layer_code_base), a_vectors_left.eq(regs.layer_vectors),
                 out_vectors_left.eq(regs.layer_vectors), last_group.eq(regs.layer_vectors <= VL),
                 out_neuron.eq(0), out_lane.eq(0),
