@@ -26,6 +26,7 @@ numpy code (the same bits). ``REMECO_NO_KERNEL=1`` turns off all of the library,
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import shutil
@@ -217,42 +218,47 @@ def build(verbose: bool = False) -> Path:
     raise KernelUnavailable("no writable folder for the kernel library: " + "; ".join(errors))
 
 
-_OPENED: ctypes.CDLL | None = None
-_OPEN_ERROR: str | None = None
-_LIB: ctypes.CDLL | None = None
-_ERROR: str | None = None
-_PROG: ctypes.CDLL | None = None
-_PROG_ERROR: str | None = None
+def _memoised(open_fn):
+    """``open_fn`` run once per process: its library is returned again, or the one-line
+    reason of its :class:`KernelUnavailable` raised again, on every later call."""
+    memo: dict[str, object] = {}
+
+    @functools.wraps(open_fn)
+    def get() -> ctypes.CDLL:
+        if "lib" in memo:
+            return memo["lib"]
+        if "error" in memo:
+            raise KernelUnavailable(memo["error"])
+        try:
+            memo["lib"] = open_fn()
+        except KernelUnavailable as exc:
+            memo["error"] = str(exc)
+            raise
+        return memo["lib"]
+
+    return get
 
 
+@_memoised
 def _open() -> ctypes.CDLL:
     """The library (built first if needed), opened and its ABI checked; memoised per process."""
-    global _OPENED, _OPEN_ERROR
-    if _OPENED is not None:
-        return _OPENED
-    if _OPEN_ERROR is not None:
-        raise KernelUnavailable(_OPEN_ERROR)
+    if os.environ.get("REMECO_NO_KERNEL"):
+        raise KernelUnavailable("disabled by REMECO_NO_KERNEL")
+    path = library_path() or build()
     try:
-        if os.environ.get("REMECO_NO_KERNEL"):
-            raise KernelUnavailable("disabled by REMECO_NO_KERNEL")
-        path = library_path() or build()
-        try:
-            lib = ctypes.CDLL(str(path))
-        except OSError as exc:
-            raise KernelUnavailable(f"cannot load {path}: {exc}") from None
-        try:
-            abi = lib.remeco_kernel_abi()
-        except AttributeError:  # a library, but not this kernel's
-            raise KernelUnavailable(f"{path} is not a remeco kernel (no remeco_kernel_abi)") from None
-        if abi != ABI:
-            raise KernelUnavailable(f"{path} has another ABI version")
-    except KernelUnavailable as exc:
-        _OPEN_ERROR = str(exc)
-        raise
-    _OPENED = lib
+        lib = ctypes.CDLL(str(path))
+    except OSError as exc:
+        raise KernelUnavailable(f"cannot load {path}: {exc}") from None
+    try:
+        abi = lib.remeco_kernel_abi()
+    except AttributeError:  # a library, but not this kernel's
+        raise KernelUnavailable(f"{path} is not a remeco kernel (no remeco_kernel_abi)") from None
+    if abi != ABI:
+        raise KernelUnavailable(f"{path} has another ABI version")
     return lib
 
 
+@_memoised
 def load() -> ctypes.CDLL:
     """The loaded kernel library (built first if needed); memoised per process.
 
@@ -261,25 +267,34 @@ def load() -> ctypes.CDLL:
     KernelUnavailable
         With the one-line reason; the same reason is raised again on later calls.
     """
-    global _LIB, _ERROR
-    if _LIB is not None:
-        return _LIB
-    if _ERROR is not None:
-        raise KernelUnavailable(_ERROR)
-    try:
-        lib = _open()
-        if not lib.remeco_cpu_supported():
-            raise KernelUnavailable("this CPU lacks AVX-512 VNNI / DQ (the fused kernel's instructions)")
-        lib.remeco_amx_supported.restype = ctypes.c_int
-        for name in ("remeco_layer_images_vnni", "remeco_layer_images_amx"):
-            fn = getattr(lib, name)
-            fn.restype = ctypes.c_int
-            fn.argtypes = [ctypes.POINTER(LayerStruct), ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
-                           ctypes.POINTER(ctypes.c_int64)]
-    except KernelUnavailable as exc:
-        _ERROR = str(exc)
-        raise
-    _LIB = lib
+    lib = _open()
+    if not lib.remeco_cpu_supported():
+        raise KernelUnavailable("this CPU lacks AVX-512 VNNI / DQ (the fused kernel's instructions)")
+    lib.remeco_amx_supported.restype = ctypes.c_int
+    for name in ("remeco_layer_images_vnni", "remeco_layer_images_amx"):
+        fn = getattr(lib, name)
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.POINTER(LayerStruct), ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                       ctypes.POINTER(ctypes.c_int64)]
+    return lib
+
+
+@_memoised
+def _programming() -> ctypes.CDLL:
+    """The library with its programming functions' ABIs checked and signatures set."""
+    lib = _open()
+    for symbol, want in (("remeco_write_verify_abi", WV_ABI), ("remeco_ir_drop_abi", IR_DROP_ABI)):
+        abi = getattr(lib, symbol, None)
+        if abi is None or abi() != want:
+            raise KernelUnavailable(f"the library's {symbol} is not {want}")
+    fn = lib.remeco_write_verify
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.POINTER(WriteVerifyStruct), ctypes.c_int64] + [ctypes.c_void_p] * 10
+    i64, f64, ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
+    lib.remeco_fast_transfer_lines.restype = ctypes.c_int
+    lib.remeco_fast_transfer_lines.argtypes = [i64, i64, i64, ptr, f64, f64] + [ptr] * 3
+    lib.remeco_fast_transfer_leak.restype = None
+    lib.remeco_fast_transfer_leak.argtypes = [i64, i64, i64] + [ptr] * 3
     return lib
 
 
@@ -291,30 +306,12 @@ def programming() -> ctypes.CDLL | None:
     cannot be built or loaded (the reason is not repeated here: the numpy code gives the
     same bits, only slower).
     """
-    global _PROG, _PROG_ERROR
     if os.environ.get("REMECO_NO_NATIVE_PROGRAMMING"):
         return None
-    if _PROG is not None or _PROG_ERROR is not None:
-        return _PROG
     try:
-        lib = _open()
-        for symbol, want in (("remeco_write_verify_abi", WV_ABI), ("remeco_ir_drop_abi", IR_DROP_ABI)):
-            abi = getattr(lib, symbol, None)
-            if abi is None or abi() != want:
-                raise KernelUnavailable(f"the library's {symbol} is not {want}")
-        fn = lib.remeco_write_verify
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.POINTER(WriteVerifyStruct), ctypes.c_int64] + [ctypes.c_void_p] * 10
-        i64, f64, ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
-        lib.remeco_fast_transfer_lines.restype = ctypes.c_int
-        lib.remeco_fast_transfer_lines.argtypes = [i64, i64, i64, ptr, f64, f64] + [ptr] * 3
-        lib.remeco_fast_transfer_leak.restype = None
-        lib.remeco_fast_transfer_leak.argtypes = [i64, i64, i64] + [ptr] * 3
-    except KernelUnavailable as exc:
-        _PROG_ERROR = str(exc)
+        return _programming()
+    except KernelUnavailable:
         return None
-    _PROG = lib
-    return lib
 
 
 def amx_available() -> bool:
